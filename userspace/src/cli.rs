@@ -1,0 +1,243 @@
+//! Command-line parsing (clap) and validation before anything is attached.
+
+use std::{ops::RangeInclusive, str::FromStr, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+use crate::{loader::XdpModeChoice, xsk::ZeroCopy};
+
+/// `--queues all|N|A-B`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueSpec {
+    /// Every RX queue of the interface.
+    All,
+    /// The queues in this inclusive range.
+    Range(RangeInclusive<u32>),
+}
+
+impl FromStr for QueueSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "all" {
+            return Ok(QueueSpec::All);
+        }
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{s}` is not all, N or A-B"))
+        };
+        match s.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    return Err(format!("queue range `{s}` is empty"));
+                }
+                Ok(QueueSpec::Range(a..=b))
+            }
+            None => {
+                let n = parse(s)?;
+                Ok(QueueSpec::Range(n..=n))
+            }
+        }
+    }
+}
+
+impl QueueSpec {
+    /// The queue indexes, given the interface's RX queue count.
+    pub fn resolve(&self, available: u32) -> Result<Vec<u32>, String> {
+        match self {
+            QueueSpec::All => Ok((0..available).collect()),
+            QueueSpec::Range(r) => {
+                if *r.end() >= available {
+                    return Err(format!(
+                        "queue {} does not exist: the interface has {available} RX queue(s) \
+                         (see `ethtool -l`)",
+                        r.end()
+                    ));
+                }
+                Ok(r.clone().collect())
+            }
+        }
+    }
+}
+
+/// A `--port` value: `P` or `A-B`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRange(pub RangeInclusive<u16>);
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("`{s}` is not a port (0-65535) or a range A-B"))
+        };
+        match s.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    return Err(format!("port range `{s}` is empty"));
+                }
+                Ok(PortRange(a..=b))
+            }
+            None => {
+                let p = parse(s)?;
+                Ok(PortRange(p..=p))
+            }
+        }
+    }
+}
+
+/// `--capture udp|all`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum CaptureChoice {
+    /// UDP to the `--port`s.
+    #[default]
+    Udp,
+    /// Every frame on the queues.
+    All,
+}
+
+/// xdpstack: receive UDP through AF_XDP at rates the socket path cannot reach.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xdpstack",
+    version,
+    about,
+    after_help = "Examples:\n  \
+        xdpstack -i eth0 --port 9000              receive UDP port 9000 on every queue\n  \
+        xdpstack -i eth0 --port 9000-9010 -c 1000 stop after 1000 packets\n  \
+        xdpstack -i eth0 --capture all --duration 10\n\n\
+        Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)."
+)]
+pub struct Cli {
+    /// Interface to attach to.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub iface: String,
+
+    /// RX queues to serve: `all`, `N`, or `A-B`.
+    #[arg(long, default_value = "all", value_name = "all|N|A-B")]
+    pub queues: QueueSpec,
+
+    /// UDP destination port or range to steer (repeatable, comma-separated).
+    #[arg(long = "port", value_name = "P|A-B", value_delimiter = ',')]
+    pub ports: Vec<PortRange>,
+
+    /// What to steer into the stack: UDP to the ports, or every frame.
+    #[arg(long, value_enum, default_value_t)]
+    pub capture: CaptureChoice,
+
+    /// XDP attach mode.
+    #[arg(long = "xdp-mode", value_enum, default_value_t)]
+    pub xdp_mode: XdpModeChoice,
+
+    /// AF_XDP zero-copy: `auto` takes it when the driver offers it.
+    #[arg(long = "zero-copy", value_enum, default_value_t)]
+    pub zero_copy: ZeroCopy,
+
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many packets.
+    #[arg(short = 'c', long = "count", value_name = "COUNT")]
+    pub count: Option<u64>,
+
+    /// Descriptors handled per poll round.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub budget: u32,
+
+    /// Frames in each queue's UMEM.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub frames: u32,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!(
+            "duration `{s}` must be a positive number of seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Cli {
+    /// Checks across options that clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.capture == CaptureChoice::Udp && self.ports.is_empty() {
+            return Err(
+                "--capture udp needs at least one --port (or use --capture all)".to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The distinct ports of every `--port`, sorted.
+    pub fn port_list(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.ports.iter().flat_map(|r| r.0.clone()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xdpstack").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn queue_specs() {
+        assert_eq!("all".parse::<QueueSpec>(), Ok(QueueSpec::All));
+        assert_eq!("3".parse::<QueueSpec>(), Ok(QueueSpec::Range(3..=3)));
+        assert_eq!("1-4".parse::<QueueSpec>(), Ok(QueueSpec::Range(1..=4)));
+        assert!("4-1".parse::<QueueSpec>().is_err());
+        assert!("x".parse::<QueueSpec>().is_err());
+        assert_eq!(QueueSpec::All.resolve(2), Ok(vec![0, 1]));
+        assert_eq!(QueueSpec::Range(1..=1).resolve(2), Ok(vec![1]));
+        assert!(QueueSpec::Range(0..=2).resolve(2).is_err());
+    }
+
+    #[test]
+    fn ports_accept_lists_and_ranges() {
+        let cli = parse(&["-i", "eth0", "--port", "9000,9002-9003", "--port", "9000"]).unwrap();
+        assert_eq!(cli.port_list(), vec![9000, 9002, 9003]);
+        assert!(parse(&["-i", "eth0", "--port", "70000"]).is_err());
+        assert!(parse(&["-i", "eth0", "--port", "9-1"]).is_err());
+    }
+
+    #[test]
+    fn udp_capture_needs_a_port() {
+        let cli = parse(&["-i", "eth0"]).unwrap();
+        assert!(cli.validate().unwrap_err().contains("--port"));
+        let cli = parse(&["-i", "eth0", "--capture", "all"]).unwrap();
+        assert!(cli.validate().is_ok());
+    }
+
+    #[test]
+    fn durations_must_be_positive() {
+        assert!(parse(&["-i", "e", "--duration", "0"]).is_err());
+        assert!(parse(&["-i", "e", "--duration", "-1"]).is_err());
+        assert!(parse(&["-i", "e", "--duration", "nan"]).is_err());
+        let cli = parse(&["-i", "e", "--duration", "1.5"]).unwrap();
+        assert_eq!(cli.duration, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn interface_is_required() {
+        assert!(parse(&["--port", "1"]).is_err());
+    }
+}

@@ -1,0 +1,451 @@
+//! Loading, configuring and attaching the XDP program (aya).
+//!
+//! The program is attached through a `bpf_link` only: the link belongs to this
+//! process's file descriptor, so the kernel detaches the program when the process
+//! exits, panics or is killed with SIGKILL, and nothing is ever pinned. A program
+//! already on the interface (ours from another process, or anyone's) makes the
+//! attach fail with EBUSY/EEXIST; we report it and never replace it.
+
+use std::{ffi::CString, io, os::fd::AsRawFd};
+
+use aya::{
+    Ebpf, EbpfError,
+    maps::{Array, Map, MapError, PerCpuArray, XskMap},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, links::FdLink},
+};
+use xdp_ebpf::{
+    CONFIG_MAP, COUNTER_COUNT, Config, Counter, PORT_BITMAP_WORDS, PORTS_MAP, PROGRAM_NAME,
+    STATS_MAP, SteerMode, XSKS_MAP,
+};
+
+/// The XDP object, built by `build.rs` from the `xdp-ebpf` crate.
+static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpstack-xdp"));
+
+/// How to attach: `--xdp-mode auto|drv|skb`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum XdpModeChoice {
+    /// Native (driver) mode, falling back to generic mode when the driver has no XDP.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Drv,
+    /// Generic (SKB) mode only: works on any interface, slower.
+    Skb,
+}
+
+/// The mode the program was attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachedMode {
+    /// Native XDP in the driver.
+    Drv,
+    /// Generic XDP in the kernel's receive path.
+    Skb,
+}
+
+impl std::fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttachedMode::Drv => "drv",
+            AttachedMode::Skb => "skb",
+        })
+    }
+}
+
+/// Errors from loading, configuring or attaching the XDP program.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// The kernel refused the `bpf()` syscall for lack of privileges.
+    #[error("loading the XDP program needs CAP_BPF and CAP_NET_ADMIN (run as root): {source}")]
+    Privileges {
+        /// The underlying error.
+        #[source]
+        source: EbpfError,
+    },
+    /// Any other failure to load the object (verifier, missing map...).
+    #[error("loading the XDP program failed: {source}")]
+    Load {
+        /// The underlying error.
+        #[source]
+        source: EbpfError,
+    },
+    /// The program did not pass the verifier or could not be loaded.
+    #[error("the kernel refused the XDP program: {source}")]
+    Program {
+        /// The underlying error.
+        #[source]
+        source: ProgramError,
+    },
+    /// A map of the ABI is missing or has the wrong type.
+    #[error("XDP map {name}: {source}")]
+    Map {
+        /// The map's name.
+        name: &'static str,
+        /// The underlying error.
+        #[source]
+        source: MapError,
+    },
+    /// No such interface.
+    #[error("interface {0} not found (see `ip link`)")]
+    UnknownInterface(String),
+    /// An XDP program is already attached; we never replace it.
+    #[error(
+        "interface {iface} already has an XDP program attached; xdpstack never replaces it: \
+         detach it first (`ip link set dev {iface} xdp off`) or use another interface"
+    )]
+    ForeignProgram {
+        /// The interface.
+        iface: String,
+    },
+    /// `--xdp-mode drv` on a driver without native XDP.
+    #[error("the driver of {iface} has no native XDP support; use `--xdp-mode skb` (or `auto`)")]
+    NoNativeXdp {
+        /// The interface.
+        iface: String,
+    },
+    /// Attaching needs CAP_NET_ADMIN.
+    #[error("attaching XDP to {iface} needs CAP_NET_ADMIN and CAP_BPF (run as root)")]
+    AttachPrivileges {
+        /// The interface.
+        iface: String,
+    },
+    /// The kernel gave no bpf_link for XDP, so a crash would leave the program attached.
+    #[error(
+        "the kernel attached XDP to {iface} without a bpf_link (kernel older than 5.9?); \
+         refusing, because the program would stay attached after a crash"
+    )]
+    NoBpfLink {
+        /// The interface.
+        iface: String,
+    },
+    /// Any other attach failure.
+    #[error("attaching XDP to {iface} in {mode} mode failed: {source}")]
+    Attach {
+        /// The interface.
+        iface: String,
+        /// The mode tried.
+        mode: AttachedMode,
+        /// The underlying error.
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// Totals of the XDP program's per-CPU counters, indexed by [`Counter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpCounters([u64; COUNTER_COUNT as usize]);
+
+impl XdpCounters {
+    /// The value of `counter`.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.0[counter.index() as usize]
+    }
+
+    /// Sum of the malformed counters.
+    pub fn malformed(&self) -> u64 {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.is_malformed())
+            .map(|&c| self.get(c))
+            .sum()
+    }
+
+    /// Every counter with its name, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+
+    /// The difference `self - earlier`, counter by counter.
+    pub fn since(&self, earlier: &XdpCounters) -> XdpCounters {
+        let mut out = [0; COUNTER_COUNT as usize];
+        for (o, (a, b)) in out.iter_mut().zip(self.0.iter().zip(earlier.0.iter())) {
+            *o = a.wrapping_sub(*b);
+        }
+        XdpCounters(out)
+    }
+}
+
+/// The loaded XDP program and its maps, attached to at most one interface.
+///
+/// Dropping it detaches the program (the link's fd is closed) and frees the maps.
+#[derive(Debug)]
+pub struct XdpProgram {
+    // Field order matters for drop: the link goes before the object.
+    link: Option<FdLink>,
+    attached: Option<(String, AttachedMode)>,
+    ebpf: Ebpf,
+}
+
+/// EPERM is what the kernel says without CAP_BPF/CAP_NET_ADMIN. (EACCES is the
+/// verifier's answer to a program it rejects, not a privilege problem.)
+fn is_permission_error(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EPERM)
+}
+
+fn program_error_errno(err: &ProgramError) -> Option<i32> {
+    match err {
+        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        _ => {
+            // The netlink fallback reports errno inside its own error type; find an
+            // io::Error anywhere in the chain.
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<io::Error>() {
+                    return io.raw_os_error();
+                }
+                source = e.source();
+            }
+            None
+        }
+    }
+}
+
+fn ebpf_error_is_permission(err: &EbpfError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && is_permission_error(io)
+        {
+            return true;
+        }
+        if let Some(ProgramError::LoadError { io_error, .. }) = e.downcast_ref::<ProgramError>()
+            && is_permission_error(io_error)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The index of interface `name`, if it exists.
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string; if_nametoindex only reads it.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+impl XdpProgram {
+    /// Load the embedded object and the program into the kernel (this runs the
+    /// verifier); nothing is attached yet. The configuration starts as "steer
+    /// nothing".
+    pub fn load() -> Result<Self, LoaderError> {
+        let mut ebpf = Ebpf::load(XDP_OBJECT).map_err(|source| {
+            if ebpf_error_is_permission(&source) {
+                LoaderError::Privileges { source }
+            } else {
+                LoaderError::Load { source }
+            }
+        })?;
+        let program = Self::program_mut(&mut ebpf)?;
+        program.load().map_err(|source| match &source {
+            ProgramError::LoadError { io_error, .. } if is_permission_error(io_error) => {
+                LoaderError::Privileges {
+                    source: EbpfError::ProgramError(source),
+                }
+            }
+            _ => LoaderError::Program { source },
+        })?;
+        Ok(Self {
+            link: None,
+            attached: None,
+            ebpf,
+        })
+    }
+
+    fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+        let program = ebpf.program_mut(PROGRAM_NAME).ok_or(LoaderError::Program {
+            source: ProgramError::UnexpectedProgramType,
+        })?;
+        program
+            .try_into()
+            .map_err(|source| LoaderError::Program { source })
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, LoaderError> {
+        self.ebpf.map_mut(name).ok_or(LoaderError::Map {
+            name,
+            source: MapError::InvalidName {
+                name: name.to_string(),
+            },
+        })
+    }
+
+    /// Set the steering policy: `mode`, and in `Udp` mode the destination ports.
+    ///
+    /// Ports are written before the mode so that a running program never steers a
+    /// half-written set.
+    pub fn configure(&mut self, mode: SteerMode, ports: &[u16]) -> Result<(), LoaderError> {
+        let mut words = vec![0u64; PORT_BITMAP_WORDS as usize];
+        for &p in ports {
+            words[usize::from(p >> 6)] |= 1 << (p & 63);
+        }
+        let map_err = |name| move |source| LoaderError::Map { name, source };
+        let mut bitmap: Array<_, u64> =
+            Array::try_from(self.map_mut(PORTS_MAP)?).map_err(map_err(PORTS_MAP))?;
+        for (i, w) in words.iter().enumerate() {
+            bitmap.set(i as u32, *w, 0).map_err(map_err(PORTS_MAP))?;
+        }
+        let mut config: Array<_, Config> =
+            Array::try_from(self.map_mut(CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
+        config
+            .set(0, Config::new(mode), 0)
+            .map_err(map_err(CONFIG_MAP))
+    }
+
+    /// Attach to `iface` through a bpf_link. `Auto` tries driver mode and falls back
+    /// to generic mode only when the driver has no native XDP.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        choice: XdpModeChoice,
+    ) -> Result<AttachedMode, LoaderError> {
+        let index = if_index(iface).ok_or_else(|| LoaderError::UnknownInterface(iface.into()))?;
+        let modes: &[AttachedMode] = match choice {
+            XdpModeChoice::Auto => &[AttachedMode::Drv, AttachedMode::Skb],
+            XdpModeChoice::Drv => &[AttachedMode::Drv],
+            XdpModeChoice::Skb => &[AttachedMode::Skb],
+        };
+        let mut last = None;
+        for &mode in modes {
+            match self.attach_mode(iface, index, mode) {
+                Ok(()) => {
+                    self.attached = Some((iface.to_string(), mode));
+                    return Ok(mode);
+                }
+                Err(e @ LoaderError::NoNativeXdp { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| LoaderError::NoNativeXdp {
+            iface: iface.into(),
+        }))
+    }
+
+    fn attach_mode(
+        &mut self,
+        iface: &str,
+        index: u32,
+        mode: AttachedMode,
+    ) -> Result<(), LoaderError> {
+        let xdp_mode = match mode {
+            AttachedMode::Drv => XdpMode::Driver,
+            AttachedMode::Skb => XdpMode::Skb,
+        };
+        let program = Self::program_mut(&mut self.ebpf)?;
+        let id = program
+            .attach_to_if_index(index, xdp_mode)
+            .map_err(|source| match program_error_errno(&source) {
+                Some(libc::EBUSY | libc::EEXIST) => LoaderError::ForeignProgram {
+                    iface: iface.into(),
+                },
+                Some(libc::EOPNOTSUPP) if mode == AttachedMode::Drv => LoaderError::NoNativeXdp {
+                    iface: iface.into(),
+                },
+                Some(libc::EPERM | libc::EACCES) => LoaderError::AttachPrivileges {
+                    iface: iface.into(),
+                },
+                _ => LoaderError::Attach {
+                    iface: iface.into(),
+                    mode,
+                    source,
+                },
+            })?;
+        let link = program
+            .take_link(id)
+            .map_err(|source| LoaderError::Attach {
+                iface: iface.into(),
+                mode,
+                source,
+            })?;
+        // aya falls back to a netlink attach when bpf_link_create says EINVAL; such an
+        // attachment outlives the process. Undo it and refuse.
+        match FdLink::try_from(link) {
+            Ok(fd_link) => {
+                self.link = Some(fd_link);
+                Ok(())
+            }
+            Err(_) => Err(LoaderError::NoBpfLink {
+                iface: iface.into(),
+            }),
+        }
+    }
+
+    /// The interface and mode we are attached in, if attached.
+    pub fn attached(&self) -> Option<(&str, AttachedMode)> {
+        self.attached.as_ref().map(|(i, m)| (i.as_str(), *m))
+    }
+
+    /// Detach now (dropping the program does the same).
+    pub fn detach(&mut self) {
+        self.link = None;
+        self.attached = None;
+    }
+
+    /// Register the AF_XDP socket `fd` for RX queue `queue`.
+    pub fn register_socket(&mut self, queue: u32, fd: impl AsRawFd) -> Result<(), LoaderError> {
+        let map_err = |source| LoaderError::Map {
+            name: XSKS_MAP,
+            source,
+        };
+        let mut xsks = XskMap::try_from(self.map_mut(XSKS_MAP)?).map_err(map_err)?;
+        xsks.set(queue, fd, 0).map_err(map_err)
+    }
+
+    /// Remove the socket of RX queue `queue`; its traffic then goes to the kernel.
+    pub fn unregister_socket(&mut self, queue: u32) -> Result<(), LoaderError> {
+        let map_err = |source| LoaderError::Map {
+            name: XSKS_MAP,
+            source,
+        };
+        let mut xsks = XskMap::try_from(self.map_mut(XSKS_MAP)?).map_err(map_err)?;
+        xsks.unset(queue).map_err(map_err)
+    }
+
+    /// The program's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<XdpCounters, LoaderError> {
+        let map_err = |source| LoaderError::Map {
+            name: STATS_MAP,
+            source,
+        };
+        let map = self.ebpf.map(STATS_MAP).ok_or(LoaderError::Map {
+            name: STATS_MAP,
+            source: MapError::InvalidName {
+                name: STATS_MAP.into(),
+            },
+        })?;
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err)?;
+        let mut out = [0u64; COUNTER_COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let per_cpu = stats.get(&(i as u32), 0).map_err(map_err)?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(XdpCounters(out))
+    }
+
+    /// Run the program once over `frame` with BPF_PROG_TEST_RUN and return its XDP
+    /// action. `rx` gives the ingress interface index and RX queue the frame appears
+    /// to arrive on (queue 0 of no interface when `None`). The counters count the
+    /// run like a real frame.
+    pub fn test_run(&mut self, frame: &[u8], rx: Option<(u32, u32)>) -> Result<u32, LoaderError> {
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex }: the kernel wants the pointers zero.
+        let mut ctx = [0u8; 24];
+        if let Some((ifindex, queue)) = rx {
+            ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+            ctx[16..20].copy_from_slice(&queue.to_ne_bytes());
+        }
+        let program = Self::program_mut(&mut self.ebpf)?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        if rx.is_some() {
+            opts.ctx_in = Some(&ctx);
+        }
+        program
+            .test_run(opts)
+            .map(|r| r.return_value)
+            .map_err(|source| LoaderError::Program { source })
+    }
+}

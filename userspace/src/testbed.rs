@@ -1,0 +1,284 @@
+//! A veth testbed: two network namespaces joined by a veth pair, with RFC 2544
+//! benchmarking addresses (198.18.0.0/15) and ULA IPv6 (fd00::/8).
+//!
+//! ```text
+//!   netns NAME-stack                     netns NAME-peer
+//!   NAMEs 198.18.0.1/24 fd00::1/64 <==> NAMEp 198.18.0.2/24 fd00::2/64
+//!   (xdpstack attaches here)             (traffic generators run here)
+//! ```
+//!
+//! Built with iproute2's `ip` rather than a netlink crate: `ip` is on every machine
+//! this runs on, its commands are what a user would type to reproduce a testbed, and
+//! the Rust netlink crates pull in an async runtime for a handful of calls.
+//!
+//! [`Testbed`] removes both namespaces (and with them the veth pair) on drop, even
+//! when a test fails; [`Testbed::remove`] removes a testbed left by a crash.
+
+use std::{
+    fs::File,
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+    process::{Command, Output},
+};
+
+/// IPv4 address of the stack side.
+pub const STACK_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// IPv4 address of the peer side.
+pub const PEER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// IPv6 address of the stack side.
+pub const STACK_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// IPv6 address of the peer side.
+pub const PEER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+/// Longest testbed name: interface names are `NAMEs`/`NAMEp`, at most 15 bytes.
+pub const MAX_NAME_LEN: usize = 14;
+
+/// Errors building or tearing down a testbed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    /// A name that cannot make valid interface names.
+    #[error(
+        "testbed name `{0}` must be 1-{MAX_NAME_LEN} characters of [a-z0-9-] \
+         (it prefixes interface names)"
+    )]
+    BadName(String),
+    /// `ip` could not be run.
+    #[error("running `ip` failed: {0} (install iproute2: `cargo xtask setup`)")]
+    Spawn(#[source] io::Error),
+    /// `ip` said no.
+    #[error("`{command}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// Entering a namespace failed.
+    #[error("entering network namespace {ns} failed: {source}")]
+    Setns {
+        /// The namespace.
+        ns: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A live testbed; dropping it removes it.
+#[derive(Debug)]
+pub struct Testbed {
+    name: String,
+    queues: u32,
+}
+
+fn ip(args: &[&str]) -> Result<Output, TestbedError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(TestbedError::Spawn)?;
+    if !out.status.success() {
+        return Err(TestbedError::Command {
+            command: format!("ip {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl Testbed {
+    /// Create testbed `name` with `queues` RX/TX queues on each veth end.
+    ///
+    /// Fails if a testbed of that name exists; a half-built testbed is removed.
+    pub fn create(name: &str, queues: u32) -> Result<Self, TestbedError> {
+        if !valid_name(name) {
+            return Err(TestbedError::BadName(name.to_string()));
+        }
+        let bed = Testbed {
+            name: name.to_string(),
+            queues: queues.max(1),
+        };
+        // From here on, `bed`'s Drop removes whatever part was built.
+        let (ns_s, ns_p) = (bed.stack_ns(), bed.peer_ns());
+        let (if_s, if_p) = (bed.stack_if(), bed.peer_if());
+        let q = bed.queues.to_string();
+        ip(&["netns", "add", &ns_s])?;
+        ip(&["netns", "add", &ns_p])?;
+        ip(&[
+            "link",
+            "add",
+            &if_s,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &ns_s,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &if_p,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &ns_p,
+        ])?;
+        for (ns, dev, v4, v6) in [
+            (&ns_s, &if_s, STACK_V4, STACK_V6),
+            (&ns_p, &if_p, PEER_V4, PEER_V6),
+        ] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev])?;
+            ip(&[
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        Ok(bed)
+    }
+
+    /// Remove testbed `name` if it exists (after a crash, `testbed down`).
+    /// Deleting the namespaces deletes the veth pair with them.
+    pub fn remove(name: &str) -> Result<(), TestbedError> {
+        if !valid_name(name) {
+            return Err(TestbedError::BadName(name.to_string()));
+        }
+        let mut first_err = None;
+        for ns in [format!("{name}-stack"), format!("{name}-peer")] {
+            if Path::new("/run/netns").join(&ns).exists()
+                && let Err(e) = ip(&["netns", "del", &ns])
+            {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// True when testbed `name` exists.
+    pub fn exists(name: &str) -> bool {
+        Path::new("/run/netns")
+            .join(format!("{name}-stack"))
+            .exists()
+    }
+
+    /// The testbed's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// RX queues per veth end.
+    pub fn queues(&self) -> u32 {
+        self.queues
+    }
+
+    /// Namespace of the stack side.
+    pub fn stack_ns(&self) -> String {
+        format!("{}-stack", self.name)
+    }
+
+    /// Namespace of the peer side.
+    pub fn peer_ns(&self) -> String {
+        format!("{}-peer", self.name)
+    }
+
+    /// Interface of the stack side.
+    pub fn stack_if(&self) -> String {
+        format!("{}s", self.name)
+    }
+
+    /// Interface of the peer side.
+    pub fn peer_if(&self) -> String {
+        format!("{}p", self.name)
+    }
+
+    /// A command that runs `program` inside the stack namespace.
+    pub fn stack_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        netns_command(&self.stack_ns(), program)
+    }
+
+    /// A command that runs `program` inside the peer namespace.
+    pub fn peer_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        netns_command(&self.peer_ns(), program)
+    }
+
+    /// Run `f` on a thread that has entered the peer namespace: sockets it creates
+    /// live there (and keep working after the thread ends).
+    pub fn in_peer<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
+        in_netns(&self.peer_ns(), f)
+    }
+
+    /// Run `f` on a thread that has entered the stack namespace.
+    pub fn in_stack<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
+        in_netns(&self.stack_ns(), f)
+    }
+
+    /// A peer-side IP address of the given family.
+    pub fn peer_addr(v6: bool) -> IpAddr {
+        if v6 { PEER_V6.into() } else { PEER_V4.into() }
+    }
+
+    /// A stack-side IP address of the given family.
+    pub fn stack_addr(v6: bool) -> IpAddr {
+        if v6 { STACK_V6.into() } else { STACK_V4.into() }
+    }
+}
+
+use std::path::Path;
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if let Err(e) = Testbed::remove(&self.name) {
+            eprintln!("testbed {}: cleanup failed: {e}", self.name);
+        }
+    }
+}
+
+/// `ip netns exec NS program`.
+pub fn netns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(program);
+    cmd
+}
+
+/// Run `f` on a new thread that has joined network namespace `ns` (setns(2) affects
+/// only the calling thread, so the caller's namespace is untouched).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
+    let path = Path::new("/run/netns").join(ns);
+    let setns_err = |source| TestbedError::Setns {
+        ns: ns.to_string(),
+        source,
+    };
+    let file = File::open(&path).map_err(setns_err)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: `file` is an open namespace file; setns only changes this
+            // thread's network namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(setns_err(io::Error::last_os_error()));
+            }
+            Ok(f())
+        })
+        .join()
+        .expect("thread in netns panicked")
+    })
+}

@@ -2,16 +2,14 @@
 //!
 //! An XDP program (crate `xdp-ebpf`) steers the chosen UDP traffic into AF_XDP
 //! sockets, one per RX queue, and passes everything else to the kernel. This library
-//! loads and attaches that program ([`loader`]), owns the sockets ([`xsk`]), runs the
-//! receive loop ([`stack`]) and builds veth testbeds ([`testbed`]).
+//! loads and attaches that program ([`loader`]), owns the sockets ([`xsk`]) and runs the
+//! receive loop ([`stack`]).
 #![deny(unsafe_code)]
 
 pub mod cli;
 #[allow(unsafe_code)]
 pub mod loader;
 pub mod stack;
-#[allow(unsafe_code)]
-pub mod testbed;
 #[allow(unsafe_code)]
 pub mod xsk;
 

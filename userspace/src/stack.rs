@@ -163,9 +163,10 @@ impl Summary {
             );
         }
         let _ = write!(s, "  xdp:");
-        for (name, v) in &self.xdp {
-            if *v != 0 || *name == "seen" {
-                let _ = write!(s, " {name} {v}");
+        for counter in xdp_ebpf::Counter::ALL {
+            let v = self.xdp.get(counter.name()).copied().unwrap_or(0);
+            if v != 0 || counter == xdp_ebpf::Counter::Seen {
+                let _ = write!(s, " {} {v}", counter.name());
             }
         }
         s.push('\n');

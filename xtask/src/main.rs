@@ -1,1 +1,249 @@
-fn main() {}
+//! `cargo xtask`: set up, build, demo, test and testbeds for xdpstack.
+#![deny(unsafe_code)]
+
+mod demo;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use xdpstack_testbed::Testbed;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test xdpstack")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install every prerequisite that is missing (apt packages, nightly rust-src,
+    /// bpf-linker). Idempotent.
+    Setup,
+    /// Set up and build the `xdpstack` binary (the XDP program is embedded in it).
+    Build {
+        /// Optimised build.
+        #[arg(long)]
+        release: bool,
+    },
+    /// With no ARGS: a demo on a veth testbed. With `-- ARGS`: run `xdpstack ARGS`.
+    Run {
+        /// Arguments for `xdpstack` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The whole test suite: formatting, clippy, unit tests, root integration tests.
+    Test {
+        /// Extra arguments for the integration tests' harness (e.g. a test name).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Create or remove a veth testbed in two network namespaces.
+    Testbed {
+        #[command(subcommand)]
+        action: TestbedCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TestbedCmd {
+    /// Create the namespaces NAME-stack and NAME-peer and the veth pair NAMEs/NAMEp.
+    Up {
+        /// Testbed name (prefix of namespaces and interfaces).
+        #[arg(long, default_value = "xsbed")]
+        name: String,
+        /// RX/TX queues on each veth end.
+        #[arg(long, default_value_t = 2)]
+        queues: u32,
+    },
+    /// Remove testbed NAME (works after a crash too).
+    Down {
+        /// Testbed name.
+        #[arg(long, default_value = "xsbed")]
+        name: String,
+    },
+}
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Run `cmd`, failing with `what` if it does not succeed.
+fn step(what: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("==> {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("{what}: could not start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Path of the built `xdpstack` binary.
+fn binary(release: bool) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    dir.join(if release { "release" } else { "debug" })
+        .join("xdpstack")
+}
+
+fn build(release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "xdpstack", "--bin", "xdpstack"]);
+    if release {
+        cmd.arg("--release");
+    }
+    step("build xdpstack (with the embedded XDP program)", &mut cmd)?;
+    Ok(binary(release))
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !setup::root() {
+        bail!("{what} needs root (network namespaces, XDP, AF_XDP): run it as root");
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    setup::setup()?;
+    step(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "clippy (host)",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "clippy (XDP program, bpfel-unknown-none)",
+        cargo()
+            .args([
+                "+nightly",
+                "clippy",
+                "--package",
+                "xdp-ebpf",
+                "--features",
+                "ebpf",
+                "--bins",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            // Same toolchain trick as aya-build: rustup's nightly, not the
+            // toolchain cargo was started with.
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+    )?;
+    step(
+        "unit tests",
+        cargo().args(["test", "--workspace", "--exclude", "xdpstack-tests"]),
+    )?;
+    require_root("the integration tests")?;
+    let bin = build(false)?;
+    step(
+        "integration tests (root: veth pairs in namespaces)",
+        cargo()
+            .args(["test", "--package", "xdpstack-tests", "--"])
+            .args(extra)
+            .env("XDPSTACK_BIN", &bin),
+    )?;
+    eprintln!("==> all tests passed");
+    Ok(())
+}
+
+fn testbed(action: TestbedCmd) -> Result<()> {
+    require_root("a testbed")?;
+    match action {
+        TestbedCmd::Up { name, queues } => {
+            if Testbed::exists(&name) {
+                bail!(
+                    "testbed {name} exists already; `cargo xtask testbed down --name {name}` removes it"
+                );
+            }
+            let bed = Testbed::create(&name, queues)?;
+            println!(
+                "testbed {name}: {} ({}, {}) in netns {} <-> {} ({}, {}) in netns {}, {queues} queue(s)",
+                bed.stack_if(),
+                xdpstack_testbed::STACK_V4,
+                xdpstack_testbed::STACK_V6,
+                bed.stack_ns(),
+                bed.peer_if(),
+                xdpstack_testbed::PEER_V4,
+                xdpstack_testbed::PEER_V6,
+                bed.peer_ns(),
+            );
+            println!(
+                "run:    ip netns exec {} {} -i {} --port 9000",
+                bed.stack_ns(),
+                binary(false).display(),
+                bed.stack_if()
+            );
+            println!("remove: cargo xtask testbed down --name {name}");
+            bed.keep();
+        }
+        TestbedCmd::Down { name } => {
+            Testbed::remove(&name)?;
+            println!("testbed {name} removed");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build { release } => setup::setup().and_then(|()| build(release).map(drop)),
+        Cmd::Run { args } => setup::setup().and_then(|()| {
+            let bin = build(false)?;
+            if args.is_empty() {
+                require_root("the demo")?;
+                demo::demo(&bin)
+            } else {
+                let status = Command::new(&bin)
+                    .args(&args)
+                    .status()
+                    .with_context(|| format!("could not start {}", bin.display()))?;
+                std::process::exit(status.code().unwrap_or(1));
+            }
+        }),
+        Cmd::Test { args } => test(&args),
+        Cmd::Testbed { action } => testbed(action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

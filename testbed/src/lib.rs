@@ -19,6 +19,7 @@ use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
+    path::Path,
     process::{Command, Output},
 };
 
@@ -173,6 +174,11 @@ impl Testbed {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Keep the testbed after this value is gone (`cargo xtask testbed up`).
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+
     /// True when testbed `name` exists.
     pub fn exists(name: &str) -> bool {
         Path::new("/run/netns")
@@ -220,6 +226,37 @@ impl Testbed {
         netns_command(&self.peer_ns(), program)
     }
 
+    /// The id of the XDP program attached to the stack-side interface, if any
+    /// (from `ip link show`, which prints `prog/xdp id N`).
+    pub fn stack_xdp_prog_id(&self) -> Result<Option<u32>, TestbedError> {
+        let out = ip(&[
+            "-n",
+            &self.stack_ns(),
+            "link",
+            "show",
+            "dev",
+            &self.stack_if(),
+        ])?;
+        Ok(parse_xdp_prog_id(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Wait until an XDP program is attached to the stack side, or `timeout` passes.
+    pub fn wait_xdp_attached(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<u32>, TestbedError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(id) = self.stack_xdp_prog_id()? {
+                return Ok(Some(id));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Run `f` on a thread that has entered the peer namespace: sockets it creates
     /// live there (and keep working after the thread ends).
     pub fn in_peer<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
@@ -242,14 +279,20 @@ impl Testbed {
     }
 }
 
-use std::path::Path;
-
 impl Drop for Testbed {
     fn drop(&mut self) {
         if let Err(e) = Testbed::remove(&self.name) {
             eprintln!("testbed {}: cleanup failed: {e}", self.name);
         }
     }
+}
+
+/// The program id in `ip link show` output (`prog/xdp id N`), if any.
+pub fn parse_xdp_prog_id(ip_link_output: &str) -> Option<u32> {
+    let rest = &ip_link_output[ip_link_output.find("prog/xdp")?..];
+    let rest = &rest[rest.find(" id ")? + 4..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// `ip netns exec NS program`.
@@ -281,4 +324,31 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T, Te
         .join()
         .expect("thread in netns panicked")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("xs-1"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("UPPER"));
+        assert!(!valid_name("fifteen-chars-x"));
+        assert!(matches!(
+            Testbed::create("bad name", 1),
+            Err(TestbedError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn xdp_prog_id_is_parsed() {
+        let drv = "2: xs0s@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 xdp qdisc noqueue\n    \
+                   link/ether ae:29:72:48:b1:dd brd ff:ff:ff:ff:ff:ff link-netns p\n    \
+                   prog/xdp id 110 name xdpstack tag 185ec184a784dc97 jited";
+        assert_eq!(parse_xdp_prog_id(drv), Some(110));
+        let none = "2: xs0s@if2: <BROADCAST> mtu 1500 qdisc noqueue\n    link/ether ae:29";
+        assert_eq!(parse_xdp_prog_id(none), None);
+    }
 }

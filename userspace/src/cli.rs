@@ -150,9 +150,25 @@ pub struct Cli {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub budget: u32,
 
-    /// Frames in each queue's UMEM.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    /// Frames in each queue's UMEM (a power of two).
+    #[arg(long, default_value_t = 4096, value_parser = parse_frames)]
     pub frames: u32,
+
+    /// Bytes per UMEM frame.
+    #[arg(long = "frame-size", default_value_t = 2048, value_parser = parse_frame_size)]
+    pub frame_size: u32,
+
+    /// Busy polling: SO_PREFER_BUSY_POLL, and the poller never sleeps.
+    #[arg(long = "busy-poll")]
+    pub busy_poll: bool,
+
+    /// Pin queue i's poller thread to CPU i.
+    #[arg(long = "pin-cpus")]
+    pub pin_cpus: bool,
+
+    /// Print statistics every S seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub stats: Option<Duration>,
 
     /// Print the summary as JSON.
     #[arg(long)]
@@ -169,6 +185,26 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_frames(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a frame count"))?;
+    if !(64..=1 << 20).contains(&n) || !n.is_power_of_two() {
+        return Err(format!(
+            "--frames {s}: must be a power of two from 64 to 1048576"
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_frame_size(s: &str) -> Result<u32, String> {
+    match s {
+        "2048" => Ok(2048),
+        "4096" => Ok(4096),
+        _ => Err(format!("--frame-size {s}: must be 2048 or 4096")),
+    }
 }
 
 impl Cli {
@@ -234,6 +270,17 @@ mod tests {
         assert!(parse(&["-i", "e", "--duration", "nan"]).is_err());
         let cli = parse(&["-i", "e", "--duration", "1.5"]).unwrap();
         assert_eq!(cli.duration, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn frames_are_powers_of_two() {
+        assert!(parse(&["-i", "e", "--frames", "1000"]).is_err());
+        assert!(parse(&["-i", "e", "--frames", "32"]).is_err());
+        assert_eq!(
+            parse(&["-i", "e", "--frames", "8192"]).unwrap().frames,
+            8192
+        );
+        assert!(parse(&["-i", "e", "--frame-size", "3000"]).is_err());
     }
 
     #[test]

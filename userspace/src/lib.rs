@@ -8,7 +8,11 @@
 
 pub mod cli;
 #[allow(unsafe_code)]
+pub mod frame;
+#[allow(unsafe_code)]
 pub mod loader;
+#[allow(unsafe_code)]
+pub mod poller;
 pub mod stack;
 #[allow(unsafe_code)]
 pub mod xsk;

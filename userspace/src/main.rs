@@ -12,6 +12,7 @@ use clap::Parser as _;
 use xdpstack::{
     SteerMode,
     cli::{CaptureChoice, Cli},
+    poller::PollerConfig,
     stack::{self, StackOptions},
     xsk::XskConfig,
 };
@@ -75,14 +76,21 @@ fn main() -> ExitCode {
         xdp_mode: cli.xdp_mode,
         xsk: XskConfig {
             frame_count: cli.frames,
+            frame_size: cli.frame_size,
             zero_copy: cli.zero_copy,
             ..XskConfig::default()
         },
-        budget: cli.budget,
+        poller: PollerConfig {
+            budget: cli.budget,
+            busy_poll: cli.busy_poll,
+            ..PollerConfig::default()
+        },
+        pin_cpus: cli.pin_cpus,
         duration: cli.duration,
         count: cli.count,
+        stats_interval: cli.stats,
     };
-    match stack::run(&opts, stop) {
+    match stack::run(&opts, stop, &|_queue| Vec::new()) {
         Ok(summary) => {
             if cli.json {
                 match serde_json::to_string(&summary) {

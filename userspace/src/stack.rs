@@ -1,24 +1,27 @@
 //! The stack on one interface: load and attach the XDP program, open one AF_XDP
-//! socket per RX queue, receive on each queue in its own thread until told to stop,
-//! then detach and report.
+//! socket and one [`Poller`] thread per RX queue, hand frames to the consumers,
+//! stop on request, on `--duration` or after `-c` packets, then detach and report.
 //!
-//! The receive loop here is rxdrop with counting; the refcounted frame views,
-//! consumers and TX path are built on top of the same sockets.
+//! Everything that can be checked is checked before the program is attached, and
+//! the program is detached (by dropping its bpf_link) before [`run`] returns.
 
 use std::{
+    collections::BTreeMap,
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use xdp_ebpf::SteerMode;
+use xdp_ebpf::{Counter, SteerMode};
 
 use crate::{
     cli::QueueSpec,
+    frame::FrameView,
     loader::{AttachedMode, LoaderError, XdpCounters, XdpModeChoice, XdpProgram, if_index},
+    poller::{Consumer, Overflow, Poller, PollerConfig, QueueStats, ThreadedReceiver, XskRings},
     xsk::{XskConfig, XskError, XskSocket, XskStats},
 };
 
@@ -42,12 +45,83 @@ pub struct StackOptions {
     pub xdp_mode: XdpModeChoice,
     /// UMEM and rings.
     pub xsk: XskConfig,
-    /// Descriptors per poll round.
-    pub budget: u32,
+    /// Poller tuning (budget, spinning, busy polling).
+    pub poller: PollerConfig,
+    /// Pin queue i's poller to CPU i (modulo the CPU count).
+    pub pin_cpus: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// Stop after this many packets.
+    /// Stop after this many packets (all queues).
     pub count: Option<u64>,
+    /// Print statistics every this often (to stderr), if set.
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            iface: String::new(),
+            queues: QueueSpec::All,
+            mode: SteerMode::Udp,
+            ports: Vec::new(),
+            xdp_mode: XdpModeChoice::Auto,
+            xsk: XskConfig::default(),
+            poller: PollerConfig::default(),
+            pin_cpus: false,
+            duration: None,
+            count: None,
+            stats_interval: None,
+        }
+    }
+}
+
+/// How a consumer receives frames.
+pub enum ConsumerSpec {
+    /// On the poller's thread, run to completion.
+    Inline {
+        /// Name in statistics.
+        name: String,
+        /// The consumer.
+        consumer: Box<dyn Consumer>,
+    },
+    /// On a thread of its own, behind a bounded queue.
+    Threaded {
+        /// Name in statistics.
+        name: String,
+        /// The consumer, moved to its thread.
+        consumer: Box<dyn Consumer>,
+        /// Queue capacity in views.
+        capacity: usize,
+        /// What a full queue does.
+        overflow: Overflow,
+    },
+}
+
+impl std::fmt::Debug for ConsumerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsumerSpec::Inline { name, .. } => f.debug_tuple("Inline").field(name).finish(),
+            ConsumerSpec::Threaded {
+                name,
+                capacity,
+                overflow,
+                ..
+            } => f
+                .debug_struct("Threaded")
+                .field("name", name)
+                .field("capacity", capacity)
+                .field("overflow", overflow)
+                .finish(),
+        }
+    }
+}
+
+impl ConsumerSpec {
+    fn name(&self) -> &str {
+        match self {
+            ConsumerSpec::Inline { name, .. } | ConsumerSpec::Threaded { name, .. } => name,
+        }
+    }
 }
 
 /// Errors that stop the stack before or while it runs.
@@ -93,7 +167,20 @@ pub enum StackError {
     },
 }
 
-/// What one queue received.
+/// One consumer's figures on one queue.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ConsumerSummary {
+    /// Consumer name.
+    pub name: String,
+    /// Views handed to it.
+    pub delivered: u64,
+    /// Views dropped because its queue was full.
+    pub dropped: u64,
+    /// Views it held when the summary was taken.
+    pub held: u64,
+}
+
+/// What one queue did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct QueueSummary {
     /// RX queue index.
@@ -102,6 +189,22 @@ pub struct QueueSummary {
     pub packets: u64,
     /// Bytes of those frames.
     pub bytes: u64,
+    /// Rounds that received frames.
+    pub batches: u64,
+    /// Rounds that found the RX ring empty.
+    pub empty_polls: u64,
+    /// Sleeps in poll(2).
+    pub sleeps: u64,
+    /// Syscalls made to wake the kernel.
+    pub wakeups: u64,
+    /// Batches given to the fill ring.
+    pub fill_batches: u64,
+    /// Frames in the free list at the end.
+    pub frames_free: u64,
+    /// Frames the kernel held at the end (fill and RX rings).
+    pub frames_in_kernel: u64,
+    /// Per consumer.
+    pub consumers: Vec<ConsumerSummary>,
     /// The kernel's XDP_STATISTICS for the socket.
     pub xsk: XskStats,
 }
@@ -124,7 +227,7 @@ pub struct Summary {
     /// Per queue.
     pub queues: Vec<QueueSummary>,
     /// The XDP program's counters over the run, by name.
-    pub xdp: std::collections::BTreeMap<&'static str, u64>,
+    pub xdp: BTreeMap<&'static str, u64>,
 }
 
 impl Summary {
@@ -149,7 +252,7 @@ impl Summary {
             if self.zero_copy { "zero-copy" } else { "copy" },
         );
         for q in &self.queues {
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  queue {}: {} packets, {} bytes; kernel drops: rx_dropped {}, rx_ring_full {}, \
                  fill_ring_empty {}, rx_invalid {}",
@@ -161,11 +264,15 @@ impl Summary {
                 q.xsk.rx_fill_ring_empty_descs,
                 q.xsk.rx_invalid_descs,
             );
+            for c in &q.consumers {
+                let _ = write!(s, "; {} {} (dropped {})", c.name, c.delivered, c.dropped);
+            }
+            s.push('\n');
         }
         let _ = write!(s, "  xdp:");
-        for counter in xdp_ebpf::Counter::ALL {
+        for counter in Counter::ALL {
             let v = self.xdp.get(counter.name()).copied().unwrap_or(0);
-            if v != 0 || counter == xdp_ebpf::Counter::Seen {
+            if v != 0 || counter == Counter::Seen {
                 let _ = write!(s, " {} {v}", counter.name());
             }
         }
@@ -192,15 +299,93 @@ fn mtu(iface: &str) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn counters_by_name(c: &XdpCounters) -> std::collections::BTreeMap<&'static str, u64> {
+fn counters_by_name(c: &XdpCounters) -> BTreeMap<&'static str, u64> {
     c.iter().map(|(k, v)| (k.name(), v)).collect()
 }
 
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it;
+    // sched_setaffinity(0, ...) applies to the calling thread only.
+    #[expect(unsafe_code, reason = "libc CPU affinity")]
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        tracing::warn!(cpu, error = %std::io::Error::last_os_error(), "CPU pinning failed");
+    }
+}
+
+/// Drain a threaded consumer until the poller is gone and the queue is empty.
+fn consumer_thread(rx: ThreadedReceiver, mut consumer: Box<dyn Consumer>, done: &AtomicBool) {
+    loop {
+        let mut got = 0;
+        while let Some(view) = rx.try_recv() {
+            consumer.consume(view);
+            got += 1;
+            if got == 256 {
+                break;
+            }
+        }
+        if got > 0 {
+            consumer.flush();
+            continue;
+        }
+        if done.load(Ordering::Acquire) && rx.is_empty() {
+            consumer.flush();
+            return;
+        }
+        rx.park(Duration::from_millis(10));
+    }
+}
+
+struct QueueRun<R: XskRings> {
+    poller: Poller<R>,
+    names: Vec<String>,
+}
+
+fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Error> {
+    let s = run.poller.stats();
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let consumers = run
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| ConsumerSummary {
+            name: name.clone(),
+            delivered: get(&s.consumers[i].delivered),
+            dropped: get(&s.consumers[i].dropped),
+            held: run
+                .poller
+                .pool()
+                .held_by(crate::frame::FramePool::consumer_id(i)),
+        })
+        .collect();
+    Ok(QueueSummary {
+        queue: run.poller.queue(),
+        packets: get(&s.rx_packets),
+        bytes: get(&s.rx_bytes),
+        batches: get(&s.batches),
+        empty_polls: get(&s.empty_polls),
+        sleeps: get(&s.sleeps),
+        wakeups: get(&s.wakeups),
+        fill_batches: get(&s.fill_batches),
+        frames_free: run.poller.free_frames() as u64,
+        frames_in_kernel: run.poller.frames_in_kernel(),
+        consumers,
+        xsk: run.poller.rings().statistics()?,
+    })
+}
+
 /// Run the stack until `stop` is set, the duration passes or the count is reached.
-///
-/// Everything is validated before the program is attached, and the program is
-/// detached before this returns, error or not.
-pub fn run(opts: &StackOptions, stop: Arc<AtomicBool>) -> Result<Summary, StackError> {
+/// `consumers(queue)` gives the consumers of each queue (the same for every queue,
+/// typically; an empty list makes the stack an rxdrop counter).
+pub fn run(
+    opts: &StackOptions,
+    stop: Arc<AtomicBool>,
+    consumers: &dyn Fn(u32) -> Vec<ConsumerSpec>,
+) -> Result<Summary, StackError> {
     if if_index(&opts.iface).is_none() {
         return Err(StackError::UnknownInterface(opts.iface.clone()));
     }
@@ -225,42 +410,116 @@ pub fn run(opts: &StackOptions, stop: Arc<AtomicBool>) -> Result<Summary, StackE
 
     let mut program = XdpProgram::load()?;
     program.configure(opts.mode, &opts.ports)?;
-    let mut sockets = Vec::with_capacity(queues.len());
+    let mut runs = Vec::with_capacity(queues.len());
+    let mut threaded = Vec::new();
     for &q in &queues {
-        let socket = XskSocket::open(&opts.iface, q, &opts.xsk)?;
+        let (socket, pool) = XskSocket::open(&opts.iface, q, &opts.xsk)?;
+        if opts.poller.busy_poll {
+            socket
+                .enable_busy_poll(opts.poller.budget)
+                .map_err(|source| StackError::Receive {
+                    iface: opts.iface.clone(),
+                    queue: q,
+                    source,
+                })?;
+        }
         program.register_socket(q, socket.raw_fd())?;
-        sockets.push(socket);
+        let mut poller = Poller::new(socket, pool, q, opts.poller);
+        let mut names = Vec::new();
+        for spec in consumers(q) {
+            names.push(spec.name().to_string());
+            match spec {
+                ConsumerSpec::Inline { consumer, .. } => {
+                    poller.add_inline(consumer);
+                }
+                ConsumerSpec::Threaded {
+                    consumer,
+                    capacity,
+                    overflow,
+                    ..
+                } => {
+                    let (id, rx) = poller.add_threaded(capacity, overflow);
+                    threaded.push((runs.len(), id, rx, consumer));
+                }
+            }
+        }
+        runs.push(QueueRun { poller, names });
     }
+    let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());
     let xdp_mode = program.attach(&opts.iface, opts.xdp_mode)?;
-    tracing::info!(iface = %opts.iface, %xdp_mode, queues = ?queues, "attached");
+    tracing::info!(iface = %opts.iface, %xdp_mode, zero_copy, queues = ?queues, "attached");
     let before = program.counters()?;
-    let zero_copy = sockets.iter().all(XskSocket::zero_copy);
 
     let started = Instant::now();
     let deadline = opts.duration.map(|d| started + d);
-    let total = AtomicU64::new(0);
-    let budget = opts.budget as usize;
-    let results: Vec<Result<QueueSummary, StackError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sockets
+    let consumers_done = AtomicBool::new(false);
+    let all_stats: Vec<Arc<QueueStats>> = runs.iter().map(|r| r.poller.stats()).collect();
+    let results: Vec<Result<(), StackError>> = std::thread::scope(|scope| {
+        let mut consumer_handles = Vec::new();
+        for (run_index, id, rx, consumer) in threaded {
+            let done = &consumers_done;
+            let handle = scope.spawn(move || consumer_thread(rx, consumer, done));
+            runs[run_index]
+                .poller
+                .set_consumer_thread(id, handle.thread().clone());
+            consumer_handles.push(handle);
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let pollers: Vec<_> = runs
             .iter_mut()
-            .map(|socket| {
+            .enumerate()
+            .map(|(i, run)| {
                 let stop = &stop;
-                let total = &total;
-                scope.spawn(move || receive_loop(socket, budget, stop, total, opts.count, deadline))
+                let pin = opts.pin_cpus;
+                let iface = &opts.iface;
+                scope.spawn(move || {
+                    if pin {
+                        pin_to_cpu(i % cpus);
+                    }
+                    let result = run.poller.run(stop);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    result.map_err(|source| StackError::Receive {
+                        iface: iface.clone(),
+                        queue: run.poller.queue(),
+                        source,
+                    })
+                })
             })
             .collect();
-        handles
+        supervise(opts, &stop, &all_stats, deadline, started);
+        let results = pollers
             .into_iter()
-            .map(|h| h.join().expect("receive thread panicked"))
-            .collect()
+            .map(|h| h.join().expect("poller thread panicked"))
+            .collect();
+        consumers_done.store(true, Ordering::Release);
+        for h in &consumer_handles {
+            h.thread().unpark();
+        }
+        for h in consumer_handles {
+            h.join().expect("consumer thread panicked");
+        }
+        results
     });
     let seconds = started.elapsed().as_secs_f64();
     let after = program.counters()?;
     program.detach();
-
-    let mut per_queue = Vec::with_capacity(results.len());
     for r in results {
-        per_queue.push(r?);
+        r?;
+    }
+    // Frames that consumers released at the end are reclaimed so the summary shows
+    // where every frame is.
+    for run in &mut runs {
+        run.poller.refill();
+    }
+    let mut per_queue = Vec::with_capacity(runs.len());
+    for run in &runs {
+        per_queue.push(summarize(run).map_err(|source| StackError::Receive {
+            iface: opts.iface.clone(),
+            queue: run.poller.queue(),
+            source,
+        })?);
     }
     Ok(Summary {
         iface: opts.iface.clone(),
@@ -274,45 +533,63 @@ pub fn run(opts: &StackOptions, stop: Arc<AtomicBool>) -> Result<Summary, StackE
     })
 }
 
-fn receive_loop(
-    socket: &mut XskSocket,
-    budget: usize,
+/// Watch the pollers from the calling thread: enforce `-c` and `--duration`, print
+/// `--stats` lines, until `stop` is set.
+fn supervise(
+    opts: &StackOptions,
     stop: &AtomicBool,
-    total: &AtomicU64,
-    count: Option<u64>,
+    stats: &[Arc<QueueStats>],
     deadline: Option<Instant>,
-) -> Result<QueueSummary, StackError> {
-    let mut summary = QueueSummary {
-        queue: socket.queue(),
-        ..QueueSummary::default()
-    };
-    let receive_err = |socket: &XskSocket, source| StackError::Receive {
-        iface: socket.iface().to_string(),
-        queue: socket.queue(),
-        source,
-    };
+    started: Instant,
+) {
+    let mut next_stats = opts.stats_interval.map(|i| started + i);
+    let mut last_packets = 0u64;
+    let mut last_time = started;
     while !stop.load(Ordering::Relaxed) {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = Instant::now();
+        let packets: u64 = stats
+            .iter()
+            .map(|s| s.rx_packets.load(Ordering::Relaxed))
+            .sum();
+        if opts.count.is_some_and(|c| packets >= c) || deadline.is_some_and(|d| now >= d) {
             stop.store(true, Ordering::Relaxed);
-            break;
         }
-        // The 100 ms poll(2) bound is how often an idle queue notices `stop`.
-        let mut bytes = 0u64;
-        let n = match socket.receive_batch(budget, 100, |frame| bytes += frame.len() as u64) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                return Err(receive_err(socket, e));
-            }
-        };
-        summary.packets += n as u64;
-        summary.bytes += bytes;
-        let seen = total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if count.is_some_and(|c| seen >= c) {
-            stop.store(true, Ordering::Relaxed);
+        if let (Some(at), Some(interval)) = (next_stats, opts.stats_interval)
+            && now >= at
+        {
+            let secs = now.duration_since(last_time).as_secs_f64();
+            let rate = (packets - last_packets) as f64 / secs.max(1e-9);
+            let per_queue: Vec<String> = stats
+                .iter()
+                .map(|s| s.rx_packets.load(Ordering::Relaxed).to_string())
+                .collect();
+            eprintln!(
+                "xdpstack: {:>8.1} s {:>12} packets {:>12.0} pkt/s  per queue [{}]",
+                now.duration_since(started).as_secs_f64(),
+                packets,
+                rate,
+                per_queue.join(" ")
+            );
+            last_packets = packets;
+            last_time = now;
+            next_stats = Some(at + interval);
         }
     }
-    summary.xsk = socket.statistics().map_err(|e| receive_err(socket, e))?;
-    Ok(summary)
+}
+
+/// A consumer that counts frames and bytes and releases each view at once.
+#[derive(Debug, Default)]
+pub struct CountingSink {
+    /// Frames seen.
+    pub frames: u64,
+    /// Bytes seen.
+    pub bytes: u64,
+}
+
+impl Consumer for CountingSink {
+    fn consume(&mut self, view: FrameView) {
+        self.frames += 1;
+        self.bytes += view.len() as u64;
+    }
 }

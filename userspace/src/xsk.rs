@@ -6,15 +6,21 @@
 
 use std::{
     ffi::CString,
-    io,
+    io::{self, Write as _},
     num::NonZeroU32,
     os::fd::{AsRawFd, RawFd},
+    ptr::NonNull,
 };
 
 use xsk_rs::{
     CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem,
     config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
     socket::Socket,
+};
+
+use crate::{
+    frame::{FrameMemory, FramePool},
+    poller::{RxDesc, XskRings},
 };
 
 /// `--zero-copy auto|on|off`.
@@ -106,18 +112,97 @@ pub struct XskStats {
 }
 
 /// One AF_XDP socket bound to one RX queue, with its own UMEM and four rings.
+///
+/// [`XskSocket::open`] returns it with the [`FramePool`] over its UMEM; the poller
+/// owns both.
 #[derive(Debug)]
 pub struct XskSocket {
     iface: String,
     queue: u32,
     zero_copy: bool,
-    umem: Umem,
+    frame_size: u32,
     fill: FillQueue,
-    // Unused until the TX path exists; kept so the rings live as long as the socket.
+    // The TX side is driven by the echo path; kept so the rings live as long as
+    // the socket.
     _comp: CompQueue,
     _tx: TxQueue,
     rx: RxQueue,
-    descs: Vec<FrameDesc>,
+    /// The descriptor xsk-rs made for each frame (index -> desc), used to build
+    /// fill-ring entries since xsk-rs has no public constructor.
+    template: Vec<FrameDesc>,
+    /// Scratch for ring batches.
+    batch: Vec<FrameDesc>,
+}
+
+/// The UMEM as [`FrameMemory`]: a pointer per frame, taken from xsk-rs once at start.
+struct XskMemory {
+    // Keeps the mmap alive as long as any frame view exists.
+    _umem: Umem,
+    ptrs: Box<[NonNull<u8>]>,
+    frame_size: u32,
+    headroom: u32,
+}
+
+// SAFETY: the pointers refer to the UMEM mmap, which `_umem` keeps mapped; the
+// frame ownership rules of `frame.rs` govern access, from any thread.
+unsafe impl Send for XskMemory {}
+// SAFETY: as above.
+unsafe impl Sync for XskMemory {}
+
+// SAFETY: `ptrs[i]` points to the data region of frame i (XDP_PACKET_HEADROOM to the
+// end of the frame, `frame_size - headroom` bytes), obtained from xsk-rs with the
+// full capacity, in the mmap kept alive by `_umem`; regions of different frames do
+// not overlap.
+unsafe impl FrameMemory for XskMemory {
+    fn frame_ptr(&self, index: u32) -> NonNull<u8> {
+        self.ptrs[index as usize]
+    }
+
+    fn headroom(&self) -> u32 {
+        self.headroom
+    }
+
+    fn frame_count(&self) -> u32 {
+        self.ptrs.len() as u32
+    }
+
+    fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+}
+
+impl XskMemory {
+    /// Take a full-capacity pointer to every frame's data region. Writing zeros
+    /// through xsk-rs's cursor sets each frame's length to its capacity (so the
+    /// slice, and the pointer's provenance, cover the whole region) and pre-faults
+    /// the UMEM pages before the first packet.
+    fn new(umem: &Umem, template: &[FrameDesc], frame_size: u32) -> io::Result<Self> {
+        let headroom = template
+            .first()
+            .map_or(0, |d| (d.addr() % frame_size as usize) as u32);
+        let capacity = (frame_size - headroom) as usize;
+        let zeros = vec![0u8; capacity];
+        let mut ptrs = Vec::with_capacity(template.len());
+        for desc in template {
+            let mut d = *desc;
+            // SAFETY: `d` describes a frame of `umem` that is in no ring yet (the
+            // socket is not bound to the fill ring until after this), so we have
+            // exclusive access to it.
+            let mut data = unsafe { umem.data_mut(&mut d) };
+            data.cursor().write_all(&zeros)?;
+            let bytes = data.contents_mut();
+            debug_assert_eq!(bytes.len(), capacity);
+            ptrs.push(
+                NonNull::new(bytes.as_mut_ptr()).ok_or_else(|| io::Error::other("null frame"))?,
+            );
+        }
+        Ok(Self {
+            _umem: umem.clone(),
+            ptrs: ptrs.into_boxed_slice(),
+            frame_size,
+            headroom,
+        })
+    }
 }
 
 fn config_err(e: impl std::fmt::Display) -> XskError {
@@ -150,9 +235,14 @@ fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
 }
 
 impl XskSocket {
-    /// Create a UMEM and a socket bound to `iface` queue `queue`, and give every
-    /// frame to the fill ring.
-    pub fn open(iface: &str, queue: u32, config: &XskConfig) -> Result<Self, XskError> {
+    /// Create a UMEM and a socket bound to `iface` queue `queue`. Returns the
+    /// socket and the pool of its frames (none of which is in a ring yet: the
+    /// poller's first round fills).
+    pub fn open(
+        iface: &str,
+        queue: u32,
+        config: &XskConfig,
+    ) -> Result<(Self, FramePool), XskError> {
         let frames = NonZeroU32::new(config.frame_count)
             .ok_or_else(|| config_err("--frames must be at least 1"))?;
         // The fill ring holds every frame at once, so size it to the UMEM.
@@ -165,11 +255,14 @@ impl XskSocket {
             .comp_queue_size(ring_size)
             .build()
             .map_err(config_err)?;
-        let (umem, descs) = Umem::new(umem_config, frames, false).map_err(|e| XskError::Umem {
+        let umem_err = |source| XskError::Umem {
             frames: config.frame_count,
             frame_size: config.frame_size,
-            source: io_error_of(&e),
-        })?;
+            source,
+        };
+        let (umem, template) =
+            Umem::new(umem_config, frames, false).map_err(|e| umem_err(io_error_of(&e)))?;
+        let memory = XskMemory::new(&umem, &template, config.frame_size).map_err(umem_err)?;
         let if_name = Interface::new(
             CString::new(iface).map_err(|_| config_err("interface name contains NUL"))?,
         );
@@ -196,20 +289,22 @@ impl XskSocket {
             // are handed to the kernel only through this socket's fill ring below.
             match unsafe { Socket::new(socket_config, &umem, &if_name, queue) } {
                 Ok((tx, rx, Some((fill, comp)))) => {
+                    let batch = Vec::with_capacity(template.len());
                     let mut socket = Self {
                         iface: iface.to_string(),
                         queue,
                         zero_copy: false,
-                        umem,
+                        frame_size: config.frame_size,
                         fill,
                         _comp: comp,
                         _tx: tx,
                         rx,
-                        descs,
+                        template,
+                        batch,
                     };
                     socket.zero_copy = socket.read_zero_copy().unwrap_or(zc);
-                    socket.fill_all();
-                    return Ok(socket);
+                    let pool = FramePool::new(Box::new(memory), queue);
+                    return Ok((socket, pool));
                 }
                 Ok((_, _, None)) => {
                     return Err(config_err("xsk-rs returned no fill/completion ring"));
@@ -248,13 +343,6 @@ impl XskSocket {
         Err(last_err.unwrap_or_else(|| config_err("no bind mode attempted")))
     }
 
-    fn fill_all(&mut self) {
-        // SAFETY: every descriptor in `descs` belongs to this socket's UMEM and none
-        // is in a ring or read by us, so the kernel may own them all.
-        let n = unsafe { self.fill.produce(&self.descs) };
-        debug_assert_eq!(n, self.descs.len(), "fill ring sized to the UMEM");
-    }
-
     /// XDP_OPTIONS: did the kernel bind in zero-copy mode?
     fn read_zero_copy(&self) -> io::Result<bool> {
         const SOL_XDP: libc::c_int = 283;
@@ -277,6 +365,39 @@ impl XskSocket {
             return Err(io::Error::last_os_error());
         }
         Ok(flags & XDP_OPTIONS_ZEROCOPY != 0)
+    }
+
+    /// Busy polling (`--busy-poll`): the socket prefers busy polling, spins up to
+    /// 20 us in the syscall, and polls up to `budget` packets per busy-poll round.
+    /// The application then drives the queue with non-blocking syscalls.
+    pub fn enable_busy_poll(&self, budget: u32) -> io::Result<()> {
+        // <asm-generic/socket.h>
+        const SO_BUSY_POLL: libc::c_int = 46;
+        const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+        const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+        for (opt, value) in [
+            (SO_PREFER_BUSY_POLL, 1i32),
+            (SO_BUSY_POLL, 20),
+            (
+                SO_BUSY_POLL_BUDGET,
+                i32::try_from(budget).unwrap_or(i32::MAX),
+            ),
+        ] {
+            // SAFETY: `value` is a live c_int and the length matches it.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&raw const value).cast(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
 
     /// The socket's file descriptor, for the XSKMAP.
@@ -311,45 +432,83 @@ impl XskSocket {
             tx_ring_empty_descs: s.tx_ring_empty_descs(),
         })
     }
+}
 
-    /// Receive up to `budget` frames, show each to `each`, and give them straight
-    /// back to the fill ring (rxdrop). Waits up to `timeout_ms` in poll(2) when the RX
-    /// ring is empty. Returns the number of frames received.
-    pub fn receive_batch(
-        &mut self,
-        budget: usize,
-        timeout_ms: i32,
-        mut each: impl FnMut(&[u8]),
-    ) -> io::Result<usize> {
-        let budget = budget.min(self.descs.len());
-        let batch = &mut self.descs[..budget];
-        // SAFETY: `batch` descriptors are overwritten with frames the kernel hands us
-        // on this socket's RX ring; they belong to this socket's UMEM.
-        let mut n = unsafe { self.rx.consume(batch) };
-        if n == 0 {
-            if self.fill.needs_wakeup() {
-                // The kernel is asleep waiting for fill descriptors: a poll wakes it.
-                self.rx.poll(0)?;
+// SAFETY: `rx_consume` returns what the kernel put on our RX ring, which only ever
+// holds frames we gave to the fill ring (the kernel's side of the AF_XDP contract),
+// each once per trip.
+unsafe impl XskRings for XskSocket {
+    fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
+        self.batch.clear();
+        self.batch.resize(out.len(), FrameDesc::default());
+        // SAFETY: the descriptors are overwritten with what the kernel hands us on
+        // this socket's RX ring; xsk-rs peeks the producer index once (Acquire) and
+        // releases the consumer index once (Release) for the whole batch.
+        let n = unsafe { self.rx.consume(&mut self.batch) };
+        for (slot, desc) in out.iter_mut().zip(&self.batch[..n]) {
+            *slot = RxDesc {
+                addr: desc.addr() as u64,
+                len: desc.lengths().data() as u32,
+            };
+        }
+        n
+    }
+
+    fn fill_capacity(&mut self, want: u32) -> u32 {
+        self.fill.nb_free(want)
+    }
+
+    fn fill_produce(&mut self, addrs: &[u64]) {
+        self.batch.clear();
+        for &addr in addrs {
+            let index = (addr / u64::from(self.frame_size)) as usize;
+            self.batch.push(self.template[index]);
+        }
+        // SAFETY: the frames were consumed from the pool (`Frame::into_addr`), so
+        // user space holds no view or handle of them; the kernel owns them now.
+        // One Release store of the producer index publishes the batch.
+        let n = unsafe { self.fill.produce(&self.batch) };
+        debug_assert_eq!(n, addrs.len(), "fill_capacity said they fit");
+    }
+
+    fn fill_needs_wakeup(&mut self) -> bool {
+        self.fill.needs_wakeup()
+    }
+
+    fn wakeup(&mut self) -> io::Result<()> {
+        // What libxdp's examples do to kick RX processing: a non-blocking
+        // recvfrom(2) on the socket, which runs the driver's NAPI poll (and busy
+        // polls when SO_PREFER_BUSY_POLL is set).
+        // SAFETY: null buffer of length 0 and null address are valid for recvfrom.
+        let rc = unsafe {
+            libc::recvfrom(
+                self.raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            // Nothing to receive, or the kernel is busy: the kick happened.
+            if matches!(
+                err.raw_os_error(),
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)
+            ) {
+                return Ok(());
             }
-            if !self.rx.poll(timeout_ms)? {
-                return Ok(0);
-            }
-            // SAFETY: as above.
-            n = unsafe { self.rx.consume(batch) };
+            return Err(err);
         }
-        for desc in &batch[..n] {
-            // SAFETY: `desc` came from our RX ring, so it is a frame of our UMEM that
-            // the kernel no longer writes; it goes back to the fill ring only below,
-            // after `each` returned and the borrow ended.
-            let data = unsafe { self.umem.data(desc) };
-            each(data.contents());
-        }
-        // SAFETY: these frames are ours (received above) and nothing borrows them now.
-        let filled = unsafe { self.fill.produce(&batch[..n]) };
-        debug_assert_eq!(filled, n, "fill ring holds the whole UMEM");
-        if self.fill.needs_wakeup() {
-            self.rx.poll(0)?;
-        }
-        Ok(n)
+        Ok(())
+    }
+
+    fn wait_rx(&mut self, timeout_ms: i32) -> io::Result<bool> {
+        self.rx.poll(timeout_ms)
+    }
+
+    fn statistics(&self) -> io::Result<XskStats> {
+        XskSocket::statistics(self)
     }
 }

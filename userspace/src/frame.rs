@@ -1,0 +1,667 @@
+//! The frame pool: refcounted, zero-copy views of UMEM frames.
+//!
+//! This is the user-space version of the kernel sharing one `sk_buff` data buffer
+//! between a socket and a packet tap: one UMEM frame, any number of [`FrameView`]s
+//! (the UDP consumer's, the pcap writer's), a per-frame atomic reference count in a
+//! side table, and the last release hands the frame back to its poller through a
+//! lock-free multi-producer return queue, from which the poller refills the fill
+//! ring.
+//!
+//! Ownership is in the types:
+//! - a [`Frame`] is the unique handle of a frame that user space owns (free, or just
+//!   received). It is neither `Clone` nor `Copy`. Handing a frame to the kernel
+//!   ([`Frame::into_addr`], used by the fill and TX paths) consumes it.
+//! - [`Frame::into_view`] turns the handle into the first view; views are cloned
+//!   and dropped freely; only the last drop gives the frame back, so a frame can
+//!   never reach the fill ring while a view of it exists.
+//! - A view keeps its pool's memory alive: every frame that has live views holds one
+//!   strong reference on the pool (taken when the first view is made, released
+//!   after the last view has pushed the frame onto the return queue). So a view can
+//!   never outlive its UMEM, and cloning a view costs a single atomic increment.
+
+use std::{
+    fmt,
+    ptr::NonNull,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering, fence},
+    },
+};
+
+use crossbeam_queue::ArrayQueue;
+
+/// The memory frames live in: the UMEM mmap, or a heap buffer in tests (so the
+/// refcount code runs under Miri).
+///
+/// Each frame has a usable region that starts `headroom()` bytes into the frame
+/// (the kernel's XDP headroom in a UMEM) and runs to the end of the frame.
+///
+/// # Safety
+/// `frame_ptr(i)` must point to `frame_size - headroom()` bytes (for the pool's
+/// frame size) that stay valid and fixed in place for as long as the value lives,
+/// do not overlap other frames' regions, and are accessed by nobody except through
+/// the frames' owners (the kernel touches a frame only while it sits in a ring).
+pub unsafe trait FrameMemory: Send + Sync + 'static {
+    /// Start of the usable region of frame `index`.
+    fn frame_ptr(&self, index: u32) -> NonNull<u8>;
+    /// Offset of the usable region within each frame.
+    fn headroom(&self) -> u32;
+    /// Frames this memory holds.
+    fn frame_count(&self) -> u32;
+    /// Bytes per frame.
+    fn frame_size(&self) -> u32;
+}
+
+/// Heap-backed frame memory, for tests and benchmarks without a kernel.
+pub struct HeapMemory {
+    ptr: NonNull<u8>,
+    frame_size: u32,
+    frame_count: u32,
+}
+
+impl HeapMemory {
+    /// `frame_count` zeroed frames of `frame_size` bytes.
+    pub fn new(frame_size: u32, frame_count: u32) -> Self {
+        let len = frame_size as usize * frame_count as usize;
+        let boxed: Box<[u8]> = vec![0u8; len].into_boxed_slice();
+        let ptr = NonNull::new(Box::into_raw(boxed).cast::<u8>()).expect("Box is non-null");
+        Self {
+            ptr,
+            frame_size,
+            frame_count,
+        }
+    }
+}
+
+impl Drop for HeapMemory {
+    fn drop(&mut self) {
+        let len = self.frame_size as usize * self.frame_count as usize;
+        let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), len);
+        // SAFETY: `ptr`/`len` come from `Box::into_raw` of a boxed slice in `new`
+        // and are freed exactly once, here.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
+// SAFETY: HeapMemory owns its allocation like a Box<[u8]>; access to its bytes is
+// governed by the frame ownership rules of this module.
+unsafe impl Send for HeapMemory {}
+// SAFETY: as above; shared access never creates overlapping `&mut` (see FrameView).
+unsafe impl Sync for HeapMemory {}
+
+// SAFETY: frame `i` is bytes [i * frame_size, (i + 1) * frame_size) of one live
+// allocation, fixed in place until drop; frames do not overlap.
+unsafe impl FrameMemory for HeapMemory {
+    fn frame_ptr(&self, index: u32) -> NonNull<u8> {
+        assert!(index < self.frame_count, "frame {index} out of range");
+        // SAFETY: index < frame_count, so the offset stays inside the allocation.
+        unsafe { self.ptr.add(index as usize * self.frame_size as usize) }
+    }
+
+    fn headroom(&self) -> u32 {
+        0
+    }
+
+    fn frame_count(&self) -> u32 {
+        self.frame_count
+    }
+
+    fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+}
+
+impl fmt::Debug for HeapMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeapMemory")
+            .field("frame_size", &self.frame_size)
+            .field("frame_count", &self.frame_count)
+            .finish()
+    }
+}
+
+/// Identifies a consumer within a pool, for per-consumer accounting of held views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConsumerId(pub(crate) u8);
+
+/// The most consumers one pool accounts for.
+pub const MAX_CONSUMERS: usize = 8;
+
+/// What the pool and its views share.
+struct Shared {
+    memory: Box<dyn FrameMemory>,
+    frame_size: u32,
+    frame_count: u32,
+    headroom: u32,
+    queue: u32,
+    /// Live views per frame; 0 when the frame is not viewed.
+    refs: Box<[AtomicU32]>,
+    /// Frames whose last view was dropped, waiting for the poller.
+    returns: ArrayQueue<u32>,
+    /// Views currently held, per consumer.
+    held: [AtomicU64; MAX_CONSUMERS],
+}
+
+/// A pool of equal-sized frames over one memory region, owned by one poller.
+///
+/// The pool is the only source of [`Frame`] handles: [`FramePool::take_all`] once at
+/// start (every frame), then [`FramePool::reclaim`] for frames whose views are gone,
+/// and [`FramePool::received`] for frames the kernel hands back.
+pub struct FramePool {
+    shared: Arc<Shared>,
+    taken: bool,
+}
+
+impl fmt::Debug for FramePool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FramePool")
+            .field("frame_size", &self.shared.frame_size)
+            .field("frame_count", &self.shared.frame_count)
+            .field("queue", &self.shared.queue)
+            .finish()
+    }
+}
+
+/// The unique handle of a frame that user space owns.
+///
+/// Dropping a `Frame` without giving it back leaks it from the pool until the pool
+/// is gone; the poller never does (its tests check frame conservation).
+#[must_use = "a Frame must be filled, transmitted, viewed or kept; dropping it leaks the frame"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    index: u32,
+}
+
+impl Frame {
+    /// The frame's index in the pool.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The frame's UMEM address (offset of its first byte), consuming the handle:
+    /// whoever takes the address (fill or TX ring) now owns the frame.
+    pub fn into_addr(self, pool: &FramePool) -> u64 {
+        u64::from(self.index) * u64::from(pool.shared.frame_size)
+    }
+}
+
+/// Metadata of a received frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// RX queue.
+    pub queue: u32,
+    /// Receive time, ns since the Unix epoch (CLOCK_REALTIME, taken per batch).
+    pub timestamp_ns: u64,
+}
+
+impl FramePool {
+    /// A pool over every frame of `memory`, for RX queue `queue`.
+    ///
+    /// # Panics
+    /// If the memory has no frames, or its headroom leaves no usable bytes.
+    pub fn new(memory: Box<dyn FrameMemory>, queue: u32) -> Self {
+        let (frame_size, frame_count, headroom) =
+            (memory.frame_size(), memory.frame_count(), memory.headroom());
+        assert!(frame_count > 0, "empty pool");
+        assert!(headroom < frame_size, "headroom fills the frame");
+        let refs = (0..frame_count).map(|_| AtomicU32::new(0)).collect();
+        Self {
+            shared: Arc::new(Shared {
+                memory,
+                frame_size,
+                frame_count,
+                headroom,
+                queue,
+                refs,
+                returns: ArrayQueue::new(frame_count as usize),
+                held: std::array::from_fn(|_| AtomicU64::new(0)),
+            }),
+            taken: false,
+        }
+    }
+
+    /// Frames in the pool.
+    pub fn frame_count(&self) -> u32 {
+        self.shared.frame_count
+    }
+
+    /// Bytes per frame.
+    pub fn frame_size(&self) -> u32 {
+        self.shared.frame_size
+    }
+
+    /// Every frame, once: the initial owner of all frames is whoever calls this.
+    ///
+    /// # Panics
+    /// On a second call: handles are unique.
+    pub fn take_all(&mut self) -> Vec<Frame> {
+        assert!(!self.taken, "FramePool::take_all called twice");
+        self.taken = true;
+        (0..self.shared.frame_count)
+            .map(|index| Frame { index })
+            .collect()
+    }
+
+    /// The handle of the frame at UMEM address `addr`, which the kernel just handed
+    /// back on the RX or completion ring.
+    ///
+    /// # Safety
+    /// `addr` must lie in a frame that the kernel owned (given to it through
+    /// [`Frame::into_addr`]) and has now returned: each such frame may be claimed
+    /// once per trip through the kernel. Violating this creates two handles.
+    pub unsafe fn received(&self, addr: u64) -> Option<Frame> {
+        let index = addr / u64::from(self.shared.frame_size);
+        let index = u32::try_from(index).ok()?;
+        (index < self.shared.frame_count).then_some(Frame { index })
+    }
+
+    /// A frame whose last view was dropped, if any.
+    pub fn reclaim(&self) -> Option<Frame> {
+        self.shared.returns.pop().map(|index| Frame { index })
+    }
+
+    /// Frames waiting in the return queue right now.
+    pub fn returned_len(&self) -> usize {
+        self.shared.returns.len()
+    }
+
+    /// Frames that have live views right now (a scan of the side table).
+    pub fn viewed_frames(&self) -> usize {
+        self.shared
+            .refs
+            .iter()
+            .filter(|r| r.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
+    /// Views held right now by consumer `id`.
+    pub fn held_by(&self, id: ConsumerId) -> u64 {
+        self.shared.held[usize::from(id.0)].load(Ordering::Relaxed)
+    }
+
+    /// Consumer ids are small integers; `n` must be below [`MAX_CONSUMERS`].
+    pub fn consumer_id(n: usize) -> ConsumerId {
+        assert!(n < MAX_CONSUMERS, "at most {MAX_CONSUMERS} consumers");
+        ConsumerId(n as u8)
+    }
+
+    /// Offset of the usable region in each frame (where the kernel puts packets).
+    pub fn headroom(&self) -> u32 {
+        self.shared.headroom
+    }
+
+    /// The usable bytes of `frame` (from the headroom to the end of the frame), for
+    /// writing before the frame goes to the TX ring.
+    pub fn bytes_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
+        // SAFETY: `frame` is the unique handle of a frame user space owns, borrowed
+        // mutably for 'a, so no view and no kernel ring refers to these bytes.
+        unsafe { self.shared.frame_bytes_mut(frame.index) }
+    }
+
+    /// Make the first view of `frame`: bytes `offset..offset + len` of it, received
+    /// with `meta`, held by consumer `holder`. More views come from `clone`.
+    ///
+    /// `offset` counts from the start of the frame (as the address the kernel
+    /// reports does).
+    ///
+    /// # Panics
+    /// If the range does not lie within the frame's usable region.
+    pub fn into_view(
+        &self,
+        frame: Frame,
+        offset: u32,
+        len: u32,
+        meta: RxMeta,
+        holder: ConsumerId,
+    ) -> FrameView {
+        let end = u64::from(offset) + u64::from(len);
+        assert!(
+            offset >= self.shared.headroom && end <= u64::from(self.shared.frame_size),
+            "view {offset}+{len} outside the usable region of a {}-byte frame",
+            self.shared.frame_size
+        );
+        // The handle ends here; from now on the refcount owns the frame.
+        let Frame { index } = frame;
+        // Relaxed: the frame is unshared (we held its unique handle), so nothing
+        // else reads this counter until the view is published to another thread,
+        // which happens through a synchronising queue.
+        let previous = self.shared.refs[index as usize].swap(1, Ordering::Relaxed);
+        debug_assert_eq!(
+            previous, 0,
+            "a Frame handle existed while views of it were live"
+        );
+        self.shared.held[usize::from(holder.0)].fetch_add(1, Ordering::Relaxed);
+        // The frame's reference on the pool, released by the last view's drop.
+        // `Arc::as_ptr` (not a pointer from `&Shared`) keeps the provenance of the
+        // whole allocation, which `decrement_strong_count` needs.
+        let shared = NonNull::new(Arc::as_ptr(&self.shared).cast_mut()).expect("Arc is non-null");
+        // SAFETY: `self.shared` is a live Arc; this adds the strong reference that
+        // the last view's drop gives back.
+        unsafe { Arc::increment_strong_count(shared.as_ptr()) };
+        FrameView {
+            shared,
+            index,
+            offset,
+            len,
+            meta,
+            holder,
+        }
+    }
+}
+
+impl Shared {
+    /// # Safety
+    /// The caller has exclusive access to frame `index` for the returned lifetime.
+    #[expect(clippy::mut_from_ref, reason = "exclusivity is the caller's contract")]
+    unsafe fn frame_bytes_mut(&self, index: u32) -> &mut [u8] {
+        let len = (self.frame_size - self.headroom) as usize;
+        // SAFETY: the FrameMemory contract: `frame_ptr(index)` points to `len`
+        // valid, fixed bytes of this frame only; the caller guarantees nobody else
+        // accesses them meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.memory.frame_ptr(index).as_ptr(), len) }
+    }
+}
+
+/// A refcounted, zero-copy view of a received frame. `Send` and `Sync`; cloning
+/// adds a reference; the last drop returns the frame to its poller.
+pub struct FrameView {
+    /// Kept alive by the strong reference the frame holds (see module docs).
+    shared: NonNull<Shared>,
+    index: u32,
+    offset: u32,
+    len: u32,
+    meta: RxMeta,
+    holder: ConsumerId,
+}
+
+// SAFETY: a view only reads the frame's bytes (shared access, the frame is not in
+// any ring while views exist) and touches atomics; `make_mut` needs `&mut self` and
+// the refcount to be 1, i.e. exclusive access.
+unsafe impl Send for FrameView {}
+// SAFETY: `&FrameView` allows reading the bytes and cloning (an atomic increment).
+unsafe impl Sync for FrameView {}
+
+impl FrameView {
+    fn shared(&self) -> &Shared {
+        // SAFETY: the frame of this view holds a strong reference on `Shared`
+        // until the last view of it is dropped, and this view is alive.
+        unsafe { self.shared.as_ref() }
+    }
+
+    /// The frame's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        let shared = self.shared();
+        let start = (self.offset - shared.headroom) as usize;
+        // SAFETY: [offset, offset + len) lies within the frame's usable region
+        // (checked when the view was made), which `frame_ptr` points to; while
+        // views exist the frame is in no ring and nobody holds `&mut` to it
+        // (`make_mut` requires uniqueness).
+        unsafe {
+            std::slice::from_raw_parts(
+                shared.memory.frame_ptr(self.index).as_ptr().add(start),
+                self.len as usize,
+            )
+        }
+    }
+
+    /// Frame length in bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True for an empty frame.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// RX queue the frame arrived on.
+    pub fn queue(&self) -> u32 {
+        self.meta.queue
+    }
+
+    /// Receive timestamp, ns since the Unix epoch.
+    pub fn timestamp_ns(&self) -> u64 {
+        self.meta.timestamp_ns
+    }
+
+    /// The frame's index in its pool.
+    pub fn frame_index(&self) -> u32 {
+        self.index
+    }
+
+    /// Views of this frame alive right now (a snapshot).
+    pub fn ref_count(&self) -> u32 {
+        self.shared().refs[self.index as usize].load(Ordering::Relaxed)
+    }
+
+    /// True when this is the only view of its frame.
+    pub fn is_unique(&self) -> bool {
+        // Acquire pairs with the Release decrement of other views' drops, so their
+        // reads of the bytes happen before any write we make after this returns.
+        self.shared().refs[self.index as usize].load(Ordering::Acquire) == 1
+    }
+
+    /// Mutable bytes, copy-on-write: in place when this is the only view, else the
+    /// bytes are copied into `scratch` (reused across calls) and returned from
+    /// there. Says which happened.
+    pub fn make_mut<'a>(&'a mut self, scratch: &'a mut Vec<u8>) -> (&'a mut [u8], CowOutcome) {
+        if self.is_unique() {
+            let shared = self.shared();
+            let start = (self.offset - shared.headroom) as usize;
+            let len = self.len as usize;
+            // SAFETY: refcount 1 and `&mut self`: this view is the only access
+            // path to the frame, which is in no kernel ring while viewed.
+            let frame = unsafe { shared.frame_bytes_mut(self.index) };
+            (&mut frame[start..start + len], CowOutcome::InPlace)
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(self.bytes());
+            (scratch.as_mut_slice(), CowOutcome::Copied)
+        }
+    }
+
+    /// The consumer this view is accounted to.
+    pub fn holder(&self) -> ConsumerId {
+        self.holder
+    }
+
+    /// A new view of the same frame accounted to consumer `holder` (the poller
+    /// uses this to give one view per consumer).
+    pub fn share_with(&self, holder: ConsumerId) -> FrameView {
+        let shared = self.shared();
+        // Relaxed, like Arc::clone: we already hold a reference, so the frame
+        // cannot be released concurrently.
+        shared.refs[self.index as usize].fetch_add(1, Ordering::Relaxed);
+        shared.held[usize::from(holder.0)].fetch_add(1, Ordering::Relaxed);
+        FrameView {
+            shared: self.shared,
+            index: self.index,
+            offset: self.offset,
+            len: self.len,
+            meta: self.meta,
+            holder,
+        }
+    }
+}
+
+/// Whether [`FrameView::make_mut`] wrote in place or copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CowOutcome {
+    /// The view was unique: the frame itself is writable.
+    InPlace,
+    /// The frame was shared: the bytes were copied.
+    Copied,
+}
+
+impl Clone for FrameView {
+    fn clone(&self) -> Self {
+        self.share_with(self.holder)
+    }
+}
+
+impl Drop for FrameView {
+    fn drop(&mut self) {
+        let shared = self.shared();
+        shared.held[usize::from(self.holder.0)].fetch_sub(1, Ordering::Relaxed);
+        // Release so that our reads of the bytes happen before the frame is reused;
+        // the Acquire fence on the last drop pairs with every other view's Release.
+        if shared.refs[self.index as usize].fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        // The queue has room for every frame and each frame is in it at most once
+        // (it is pushed only on the 1 -> 0 transition), so this cannot fail.
+        let pushed = shared.returns.push(self.index);
+        debug_assert!(pushed.is_ok(), "return queue overflow");
+        // SAFETY: drops the strong reference this frame took in `into_view`; the
+        // push above no longer needs `shared`, and this view is not used after.
+        unsafe { Arc::decrement_strong_count(self.shared.as_ptr()) };
+    }
+}
+
+impl AsRef<[u8]> for FrameView {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl fmt::Debug for FrameView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameView")
+            .field("frame", &self.index)
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .field("meta", &self.meta)
+            .field("holder", &self.holder)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(frames: u32) -> FramePool {
+        FramePool::new(Box::new(HeapMemory::new(256, frames)), 3)
+    }
+
+    const A: ConsumerId = ConsumerId(0);
+    const B: ConsumerId = ConsumerId(1);
+
+    #[test]
+    fn last_view_returns_the_frame_once() {
+        let mut pool = pool(4);
+        let mut frames = pool.take_all();
+        let f = frames.pop().unwrap();
+        let v1 = pool.into_view(
+            f,
+            16,
+            32,
+            RxMeta {
+                queue: 3,
+                timestamp_ns: 7,
+            },
+            A,
+        );
+        let v2 = v1.share_with(B);
+        assert_eq!(
+            (v1.ref_count(), pool.held_by(A), pool.held_by(B)),
+            (2, 1, 1)
+        );
+        drop(v1);
+        assert!(
+            pool.reclaim().is_none(),
+            "frame returned while a view lives"
+        );
+        assert_eq!(v2.queue(), 3);
+        assert_eq!(v2.timestamp_ns(), 7);
+        drop(v2);
+        assert_eq!(pool.reclaim().map(|f| f.index()), Some(3));
+        assert!(pool.reclaim().is_none(), "returned twice");
+        assert_eq!((pool.held_by(A), pool.held_by(B)), (0, 0));
+        drop(frames);
+    }
+
+    #[test]
+    fn views_see_exactly_their_bytes() {
+        let mut pool = pool(2);
+        let mut frames = pool.take_all();
+        let mut f = frames.pop().unwrap();
+        pool.bytes_mut(&mut f)[10..14].copy_from_slice(b"abcd");
+        let v = pool.into_view(f, 10, 4, RxMeta::default(), A);
+        assert_eq!(v.as_ref(), b"abcd");
+        assert_eq!(v.len(), 4);
+        drop(v);
+        let back = pool.reclaim().unwrap();
+        assert_eq!(back.index(), 1);
+        drop((frames, back));
+    }
+
+    #[test]
+    fn make_mut_is_in_place_only_when_unique() {
+        let mut pool = pool(1);
+        let f = pool.take_all().pop().unwrap();
+        let mut v = pool.into_view(f, 0, 8, RxMeta::default(), A);
+        let mut scratch = Vec::new();
+        let other = v.share_with(B);
+        let (bytes, how) = v.make_mut(&mut scratch);
+        assert_eq!(how, CowOutcome::Copied);
+        bytes[0] = 0xff;
+        assert_eq!(
+            other.as_ref()[0],
+            0,
+            "a copy must not change the shared frame"
+        );
+        drop(other);
+        let (bytes, how) = v.make_mut(&mut scratch);
+        assert_eq!(how, CowOutcome::InPlace);
+        bytes[0] = 0xee;
+        assert_eq!(v.as_ref()[0], 0xee);
+    }
+
+    #[test]
+    fn views_keep_the_memory_alive_after_the_pool_is_gone() {
+        let mut pool = pool(2);
+        let f = pool.take_all().remove(0);
+        let v = pool.into_view(f, 0, 4, RxMeta::default(), A);
+        drop(pool);
+        assert_eq!(v.as_ref(), &[0, 0, 0, 0]);
+        let v2 = v.clone();
+        drop(v);
+        drop(v2); // frees the memory; Miri checks there is no use after free
+    }
+
+    #[test]
+    fn concurrent_releases_return_each_frame_exactly_once() {
+        const FRAMES: u32 = 64;
+        let mut pool = pool(FRAMES);
+        let frames = pool.take_all();
+        let mut views_a = Vec::new();
+        let mut views_b = Vec::new();
+        for f in frames {
+            let v = pool.into_view(f, 0, 1, RxMeta::default(), A);
+            views_b.push(v.share_with(B));
+            views_a.push(v);
+        }
+        let ta = std::thread::spawn(move || drop(views_a));
+        let tb = std::thread::spawn(move || {
+            while let Some(v) = views_b.pop() {
+                drop(v);
+            }
+        });
+        ta.join().unwrap();
+        tb.join().unwrap();
+        let mut seen = vec![false; FRAMES as usize];
+        while let Some(f) = pool.reclaim() {
+            assert!(
+                !seen[f.index() as usize],
+                "frame {} returned twice",
+                f.index()
+            );
+            seen[f.index() as usize] = true;
+            drop(f);
+        }
+        assert!(seen.iter().all(|&s| s), "a frame never came back");
+        assert_eq!(pool.viewed_frames(), 0);
+    }
+}

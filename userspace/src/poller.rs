@@ -1,0 +1,907 @@
+//! The NAPI-style poller of one RX queue, written against [`XskRings`] so that it
+//! runs in unit tests over a fake ring, with no kernel (sans-IO).
+//!
+//! One round ([`Poller::poll_once`]), like a NAPI poll with a budget:
+//! 1. frames whose last view was dropped come back from the return queue to the free
+//!    list, and free frames go to the fill ring, in one batch;
+//! 2. up to `budget` descriptors are taken from the RX ring, each becomes a
+//!    [`FrameView`], and every consumer gets its own view of the frame;
+//! 3. inline consumers run right there (run-to-completion); threaded ones get the
+//!    view through a bounded queue: a full queue drops the view and counts it
+//!    ([`Overflow::Drop`]), or keeps it in a backlog that holds its frame out of the
+//!    fill ring ([`Overflow::Wait`], lossless: the kernel's fill-ring-empty counter
+//!    shows the pressure). The poller never blocks on a consumer.
+//!
+//! [`Poller::run`] repeats rounds; when the RX ring is empty it spins a little
+//! (adaptively, like NAPI's busy-poll window) and then sleeps in poll(2) until the
+//! kernel has frames, kicking the kernel first only when `need_wakeup` asks.
+
+use std::{
+    collections::VecDeque,
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::Thread,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::{
+    frame::{ConsumerId, Frame, FramePool, FrameView, MAX_CONSUMERS, RxMeta},
+    xsk::XskStats,
+};
+
+/// A descriptor from the RX ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxDesc {
+    /// UMEM address of the first byte of the packet.
+    pub addr: u64,
+    /// Packet length.
+    pub len: u32,
+}
+
+/// The kernel side of one AF_XDP socket, as the poller needs it.
+///
+/// Implementations read the kernel's producer index once per batch (Acquire) and
+/// publish their own index once per batch (Release); see `xsk.rs` for the real one.
+///
+/// # Safety
+/// [`XskRings::rx_consume`] must only return addresses that were given to
+/// [`XskRings::fill_produce`] and not returned since, each at most once per trip:
+/// the poller turns them back into unique frame handles.
+pub unsafe trait XskRings {
+    /// Move up to `out.len()` descriptors off the RX ring into `out`.
+    fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize;
+    /// Free slots in the fill ring (at most `want`).
+    fn fill_capacity(&mut self, want: u32) -> u32;
+    /// Put the frames at `addrs` on the fill ring. `addrs.len()` never exceeds the
+    /// last [`XskRings::fill_capacity`], so all of them fit.
+    fn fill_produce(&mut self, addrs: &[u64]);
+    /// True when the kernel asked to be woken to look at the fill ring.
+    fn fill_needs_wakeup(&mut self) -> bool;
+    /// Wake the kernel (a non-blocking syscall on the socket).
+    fn wakeup(&mut self) -> io::Result<()>;
+    /// Sleep until the RX ring has descriptors or `timeout_ms` passes; true when
+    /// readable.
+    fn wait_rx(&mut self, timeout_ms: i32) -> io::Result<bool>;
+    /// The kernel's XDP_STATISTICS.
+    fn statistics(&self) -> io::Result<XskStats>;
+}
+
+/// Receives frames on the poller's thread.
+pub trait Consumer: Send {
+    /// One frame; the view may be kept as long as needed (it holds the frame).
+    fn consume(&mut self, view: FrameView);
+    /// The end of a batch (a chance to flush buffered work).
+    fn flush(&mut self) {}
+}
+
+impl<F: FnMut(FrameView) + Send> Consumer for F {
+    fn consume(&mut self, view: FrameView) {
+        self(view)
+    }
+}
+
+/// What a threaded consumer's full queue does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Overflow {
+    /// Drop the view and count it (the frame goes back at once).
+    #[default]
+    Drop,
+    /// Keep the view in a backlog: frames are held back from the fill ring, so the
+    /// kernel drops instead (counted in `rx_fill_ring_empty_descs`) and the consumer
+    /// loses nothing.
+    Wait,
+}
+
+/// The receiving end of a threaded consumer's queue, for its own thread.
+#[derive(Debug)]
+pub struct ThreadedReceiver {
+    queue: Arc<ArrayQueue<FrameView>>,
+    sleeping: Arc<AtomicBool>,
+}
+
+impl ThreadedReceiver {
+    /// Take the next view, if any.
+    pub fn try_recv(&self) -> Option<FrameView> {
+        self.queue.pop()
+    }
+
+    /// Sleep until the poller pushes something or `timeout` passes.
+    pub fn park(&self, timeout: Duration) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        // Re-check after announcing sleep: a push between our last pop and the
+        // store above would otherwise not wake us (the poller unparks only when
+        // it sees `sleeping`).
+        if self.queue.is_empty() {
+            std::thread::park_timeout(timeout);
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Views waiting in the queue.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+enum Sink {
+    Inline(Box<dyn Consumer>),
+    Threaded {
+        queue: Arc<ArrayQueue<FrameView>>,
+        sleeping: Arc<AtomicBool>,
+        thread: Option<Thread>,
+        overflow: Overflow,
+        backlog: VecDeque<FrameView>,
+    },
+}
+
+/// Per-consumer counters.
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Views handed to the consumer (or its queue).
+    pub delivered: AtomicU64,
+    /// Views dropped because the consumer's queue was full.
+    pub dropped: AtomicU64,
+    /// Views waiting in the lossless backlog right now.
+    pub backlog: AtomicU64,
+}
+
+/// Per-queue counters, written by the poller (single writer, Relaxed) and read by
+/// anyone.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    /// Frames received.
+    pub rx_packets: AtomicU64,
+    /// Bytes received.
+    pub rx_bytes: AtomicU64,
+    /// Rounds that received at least one frame.
+    pub batches: AtomicU64,
+    /// Rounds that found the RX ring empty.
+    pub empty_polls: AtomicU64,
+    /// Times the poller slept in poll(2).
+    pub sleeps: AtomicU64,
+    /// Syscalls made because the kernel asked (need_wakeup).
+    pub wakeups: AtomicU64,
+    /// Batches put on the fill ring.
+    pub fill_batches: AtomicU64,
+    /// Frames put on the fill ring, in total.
+    pub filled: AtomicU64,
+    /// Frames in the free list right now (neither viewed, nor in a kernel ring).
+    pub free: AtomicU64,
+    /// Frames the kernel holds right now (fill ring + RX ring + in flight).
+    pub in_kernel: AtomicU64,
+    /// Per consumer, in registration order.
+    pub consumers: [ConsumerStats; MAX_CONSUMERS],
+}
+
+impl QueueStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        // Single writer: a plain load + store is enough and avoids a locked add.
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// Tuning of a poller.
+#[derive(Clone, Copy, Debug)]
+pub struct PollerConfig {
+    /// Descriptors taken from the RX ring per round.
+    pub budget: u32,
+    /// Empty rounds spun before sleeping in poll(2) (the upper bound; the poller
+    /// adapts between 0 and this).
+    pub max_spin: u32,
+    /// poll(2) timeout, which bounds how late the poller notices a stop request.
+    pub sleep_ms: i32,
+    /// Never sleep: drive the queue with non-blocking syscalls (busy polling).
+    pub busy_poll: bool,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            budget: 64,
+            max_spin: 256,
+            sleep_ms: 100,
+            busy_poll: false,
+        }
+    }
+}
+
+/// The poller of one RX queue.
+pub struct Poller<R: XskRings> {
+    rings: R,
+    pool: FramePool,
+    queue: u32,
+    config: PollerConfig,
+    free: Vec<Frame>,
+    in_kernel: u64,
+    sinks: Vec<Sink>,
+    stats: Arc<QueueStats>,
+    descs: Vec<RxDesc>,
+    addrs: Vec<u64>,
+    spin: u32,
+}
+
+impl<R: XskRings> std::fmt::Debug for Poller<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("queue", &self.queue)
+            .field("free", &self.free.len())
+            .field("in_kernel", &self.in_kernel)
+            .field("consumers", &self.sinks.len())
+            .finish()
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl<R: XskRings> Poller<R> {
+    /// A poller over `rings` whose frames come from `pool` (all of them start free;
+    /// the first round gives them to the fill ring).
+    pub fn new(rings: R, mut pool: FramePool, queue: u32, config: PollerConfig) -> Self {
+        let free = pool.take_all();
+        let budget = config.budget.max(1) as usize;
+        let stats = Arc::new(QueueStats::default());
+        stats.free.store(free.len() as u64, Ordering::Relaxed);
+        Self {
+            rings,
+            pool,
+            queue,
+            config,
+            free,
+            in_kernel: 0,
+            sinks: Vec::new(),
+            stats,
+            descs: vec![RxDesc::default(); budget],
+            addrs: Vec::with_capacity(budget.max(64)),
+            spin: 0,
+        }
+    }
+
+    /// Add a consumer called on the poller's thread.
+    pub fn add_inline(&mut self, consumer: Box<dyn Consumer>) -> ConsumerId {
+        self.push_sink(Sink::Inline(consumer))
+    }
+
+    /// Add a consumer on its own thread behind a queue of `capacity` views. The
+    /// returned receiver goes to that thread; call [`Poller::set_consumer_thread`]
+    /// with the thread's handle so the poller can wake it.
+    pub fn add_threaded(
+        &mut self,
+        capacity: usize,
+        overflow: Overflow,
+    ) -> (ConsumerId, ThreadedReceiver) {
+        let queue = Arc::new(ArrayQueue::new(capacity.max(1)));
+        let sleeping = Arc::new(AtomicBool::new(false));
+        let rx = ThreadedReceiver {
+            queue: queue.clone(),
+            sleeping: sleeping.clone(),
+        };
+        let id = self.push_sink(Sink::Threaded {
+            queue,
+            sleeping,
+            thread: None,
+            overflow,
+            backlog: VecDeque::new(),
+        });
+        (id, rx)
+    }
+
+    /// The thread that drains threaded consumer `id`.
+    pub fn set_consumer_thread(&mut self, id: ConsumerId, handle: Thread) {
+        if let Some(Sink::Threaded { thread, .. }) = self.sinks.get_mut(usize::from(id.0)) {
+            *thread = Some(handle);
+        }
+    }
+
+    fn push_sink(&mut self, sink: Sink) -> ConsumerId {
+        let id = FramePool::consumer_id(self.sinks.len());
+        self.sinks.push(sink);
+        id
+    }
+
+    /// The queue's counters (shared; read them from any thread).
+    pub fn stats(&self) -> Arc<QueueStats> {
+        self.stats.clone()
+    }
+
+    /// The frame pool.
+    pub fn pool(&self) -> &FramePool {
+        &self.pool
+    }
+
+    /// The rings (for statistics and tests).
+    pub fn rings(&self) -> &R {
+        &self.rings
+    }
+
+    /// The rings, mutably (tests use it to feed the fake ring).
+    pub fn rings_mut(&mut self) -> &mut R {
+        &mut self.rings
+    }
+
+    /// The RX queue.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Frames in the free list.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Frames the kernel holds (given to the fill ring and not yet received).
+    pub fn frames_in_kernel(&self) -> u64 {
+        self.in_kernel
+    }
+
+    /// Views waiting in lossless backlogs.
+    pub fn backlogged(&self) -> usize {
+        self.sinks
+            .iter()
+            .map(|s| match s {
+                Sink::Threaded { backlog, .. } => backlog.len(),
+                Sink::Inline(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Bring back frames whose views are gone and give free frames to the kernel.
+    pub fn refill(&mut self) {
+        while let Some(frame) = self.pool.reclaim() {
+            self.free.push(frame);
+        }
+        let want = u32::try_from(self.free.len()).unwrap_or(u32::MAX);
+        if want == 0 {
+            return;
+        }
+        let n = self.rings.fill_capacity(want).min(want) as usize;
+        if n == 0 {
+            return;
+        }
+        self.addrs.clear();
+        let start = self.free.len() - n;
+        for frame in self.free.drain(start..) {
+            self.addrs.push(frame.into_addr(&self.pool));
+        }
+        self.rings.fill_produce(&self.addrs);
+        self.in_kernel += n as u64;
+        QueueStats::add(&self.stats.fill_batches, 1);
+        QueueStats::add(&self.stats.filled, n as u64);
+        self.stats
+            .free
+            .store(self.free.len() as u64, Ordering::Relaxed);
+        self.stats
+            .in_kernel
+            .store(self.in_kernel, Ordering::Relaxed);
+    }
+
+    /// Push lossless backlogs into their queues as far as they fit.
+    fn drain_backlogs(&mut self) {
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if let Sink::Threaded {
+                queue,
+                backlog,
+                sleeping,
+                thread,
+                ..
+            } = sink
+            {
+                let mut pushed = false;
+                while let Some(view) = backlog.pop_front() {
+                    match queue.push(view) {
+                        Ok(()) => pushed = true,
+                        Err(view) => {
+                            backlog.push_front(view);
+                            break;
+                        }
+                    }
+                }
+                self.stats.consumers[i]
+                    .backlog
+                    .store(backlog.len() as u64, Ordering::Relaxed);
+                if pushed
+                    && sleeping.load(Ordering::SeqCst)
+                    && let Some(t) = thread
+                {
+                    t.unpark();
+                }
+            }
+        }
+    }
+
+    /// One NAPI round: refill, receive up to the budget, dispatch. Returns the
+    /// number of frames received.
+    pub fn poll_once(&mut self) -> usize {
+        self.drain_backlogs();
+        self.refill();
+        let n = self.rings.rx_consume(&mut self.descs);
+        if n == 0 {
+            QueueStats::add(&self.stats.empty_polls, 1);
+            return 0;
+        }
+        let meta = RxMeta {
+            queue: self.queue,
+            timestamp_ns: now_ns(),
+        };
+        let frame_size = u64::from(self.pool.frame_size());
+        let mut bytes = 0u64;
+        for i in 0..n {
+            let desc = self.descs[i];
+            // SAFETY: by the `XskRings` contract, `desc.addr` went to the fill ring
+            // (in `refill`) and comes back exactly once, here.
+            let Some(frame) = (unsafe { self.pool.received(desc.addr) }) else {
+                // Not an address of our UMEM: the kernel never does this; count it
+                // as lost rather than trust it.
+                continue;
+            };
+            self.in_kernel -= 1;
+            bytes += u64::from(desc.len);
+            let offset = ((desc.addr % frame_size) as u32).max(self.pool.headroom());
+            let len = desc.len.min(self.pool.frame_size() - offset);
+            if self.sinks.is_empty() {
+                // No consumer: the frame goes straight back (rxdrop).
+                self.free.push(frame);
+                continue;
+            }
+            let first = self
+                .pool
+                .into_view(frame, offset, len, meta, FramePool::consumer_id(0));
+            self.dispatch(first);
+        }
+        for sink in &mut self.sinks {
+            if let Sink::Inline(c) = sink {
+                c.flush();
+            }
+        }
+        QueueStats::add(&self.stats.rx_packets, n as u64);
+        QueueStats::add(&self.stats.rx_bytes, bytes);
+        QueueStats::add(&self.stats.batches, 1);
+        self.stats
+            .in_kernel
+            .store(self.in_kernel, Ordering::Relaxed);
+        n
+    }
+
+    /// Give every consumer its own view: consumers 1.. get new views of the frame,
+    /// consumer 0 gets `first` (already accounted to it).
+    fn dispatch(&mut self, first: FrameView) {
+        for i in 1..self.sinks.len() {
+            let view = first.share_with(FramePool::consumer_id(i));
+            self.deliver(i, view);
+        }
+        self.deliver(0, first);
+    }
+
+    fn deliver(&mut self, target: usize, view: FrameView) {
+        let stats = &self.stats.consumers[target];
+        match &mut self.sinks[target] {
+            Sink::Inline(c) => {
+                QueueStats::add(&stats.delivered, 1);
+                c.consume(view);
+            }
+            Sink::Threaded {
+                queue,
+                sleeping,
+                thread,
+                overflow,
+                backlog,
+            } => {
+                if !backlog.is_empty() {
+                    // Keep order behind what is already waiting.
+                    QueueStats::add(&stats.delivered, 1);
+                    backlog.push_back(view);
+                    return;
+                }
+                match queue.push(view) {
+                    Ok(()) => {
+                        QueueStats::add(&stats.delivered, 1);
+                        if sleeping.load(Ordering::SeqCst)
+                            && let Some(t) = thread
+                        {
+                            t.unpark();
+                        }
+                    }
+                    Err(view) => match overflow {
+                        Overflow::Drop => {
+                            QueueStats::add(&stats.dropped, 1);
+                            drop(view);
+                        }
+                        Overflow::Wait => {
+                            QueueStats::add(&stats.delivered, 1);
+                            backlog.push_back(view);
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    /// Run rounds until `stop` is set. When the RX ring is empty: spin (up to an
+    /// adaptive number of empty rounds), then kick the kernel if it asked and sleep
+    /// in poll(2).
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            if self.poll_once() > 0 {
+                // Traffic: spin longer next time the ring runs dry.
+                self.spin = (self.spin * 2).clamp(16, self.config.max_spin.max(16));
+                continue;
+            }
+            if self.config.busy_poll {
+                // Busy polling: the syscall itself runs the driver's NAPI poll.
+                self.rings.wakeup()?;
+                QueueStats::add(&self.stats.wakeups, 1);
+                continue;
+            }
+            if self.spin > 0 {
+                self.spin -= 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            if self.rings.fill_needs_wakeup() {
+                self.rings.wakeup()?;
+                QueueStats::add(&self.stats.wakeups, 1);
+            }
+            QueueStats::add(&self.stats.sleeps, 1);
+            match self.rings.wait_rx(self.config.sleep_ms) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::{HashSet, VecDeque},
+        sync::{Arc, Mutex},
+    };
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::frame::HeapMemory;
+
+    const FRAME: u32 = 512;
+    /// Where the fake kernel puts packet data in a frame (XDP_PACKET_HEADROOM).
+    const HEADROOM: u64 = 256;
+
+    /// A kernel stand-in: a fill ring and an RX ring of fixed capacity, moving
+    /// frames from one to the other as "packets arrive".
+    #[derive(Debug, Default)]
+    struct FakeRings {
+        fill: VecDeque<u64>,
+        fill_cap: usize,
+        rx: VecDeque<RxDesc>,
+        rx_cap: usize,
+        fill_empty: u64,
+        rx_full: u64,
+        wakeups: u64,
+    }
+
+    impl FakeRings {
+        fn new(fill_cap: usize, rx_cap: usize) -> Self {
+            Self {
+                fill_cap,
+                rx_cap,
+                ..Self::default()
+            }
+        }
+
+        /// `n` packets of `len` bytes arrive; returns how many were delivered.
+        fn arrive(&mut self, n: usize, len: u32) -> usize {
+            let mut delivered = 0;
+            for _ in 0..n {
+                if self.rx.len() == self.rx_cap {
+                    self.rx_full += 1;
+                    continue;
+                }
+                let Some(addr) = self.fill.pop_front() else {
+                    self.fill_empty += 1;
+                    continue;
+                };
+                self.rx.push_back(RxDesc {
+                    addr: addr + HEADROOM,
+                    len,
+                });
+                delivered += 1;
+            }
+            delivered
+        }
+
+        fn kernel_frames(&self) -> Vec<u64> {
+            self.fill
+                .iter()
+                .copied()
+                .chain(self.rx.iter().map(|d| d.addr - HEADROOM))
+                .map(|a| a / u64::from(FRAME))
+                .collect()
+        }
+    }
+
+    // SAFETY: `rx` only ever holds addresses taken from `fill`, each once.
+    unsafe impl XskRings for FakeRings {
+        fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
+            let n = out.len().min(self.rx.len());
+            for slot in out.iter_mut().take(n) {
+                *slot = self.rx.pop_front().expect("counted");
+            }
+            n
+        }
+
+        fn fill_capacity(&mut self, want: u32) -> u32 {
+            (self.fill_cap - self.fill.len()).min(want as usize) as u32
+        }
+
+        fn fill_produce(&mut self, addrs: &[u64]) {
+            assert!(
+                self.fill.len() + addrs.len() <= self.fill_cap,
+                "fill ring overrun"
+            );
+            self.fill.extend(addrs);
+        }
+
+        fn fill_needs_wakeup(&mut self) -> bool {
+            true
+        }
+
+        fn wakeup(&mut self) -> io::Result<()> {
+            self.wakeups += 1;
+            Ok(())
+        }
+
+        fn wait_rx(&mut self, _timeout_ms: i32) -> io::Result<bool> {
+            Ok(!self.rx.is_empty())
+        }
+
+        fn statistics(&self) -> io::Result<XskStats> {
+            Ok(XskStats {
+                rx_ring_full: self.rx_full,
+                rx_fill_ring_empty_descs: self.fill_empty,
+                ..XskStats::default()
+            })
+        }
+    }
+
+    fn poller(frames: u32, fill_cap: usize, rx_cap: usize, budget: u32) -> Poller<FakeRings> {
+        let pool = FramePool::new(Box::new(HeapMemory::new(FRAME, frames)), 0);
+        Poller::new(
+            FakeRings::new(fill_cap, rx_cap),
+            pool,
+            0,
+            PollerConfig {
+                budget,
+                ..PollerConfig::default()
+            },
+        )
+    }
+
+    /// Every frame is in exactly one place: free list, kernel rings, return queue,
+    /// or viewed; no address is in the kernel twice; no viewed frame is in the
+    /// kernel.
+    fn check_conservation(p: &Poller<FakeRings>, held: &[&Vec<FrameView>]) {
+        let kernel = p.rings().kernel_frames();
+        let unique: HashSet<u64> = kernel.iter().copied().collect();
+        assert_eq!(unique.len(), kernel.len(), "a frame is in the kernel twice");
+        assert_eq!(kernel.len() as u64, p.frames_in_kernel(), "in-kernel count");
+        for views in held {
+            for v in views.iter() {
+                assert!(
+                    !unique.contains(&u64::from(v.frame_index())),
+                    "frame {} is in a kernel ring while viewed",
+                    v.frame_index()
+                );
+            }
+        }
+        let total =
+            p.free_frames() + kernel.len() + p.pool().returned_len() + p.pool().viewed_frames();
+        assert_eq!(total, p.pool().frame_count() as usize, "frame conservation");
+    }
+
+    #[test]
+    fn first_round_fills_and_frames_flow_back() {
+        let mut p = poller(64, 64, 64, 16);
+        assert_eq!(p.poll_once(), 0);
+        assert_eq!(p.frames_in_kernel(), 64);
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h = held.clone();
+        p.add_inline(Box::new(move |v: FrameView| h.lock().unwrap().push(v)));
+        assert_eq!(p.rings_mut().arrive(40, 100), 40);
+        assert_eq!(p.poll_once(), 16, "budget");
+        assert_eq!(p.poll_once(), 16);
+        assert_eq!(p.poll_once(), 8);
+        {
+            let views = held.lock().unwrap();
+            assert_eq!(views.len(), 40);
+            assert!(views.iter().all(|v| v.len() == 100));
+            check_conservation(&p, &[&views]);
+        }
+        held.lock().unwrap().clear();
+        p.poll_once();
+        assert_eq!(p.frames_in_kernel(), 64, "all frames back in the fill ring");
+        let s = p.stats();
+        assert_eq!(s.rx_packets.load(Ordering::Relaxed), 40);
+        assert_eq!(s.rx_bytes.load(Ordering::Relaxed), 4000);
+        assert_eq!(s.consumers[0].delivered.load(Ordering::Relaxed), 40);
+    }
+
+    #[test]
+    fn two_consumers_share_one_frame() {
+        let mut p = poller(8, 8, 8, 8);
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let b = Arc::new(Mutex::new(Vec::new()));
+        let (a2, b2) = (a.clone(), b.clone());
+        let ia = p.add_inline(Box::new(move |v: FrameView| a2.lock().unwrap().push(v)));
+        let ib = p.add_inline(Box::new(move |v: FrameView| b2.lock().unwrap().push(v)));
+        p.poll_once();
+        p.rings_mut().arrive(3, 60);
+        assert_eq!(p.poll_once(), 3);
+        let (va, vb) = (a.lock().unwrap(), b.lock().unwrap());
+        for (x, y) in va.iter().zip(vb.iter()) {
+            assert_eq!(x.frame_index(), y.frame_index(), "same frame, two views");
+            assert_eq!(x.ref_count(), 2);
+            assert_eq!(x.bytes().as_ptr(), y.bytes().as_ptr(), "zero copy");
+        }
+        assert_eq!((p.pool().held_by(ia), p.pool().held_by(ib)), (3, 3));
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_blocking() {
+        let mut p = poller(32, 32, 32, 32);
+        let (id, rx) = p.add_threaded(4, Overflow::Drop);
+        p.poll_once();
+        p.rings_mut().arrive(10, 64);
+        assert_eq!(p.poll_once(), 10);
+        let c = &p.stats().consumers[usize::from(id.0)];
+        assert_eq!(c.delivered.load(Ordering::Relaxed), 4);
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 6);
+        assert_eq!(rx.len(), 4);
+        // Dropped views returned their frames at once.
+        assert_eq!(p.pool().returned_len(), 6);
+        while let Some(v) = rx.try_recv() {
+            drop(v);
+        }
+        p.poll_once();
+        assert_eq!(p.frames_in_kernel(), 32);
+    }
+
+    #[test]
+    fn lossless_consumer_holds_frames_back_and_the_kernel_counts() {
+        let mut p = poller(16, 16, 16, 16);
+        let (id, rx) = p.add_threaded(2, Overflow::Wait);
+        p.poll_once();
+        // More packets than frames: the backlog holds every frame, the fill ring
+        // runs dry, the fake kernel counts fill-ring-empty drops.
+        let delivered = p.rings_mut().arrive(16, 64);
+        assert_eq!(delivered, 16);
+        p.poll_once();
+        assert_eq!(p.backlogged(), 14);
+        assert_eq!(p.rings_mut().arrive(5, 64), 0);
+        assert_eq!(p.rings().fill_empty, 5);
+        let c = &p.stats().consumers[usize::from(id.0)];
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 0, "lossless");
+        // The consumer catches up; everything reaches it, in order.
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            while let Some(v) = rx.try_recv() {
+                got.push(v.frame_index());
+            }
+            p.poll_once();
+        }
+        assert_eq!(got.len(), 16);
+        assert_eq!(p.backlogged(), 0);
+        assert_eq!(p.frames_in_kernel(), 16);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Arrive(usize),
+        Poll,
+        ReleaseInline(usize),
+        DrainThreaded(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..80).prop_map(Op::Arrive),
+            Just(Op::Poll),
+            (0usize..40).prop_map(Op::ReleaseInline),
+            (0usize..40).prop_map(Op::DrainThreaded),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Random arrivals, polls, release orders and queue-full events: frames are
+        /// conserved at every step, never reused while viewed, and after draining
+        /// every frame is free or in the fill ring once; counters add up.
+        #[test]
+        fn frames_are_conserved(
+            ops in proptest::collection::vec(op(), 1..120),
+            frames in 8u32..64,
+            budget in 1u32..32,
+            queue_cap in 1usize..16,
+            lossless in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let mut p = poller(frames, frames as usize, 32, budget);
+            let inline_held = Arc::new(Mutex::new(Vec::new()));
+            let h = inline_held.clone();
+            p.add_inline(Box::new(move |v: FrameView| h.lock().unwrap().push(v)));
+            let overflow = if lossless { Overflow::Wait } else { Overflow::Drop };
+            let (tid, rx) = p.add_threaded(queue_cap, overflow);
+            let mut threaded_held: Vec<FrameView> = Vec::new();
+            let mut arrived = 0u64;
+            let mut rng = seed;
+            let mut next = move |n: usize| {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((rng >> 33) as usize) % n.max(1)
+            };
+            for op in ops {
+                match op {
+                    Op::Arrive(n) => arrived += p.rings_mut().arrive(n, 60) as u64,
+                    Op::Poll => { p.poll_once(); }
+                    Op::ReleaseInline(n) => {
+                        let mut held = inline_held.lock().unwrap();
+                        for _ in 0..n.min(held.len()) {
+                            let i = next(held.len());
+                            held.swap_remove(i);
+                        }
+                    }
+                    Op::DrainThreaded(n) => {
+                        for _ in 0..n {
+                            match rx.try_recv() { Some(v) => threaded_held.push(v), None => break }
+                        }
+                        for _ in 0..next(threaded_held.len() + 1) {
+                            if threaded_held.is_empty() { break; }
+                            let i = next(threaded_held.len());
+                            threaded_held.swap_remove(i);
+                        }
+                    }
+                }
+                let held = inline_held.lock().unwrap();
+                check_conservation(&p, &[&held, &threaded_held]);
+            }
+            // Drain: consumers let go of everything, the poller catches up.
+            for _ in 0..(frames as usize * 4) {
+                inline_held.lock().unwrap().clear();
+                threaded_held.clear();
+                while rx.try_recv().is_some() {}
+                p.poll_once();
+            }
+            check_conservation(&p, &[]);
+            prop_assert_eq!(p.frames_in_kernel() + p.free_frames() as u64, u64::from(frames));
+            prop_assert_eq!(p.frames_in_kernel(), u64::from(frames), "fill ring takes every frame");
+            let s = p.stats();
+            let received = s.rx_packets.load(Ordering::Relaxed);
+            prop_assert_eq!(received, arrived, "every arrival received");
+            let c0 = &s.consumers[0];
+            prop_assert_eq!(c0.delivered.load(Ordering::Relaxed), received);
+            let c1 = &s.consumers[usize::from(tid.0)];
+            prop_assert_eq!(
+                c1.delivered.load(Ordering::Relaxed) + c1.dropped.load(Ordering::Relaxed),
+                received,
+                "threaded: delivered + dropped = received"
+            );
+            if lossless {
+                prop_assert_eq!(c1.dropped.load(Ordering::Relaxed), 0);
+            }
+        }
+    }
+}

@@ -167,6 +167,23 @@ fn test(extra: &[String]) -> Result<()> {
         "unit tests",
         cargo().args(["test", "--workspace", "--exclude", "xdpstack-tests"]),
     )?;
+    step(
+        "Miri: frame pool refcounts, return queue and poller over a fake ring",
+        cargo()
+            .args(["+nightly", "miri", "test", "--package", "xdpstack", "--lib", "--"])
+            // The proptest is too slow interpreted; these cover the same code.
+            .args([
+                "frame::",
+                "poller::tests::first",
+                "poller::tests::two",
+                "poller::tests::full",
+                "poller::tests::lossless",
+            ])
+            // The poller timestamps batches with CLOCK_REALTIME.
+            .env("MIRIFLAGS", "-Zmiri-disable-isolation")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+    )?;
     require_root("the integration tests")?;
     let bin = build(false)?;
     step(

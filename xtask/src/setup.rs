@@ -146,6 +146,7 @@ pub fn setup() -> Result<()> {
     for (component, why) in [
         ("rust-src", "to build `core` for bpfel-unknown-none"),
         ("clippy", "to lint the XDP program on its own target"),
+        ("miri", "to check the frame pool's unsafe code"),
     ] {
         if !installed.lines().any(|l| l.starts_with(component)) {
             run(

@@ -10,9 +10,13 @@ pub mod cli;
 #[allow(unsafe_code)]
 pub mod frame;
 #[allow(unsafe_code)]
+pub mod ifinfo;
+#[allow(unsafe_code)]
 pub mod loader;
 #[allow(unsafe_code)]
 pub mod poller;
+#[allow(unsafe_code)]
+pub mod sim;
 pub mod stack;
 #[allow(unsafe_code)]
 pub mod xsk;

@@ -431,8 +431,11 @@ impl XdpProgram {
     /// run like a real frame.
     pub fn test_run(&mut self, frame: &[u8], rx: Option<(u32, u32)>) -> Result<u32, LoaderError> {
         // struct xdp_md { data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex }: the kernel wants the pointers zero.
+        // rx_queue_index, egress_ifindex }: the kernel wants data = data_meta = 0
+        // and data_end = the input's length (net/bpf/test_run.c).
         let mut ctx = [0u8; 24];
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        ctx[4..8].copy_from_slice(&len.to_ne_bytes());
         if let Some((ifindex, queue)) = rx {
             ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
             ctx[16..20].copy_from_slice(&queue.to_ne_bytes());

@@ -456,10 +456,13 @@ impl<R: XskRings> Poller<R> {
                 self.free.push(frame);
                 continue;
             }
-            let first = self
-                .pool
-                .into_view(frame, offset, len, meta, FramePool::consumer_id(0));
-            self.dispatch(first);
+            let Self {
+                pool, sinks, stats, ..
+            } = self;
+            pool.into_views(frame, offset, len, meta, sinks.len(), |view| {
+                let i = usize::from(view.holder().0);
+                deliver(&mut sinks[i], &stats.consumers[i], view);
+            });
         }
         for sink in &mut self.sinks {
             if let Sink::Inline(c) = sink {
@@ -475,64 +478,22 @@ impl<R: XskRings> Poller<R> {
         n
     }
 
-    /// Give every consumer its own view: consumers 1.. get new views of the frame,
-    /// consumer 0 gets `first` (already accounted to it).
-    fn dispatch(&mut self, first: FrameView) {
-        for i in 1..self.sinks.len() {
-            let view = first.share_with(FramePool::consumer_id(i));
-            self.deliver(i, view);
-        }
-        self.deliver(0, first);
-    }
-
-    fn deliver(&mut self, target: usize, view: FrameView) {
-        let stats = &self.stats.consumers[target];
-        match &mut self.sinks[target] {
-            Sink::Inline(c) => {
-                QueueStats::add(&stats.delivered, 1);
-                c.consume(view);
-            }
-            Sink::Threaded {
-                queue,
-                sleeping,
-                thread,
-                overflow,
-                backlog,
-            } => {
-                if !backlog.is_empty() {
-                    // Keep order behind what is already waiting.
-                    QueueStats::add(&stats.delivered, 1);
-                    backlog.push_back(view);
-                    return;
-                }
-                match queue.push(view) {
-                    Ok(()) => {
-                        QueueStats::add(&stats.delivered, 1);
-                        if sleeping.load(Ordering::SeqCst)
-                            && let Some(t) = thread
-                        {
-                            t.unpark();
-                        }
-                    }
-                    Err(view) => match overflow {
-                        Overflow::Drop => {
-                            QueueStats::add(&stats.dropped, 1);
-                            drop(view);
-                        }
-                        Overflow::Wait => {
-                            QueueStats::add(&stats.delivered, 1);
-                            backlog.push_back(view);
-                        }
-                    },
-                }
-            }
-        }
-    }
-
     /// Run rounds until `stop` is set. When the RX ring is empty: spin (up to an
     /// adaptive number of empty rounds), then kick the kernel if it asked and sleep
     /// in poll(2).
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        // Inline consumers' views are dropped on this thread: let their frames
+        // come back without atomics.
+        let bound = self.pool.bind_to_current_thread();
+        debug_assert!(bound, "the poller runs before any frame is viewed");
+        let result = self.run_rounds(stop);
+        // Hand frames released on this thread back before it ends, so the pool
+        // can be used (and dropped) from another thread.
+        self.refill();
+        result
+    }
+
+    fn run_rounds(&mut self, stop: &AtomicBool) -> io::Result<()> {
         while !stop.load(Ordering::Relaxed) {
             if self.poll_once() > 0 {
                 // Traffic: spin longer next time the ring runs dry.
@@ -565,123 +526,70 @@ impl<R: XskRings> Poller<R> {
     }
 }
 
+/// Hand `view` to one consumer; never blocks.
+fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
+    match sink {
+        Sink::Inline(c) => {
+            QueueStats::add(&stats.delivered, 1);
+            c.consume(view);
+        }
+        Sink::Threaded {
+            queue,
+            sleeping,
+            thread,
+            overflow,
+            backlog,
+        } => {
+            if !backlog.is_empty() {
+                // Keep order behind what is already waiting.
+                QueueStats::add(&stats.delivered, 1);
+                backlog.push_back(view);
+                return;
+            }
+            match queue.push(view) {
+                Ok(()) => {
+                    QueueStats::add(&stats.delivered, 1);
+                    if sleeping.load(Ordering::SeqCst)
+                        && let Some(t) = thread
+                    {
+                        t.unpark();
+                    }
+                }
+                Err(view) => match overflow {
+                    Overflow::Drop => {
+                        QueueStats::add(&stats.dropped, 1);
+                        drop(view);
+                    }
+                    Overflow::Wait => {
+                        QueueStats::add(&stats.delivered, 1);
+                        backlog.push_back(view);
+                    }
+                },
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
-        collections::{HashSet, VecDeque},
+        collections::HashSet,
         sync::{Arc, Mutex},
     };
 
     use proptest::prelude::*;
 
     use super::*;
-    use crate::frame::HeapMemory;
+    use crate::{frame::HeapMemory, sim::SimRings};
 
     const FRAME: u32 = 512;
-    /// Where the fake kernel puts packet data in a frame (XDP_PACKET_HEADROOM).
-    const HEADROOM: u64 = 256;
 
-    /// A kernel stand-in: a fill ring and an RX ring of fixed capacity, moving
-    /// frames from one to the other as "packets arrive".
-    #[derive(Debug, Default)]
-    struct FakeRings {
-        fill: VecDeque<u64>,
-        fill_cap: usize,
-        rx: VecDeque<RxDesc>,
-        rx_cap: usize,
-        fill_empty: u64,
-        rx_full: u64,
-        wakeups: u64,
-    }
-
-    impl FakeRings {
-        fn new(fill_cap: usize, rx_cap: usize) -> Self {
-            Self {
-                fill_cap,
-                rx_cap,
-                ..Self::default()
-            }
-        }
-
-        /// `n` packets of `len` bytes arrive; returns how many were delivered.
-        fn arrive(&mut self, n: usize, len: u32) -> usize {
-            let mut delivered = 0;
-            for _ in 0..n {
-                if self.rx.len() == self.rx_cap {
-                    self.rx_full += 1;
-                    continue;
-                }
-                let Some(addr) = self.fill.pop_front() else {
-                    self.fill_empty += 1;
-                    continue;
-                };
-                self.rx.push_back(RxDesc {
-                    addr: addr + HEADROOM,
-                    len,
-                });
-                delivered += 1;
-            }
-            delivered
-        }
-
-        fn kernel_frames(&self) -> Vec<u64> {
-            self.fill
-                .iter()
-                .copied()
-                .chain(self.rx.iter().map(|d| d.addr - HEADROOM))
-                .map(|a| a / u64::from(FRAME))
-                .collect()
-        }
-    }
-
-    // SAFETY: `rx` only ever holds addresses taken from `fill`, each once.
-    unsafe impl XskRings for FakeRings {
-        fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
-            let n = out.len().min(self.rx.len());
-            for slot in out.iter_mut().take(n) {
-                *slot = self.rx.pop_front().expect("counted");
-            }
-            n
-        }
-
-        fn fill_capacity(&mut self, want: u32) -> u32 {
-            (self.fill_cap - self.fill.len()).min(want as usize) as u32
-        }
-
-        fn fill_produce(&mut self, addrs: &[u64]) {
-            assert!(
-                self.fill.len() + addrs.len() <= self.fill_cap,
-                "fill ring overrun"
-            );
-            self.fill.extend(addrs);
-        }
-
-        fn fill_needs_wakeup(&mut self) -> bool {
-            true
-        }
-
-        fn wakeup(&mut self) -> io::Result<()> {
-            self.wakeups += 1;
-            Ok(())
-        }
-
-        fn wait_rx(&mut self, _timeout_ms: i32) -> io::Result<bool> {
-            Ok(!self.rx.is_empty())
-        }
-
-        fn statistics(&self) -> io::Result<XskStats> {
-            Ok(XskStats {
-                rx_ring_full: self.rx_full,
-                rx_fill_ring_empty_descs: self.fill_empty,
-                ..XskStats::default()
-            })
-        }
-    }
+    type FakeRings = SimRings;
 
     fn poller(frames: u32, fill_cap: usize, rx_cap: usize, budget: u32) -> Poller<FakeRings> {
         let pool = FramePool::new(Box::new(HeapMemory::new(FRAME, frames)), 0);
         Poller::new(
-            FakeRings::new(fill_cap, rx_cap),
+            SimRings::new(FRAME, fill_cap, rx_cap),
             pool,
             0,
             PollerConfig {
@@ -792,7 +700,7 @@ mod tests {
         p.poll_once();
         assert_eq!(p.backlogged(), 14);
         assert_eq!(p.rings_mut().arrive(5, 64), 0);
-        assert_eq!(p.rings().fill_empty, 5);
+        assert_eq!(p.rings().fill_empty(), 5);
         let c = &p.stats().consumers[usize::from(id.0)];
         assert_eq!(c.dropped.load(Ordering::Relaxed), 0, "lossless");
         // The consumer catches up; everything reaches it, in order.

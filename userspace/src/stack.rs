@@ -7,7 +7,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -281,24 +280,6 @@ impl Summary {
     }
 }
 
-/// The number of RX queues of `iface`, from sysfs.
-fn rx_queue_count(iface: &str) -> u32 {
-    let dir = Path::new("/sys/class/net").join(iface).join("queues");
-    let n = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count()
-        })
-        .unwrap_or(1);
-    u32::try_from(n).unwrap_or(u32::MAX).max(1)
-}
-
-fn mtu(iface: &str) -> Option<u32> {
-    let path = Path::new("/sys/class/net").join(iface).join("mtu");
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 fn counters_by_name(c: &XdpCounters) -> BTreeMap<&'static str, u64> {
     c.iter().map(|(k, v)| (k.name(), v)).collect()
 }
@@ -389,15 +370,13 @@ pub fn run(
     if if_index(&opts.iface).is_none() {
         return Err(StackError::UnknownInterface(opts.iface.clone()));
     }
-    let queues = opts
-        .queues
-        .resolve(rx_queue_count(&opts.iface))
-        .map_err(StackError::Queues)?;
+    let available = crate::ifinfo::rx_queues(&opts.iface).unwrap_or(1);
+    let queues = opts.queues.resolve(available).map_err(StackError::Queues)?;
     let max_mtu = opts
         .xsk
         .frame_size
         .saturating_sub(XDP_PACKET_HEADROOM + L2_OVERHEAD);
-    if let Some(mtu) = mtu(&opts.iface)
+    if let Ok(mtu) = crate::ifinfo::mtu(&opts.iface)
         && mtu > max_mtu
     {
         return Err(StackError::Mtu {

@@ -95,8 +95,9 @@ pub enum Counter {
     MalformedBadVersion = 8,
     /// Malformed, passed: IP total/payload length or UDP length inconsistent.
     MalformedBadLength = 9,
-    /// Malformed, passed: more than two VLAN tags, too many IPv6 extension headers,
-    /// or headers longer than [`MAX_HEADER_BYTES`].
+    /// Malformed, passed: more than two VLAN tags, more than
+    /// [`MAX_IPV6_EXT_HEADERS`] IPv6 extension headers or a misplaced Hop-by-Hop
+    /// header, or headers longer than [`MAX_HEADER_BYTES`].
     MalformedTooManyHeaders = 10,
 }
 

@@ -9,6 +9,8 @@
 #![deny(unsafe_code)]
 
 pub mod abi;
+#[cfg(any(test, feature = "corpus"))]
+pub mod corpus;
 pub mod steer;
 
 pub use abi::*;

@@ -92,8 +92,10 @@ const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_AH: u8 = 51;
+const IPPROTO_NONE: u8 = 59;
 const IPPROTO_DSTOPTS: u8 = 60;
+/// Every IPv6 extension header we walk is at least 8 octets (RFC 8200 4).
+const IPV6_EXT_MIN_LEN: usize = 8;
 
 /// IPv4 flags/fragment-offset field (RFC 791): bit 13 is More Fragments, the low 13
 /// bits the offset in 8-octet units.
@@ -190,29 +192,46 @@ fn ipv6<P: PacketBytes + ?Sized>(frame: &P, l3: usize) -> Parse<Option<u16>> {
         return Err(Counter::MalformedBadVersion);
     }
     let payload = usize::from(truncated(frame.be16_at(l3 + 4))?);
+    let mut next = truncated(frame.u8_at(l3 + 6))?;
     if payload == 0 {
-        // A jumbogram (RFC 2675) or garbage; neither can be steered.
-        return Err(Counter::MalformedBadLength);
+        // "No Next Header" with nothing after it is a valid, empty packet (RFC
+        // 8200 4.7). Otherwise a zero length means a jumbogram (RFC 2675), which
+        // we do not support, or garbage.
+        return if next == IPPROTO_NONE {
+            Ok(None)
+        } else {
+            Err(Counter::MalformedBadLength)
+        };
     }
     let end = l3 + IPV6_HLEN + payload;
     if !holds(frame, end) {
         return Err(Counter::MalformedBadLength);
     }
-    let mut next = truncated(frame.u8_at(l3 + 6))?;
     let mut off = l3 + IPV6_HLEN;
     let mut first_fragment = false;
     let mut walked = 0;
     loop {
+        if matches!(
+            next,
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT
+        ) && off + IPV6_EXT_MIN_LEN > end
+        {
+            // The header would reach past the payload length: never read the
+            // Ethernet padding as if it were part of the packet.
+            return Err(Counter::MalformedBadLength);
+        }
         let len = match next {
             IPPROTO_UDP => return udp(frame, off, end, first_fragment),
+            IPPROTO_HOPOPTS if walked > 0 => {
+                // RFC 8200 4.1: "The Hop-by-Hop Options header, when present,
+                // must immediately follow the IPv6 header." The kernel drops it
+                // anywhere else.
+                return Err(Counter::MalformedTooManyHeaders);
+            }
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                 // RFC 8200 4.3-4.6: Hdr Ext Len in 8-octet units, not counting the
                 // first 8 octets.
                 (usize::from(truncated(frame.u8_at(off + 1))?) + 1) * 8
-            }
-            IPPROTO_AH => {
-                // RFC 4302 2.2: Payload Len in 4-octet units, minus 2.
-                (usize::from(truncated(frame.u8_at(off + 1))?) + 2) * 4
             }
             IPPROTO_FRAGMENT => {
                 let offset_flags = truncated(frame.be16_at(off + 2))?;
@@ -222,7 +241,8 @@ fn ipv6<P: PacketBytes + ?Sized>(frame: &P, l3: usize) -> Parse<Option<u16>> {
                 first_fragment = offset_flags & IPV6_FRAG_MORE != 0;
                 8
             }
-            // No Next Header (59), ICMPv6, TCP, ESP, ...: not ours.
+            // No Next Header (59), ICMPv6, TCP, ESP, ...: not ours. AH (51) too:
+            // steering what follows it would skip the kernel's authentication.
             _ => return Ok(None),
         };
         if walked == MAX_IPV6_EXT_HEADERS {

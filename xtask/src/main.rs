@@ -167,22 +167,46 @@ fn test(extra: &[String]) -> Result<()> {
         "unit tests",
         cargo().args(["test", "--workspace", "--exclude", "xdpstack-tests"]),
     )?;
+    let miri = |filters: &[&str], flags: &str| {
+        let mut cmd = cargo();
+        cmd.args([
+            "+nightly",
+            "miri",
+            "test",
+            "--package",
+            "xdpstack",
+            "--lib",
+            "--",
+        ])
+        .args(filters)
+        .env("MIRIFLAGS", flags)
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+        cmd
+    };
+    // The poller timestamps batches with CLOCK_REALTIME: isolation off. The
+    // proptest is too slow interpreted; these tests cover the same code.
     step(
         "Miri: frame pool refcounts, return queue and poller over a fake ring",
-        cargo()
-            .args(["+nightly", "miri", "test", "--package", "xdpstack", "--lib", "--"])
-            // The proptest is too slow interpreted; these cover the same code.
-            .args([
+        &mut miri(
+            &[
                 "frame::",
                 "poller::tests::first",
                 "poller::tests::two",
                 "poller::tests::full",
                 "poller::tests::lossless",
-            ])
-            // The poller timestamps batches with CLOCK_REALTIME.
-            .env("MIRIFLAGS", "-Zmiri-disable-isolation")
-            .env_remove("RUSTC")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+                "--skip",
+                "views_keep_the_memory_alive",
+            ],
+            "-Zmiri-disable-isolation",
+        ),
+    )?;
+    step(
+        "Miri: a view outliving its pool (the pool leaks its memory on purpose)",
+        &mut miri(
+            &["frame::tests::views_keep_the_memory_alive"],
+            "-Zmiri-disable-isolation -Zmiri-ignore-leaks",
+        ),
     )?;
     require_root("the integration tests")?;
     let bin = build(false)?;

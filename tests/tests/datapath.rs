@@ -1,0 +1,201 @@
+//! The zero-copy data path on a veth pair, through the library: every frame reaches
+//! every consumer, frames all come back, a hoarding consumer costs counted drops
+//! rather than a hang, and both pollers of a two-queue veth receive.
+//! Needs root; run through `cargo xtask test`.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use xdp_ebpf::SteerMode;
+use xdpstack::{
+    cli::QueueSpec,
+    frame::FrameView,
+    poller::Overflow,
+    stack::{self, ConsumerSpec, StackOptions, Summary},
+    xsk::XskConfig,
+};
+use xdpstack_tests::{PORT, Testbed, testbed};
+
+/// Counts views and bytes, releasing each at once.
+fn counter(frames: Arc<AtomicU64>) -> Box<dyn FnMut(FrameView) + Send> {
+    Box::new(move |v: FrameView| {
+        assert!(!v.is_empty());
+        frames.fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+fn options(bed: &Testbed) -> StackOptions {
+    StackOptions {
+        iface: bed.stack_if(),
+        queues: QueueSpec::All,
+        mode: SteerMode::Udp,
+        ports: vec![PORT],
+        duration: Some(Duration::from_secs(30)),
+        ..StackOptions::default()
+    }
+}
+
+/// Run the stack in the stack namespace on a thread; `drive` runs meanwhile (it
+/// sends traffic) and returns once the stack may stop.
+fn run_stack(
+    bed: &Testbed,
+    opts: StackOptions,
+    consumers: Arc<dyn Fn(u32) -> Vec<ConsumerSpec> + Send + Sync>,
+    drive: impl FnOnce(&AtomicBool),
+) -> Summary {
+    let stop = Arc::new(AtomicBool::new(false));
+    let summary = std::thread::scope(|s| {
+        let stop2 = stop.clone();
+        let handle = s.spawn(move || {
+            bed.in_stack(move || stack::run(&opts, stop2, &*consumers))
+                .expect("netns")
+        });
+        bed.wait_xdp_attached(Duration::from_secs(15))
+            .expect("ip link")
+            .expect("the stack attached");
+        drive(&stop);
+        stop.store(true, Ordering::Relaxed);
+        handle.join().expect("stack thread")
+    });
+    summary.expect("stack::run")
+}
+
+/// Send `per_socket` datagrams from each of `sockets` kernel UDP sockets (distinct
+/// source ports, so the veth spreads them over its queues).
+fn send_many(bed: &Testbed, sockets: usize, per_socket: usize) -> usize {
+    (0..sockets)
+        .map(|i| xdpstack_tests::send_udp(bed, i % 2 == 1, PORT, per_socket, &[18, 200, 1200]))
+        .sum()
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
+/// N datagrams in: N views to an inline consumer and N to a threaded one, all
+/// frames back after the drain, counters reconciled with the XDP program's.
+#[test]
+fn every_frame_reaches_both_consumers_and_comes_back() {
+    let bed = testbed("two", 2);
+    let inline = Arc::new(AtomicU64::new(0));
+    let threaded = Arc::new(AtomicU64::new(0));
+    let (i2, t2) = (inline.clone(), threaded.clone());
+    let consumers: Arc<dyn Fn(u32) -> Vec<ConsumerSpec> + Send + Sync> = Arc::new(move |_q| {
+        vec![
+            ConsumerSpec::Inline {
+                name: "inline".into(),
+                consumer: Box::new(counter(i2.clone())),
+            },
+            ConsumerSpec::Threaded {
+                name: "threaded".into(),
+                consumer: Box::new(counter(t2.clone())),
+                capacity: 4096,
+                overflow: Overflow::Wait,
+            },
+        ]
+    });
+    let opts = options(&bed);
+    let frames = opts.xsk.frame_count;
+    let mut sent = 0;
+    let summary = run_stack(&bed, opts, consumers, |_| {
+        sent = send_many(&bed, 8, 250);
+        let want = sent as u64;
+        // Bounded wait; the assertions below say what went missing, and where.
+        wait_until(Duration::from_secs(10), || {
+            inline.load(Ordering::Relaxed) >= want && threaded.load(Ordering::Relaxed) >= want
+        });
+    });
+    let sent = sent as u64;
+    assert_eq!(
+        summary.xdp["redirected"], sent,
+        "frames lost before or in the XDP program (veth ring?): {summary:#?}"
+    );
+    assert_eq!(inline.load(Ordering::Relaxed), sent);
+    assert_eq!(threaded.load(Ordering::Relaxed), sent);
+    assert_eq!(summary.packets, sent, "{summary:#?}");
+    assert_eq!(summary.xdp["redirected"], sent, "{summary:#?}");
+    for q in &summary.queues {
+        assert_eq!(
+            q.frames_free + q.frames_in_kernel,
+            u64::from(frames),
+            "queue {}: every frame is free or in the fill ring after the drain",
+            q.queue
+        );
+        for c in &q.consumers {
+            assert_eq!(c.held, 0, "{} still holds views", c.name);
+            assert_eq!(c.dropped, 0, "{} dropped", c.name);
+            assert_eq!(c.delivered, q.packets, "{} on queue {}", c.name, q.queue);
+        }
+        assert_eq!(q.xsk.rx_dropped + q.xsk.rx_ring_full, 0, "{q:#?}");
+    }
+    assert_eq!(summary.queues.len(), 2);
+    assert!(
+        summary.queues.iter().all(|q| q.packets > 0),
+        "both pollers receive traffic: {:?}",
+        summary.queues.iter().map(|q| q.packets).collect::<Vec<_>>()
+    );
+}
+
+/// A consumer that keeps every view: the pool runs dry, the kernel drops and counts
+/// it, the stack keeps running and stops when told. Every frame sent is accounted
+/// for: delivered, or dropped by the kernel with a counter.
+#[test]
+fn a_hoarding_consumer_costs_counted_drops_not_a_hang() {
+    let bed = testbed("hrd", 1);
+    let hoard: Arc<Mutex<Vec<FrameView>>> = Arc::new(Mutex::new(Vec::new()));
+    let h2 = hoard.clone();
+    let consumers: Arc<dyn Fn(u32) -> Vec<ConsumerSpec> + Send + Sync> = Arc::new(move |_q| {
+        let h = h2.clone();
+        vec![ConsumerSpec::Inline {
+            name: "hoarder".into(),
+            consumer: Box::new(move |v: FrameView| h.lock().unwrap().push(v)),
+        }]
+    });
+    let mut opts = options(&bed);
+    opts.xsk = XskConfig {
+        frame_count: 64,
+        ..XskConfig::default()
+    };
+    let started = Instant::now();
+    let mut sent = 0;
+    let summary = run_stack(&bed, opts, consumers, |_| {
+        sent = send_many(&bed, 2, 150);
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the stack hung"
+    );
+    let q = &summary.queues[0];
+    assert_eq!(
+        q.packets, 64,
+        "every frame delivered once, then none left: {q:#?}"
+    );
+    assert_eq!(hoard.lock().unwrap().len(), 64);
+    assert_eq!(q.consumers[0].held, 64);
+    let kernel_drops = q.xsk.rx_dropped + q.xsk.rx_ring_full;
+    assert!(
+        q.xsk.rx_fill_ring_empty_descs > 0,
+        "fill ring ran dry: {q:#?}"
+    );
+    assert_eq!(
+        summary.xdp["redirected"],
+        q.packets + kernel_drops,
+        "redirected = delivered + counted kernel drops: {summary:#?}"
+    );
+    assert_eq!(summary.xdp["redirected"], sent as u64, "{summary:#?}");
+    // Releasing the hoard returns every frame.
+    hoard.lock().unwrap().clear();
+}

@@ -1,0 +1,110 @@
+//! Interface facts the stack checks before attaching: RX queue count and MTU.
+//!
+//! Read with ioctls on a socket rather than from `/sys/class/net`: a socket belongs
+//! to the calling thread's network namespace, while sysfs shows the namespace of
+//! whoever mounted it, which is wrong for a thread that joined another namespace.
+
+use std::{ffi::CString, io, os::fd::AsRawFd};
+
+/// `struct ifreq` with the union as the fields we use (40 bytes on 64-bit Linux).
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: IfReqData,
+}
+
+#[repr(C)]
+union IfReqData {
+    mtu: libc::c_int,
+    ptr: *mut libc::c_void,
+    _pad: [u8; 24],
+}
+
+/// `struct ethtool_channels`.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+fn ifreq(name: &str) -> io::Result<IfReq> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let bytes = c.as_bytes_with_nul();
+    if bytes.len() > libc::IFNAMSIZ {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: IfReqData { _pad: [0; 24] },
+    };
+    for (d, &s) in req.name.iter_mut().zip(bytes) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn ioctl_socket() -> io::Result<std::net::UdpSocket> {
+    std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))
+}
+
+/// The MTU of `name`.
+pub fn mtu(name: &str) -> io::Result<u32> {
+    let sock = ioctl_socket()?;
+    let mut req = ifreq(name)?;
+    // SAFETY: `req` is a properly sized, initialised `struct ifreq` that the
+    // kernel fills in (SIOCGIFMTU writes `ifr_mtu`).
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFMTU succeeded, so the kernel wrote `ifr_mtu`.
+    let mtu = unsafe { req.data.mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// The number of RX queues of `name`: `ethtool -l`'s current RX + combined
+/// channels; 1 for drivers that do not report channels.
+pub fn rx_queues(name: &str) -> io::Result<u32> {
+    let sock = ioctl_socket()?;
+    let mut channels = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    let mut req = ifreq(name)?;
+    req.data.ptr = (&raw mut channels).cast();
+    // SAFETY: `req` points to `channels`, a valid `struct ethtool_channels` that
+    // outlives the call; the kernel reads `cmd` and writes the rest.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            return Ok(1);
+        }
+        return Err(err);
+    }
+    Ok((channels.rx_count + channels.combined_count).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_facts() {
+        assert_eq!(mtu("lo").unwrap(), 65536);
+        assert_eq!(rx_queues("lo").unwrap(), 1);
+        assert!(mtu("xs-no-such-if").is_err());
+        assert!(mtu("a-name-longer-than-ifnamsiz").is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! An in-memory stand-in for the kernel side of an AF_XDP socket, for tests and
+//! benchmarks of the poller without a kernel: a fill ring and an RX ring of fixed
+//! capacity, and "arrivals" that move frames from one to the other like the
+//! kernel's copy-mode receive path does.
+
+use std::{collections::VecDeque, io};
+
+use crate::{
+    poller::{RxDesc, XskRings},
+    xsk::XskStats,
+};
+
+/// Where the simulated kernel puts packet data in a frame (XDP_PACKET_HEADROOM).
+pub const SIM_HEADROOM: u64 = 256;
+
+/// The simulated kernel side of one socket.
+#[derive(Debug)]
+pub struct SimRings {
+    frame_size: u32,
+    fill: VecDeque<u64>,
+    fill_cap: usize,
+    rx: VecDeque<RxDesc>,
+    rx_cap: usize,
+    fill_empty: u64,
+    rx_full: u64,
+    wakeups: u64,
+}
+
+impl SimRings {
+    /// Rings for frames of `frame_size` bytes with the given capacities.
+    pub fn new(frame_size: u32, fill_cap: usize, rx_cap: usize) -> Self {
+        Self {
+            frame_size,
+            fill: VecDeque::with_capacity(fill_cap),
+            fill_cap,
+            rx: VecDeque::with_capacity(rx_cap),
+            rx_cap,
+            fill_empty: 0,
+            rx_full: 0,
+            wakeups: 0,
+        }
+    }
+
+    /// `n` packets of `len` bytes arrive. Like the kernel, a full RX ring drops
+    /// (`rx_ring_full`) and an empty fill ring drops (`rx_fill_ring_empty_descs`).
+    /// Returns how many were put on the RX ring.
+    pub fn arrive(&mut self, n: usize, len: u32) -> usize {
+        let mut delivered = 0;
+        for _ in 0..n {
+            if self.rx.len() == self.rx_cap {
+                self.rx_full += 1;
+                continue;
+            }
+            let Some(addr) = self.fill.pop_front() else {
+                self.fill_empty += 1;
+                continue;
+            };
+            self.rx.push_back(RxDesc {
+                addr: addr + SIM_HEADROOM,
+                len,
+            });
+            delivered += 1;
+        }
+        delivered
+    }
+
+    /// Frame indexes the simulated kernel holds (fill ring, then RX ring).
+    pub fn kernel_frames(&self) -> Vec<u64> {
+        let fs = u64::from(self.frame_size);
+        self.fill
+            .iter()
+            .map(|a| a / fs)
+            .chain(self.rx.iter().map(|d| d.addr / fs))
+            .collect()
+    }
+
+    /// Arrivals dropped for an empty fill ring.
+    pub fn fill_empty(&self) -> u64 {
+        self.fill_empty
+    }
+
+    /// Arrivals dropped for a full RX ring.
+    pub fn rx_full(&self) -> u64 {
+        self.rx_full
+    }
+
+    /// Wakeups the poller asked for.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups
+    }
+}
+
+// SAFETY: `rx` only ever holds addresses taken from `fill`, each once.
+unsafe impl XskRings for SimRings {
+    fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
+        let n = out.len().min(self.rx.len());
+        for (slot, desc) in out.iter_mut().zip(self.rx.drain(..n)) {
+            *slot = desc;
+        }
+        n
+    }
+
+    fn fill_capacity(&mut self, want: u32) -> u32 {
+        let free = self.fill_cap - self.fill.len();
+        u32::try_from(free).unwrap_or(u32::MAX).min(want)
+    }
+
+    fn fill_produce(&mut self, addrs: &[u64]) {
+        assert!(
+            self.fill.len() + addrs.len() <= self.fill_cap,
+            "fill ring overrun"
+        );
+        self.fill.extend(addrs);
+    }
+
+    fn fill_needs_wakeup(&mut self) -> bool {
+        true
+    }
+
+    fn wakeup(&mut self) -> io::Result<()> {
+        self.wakeups += 1;
+        Ok(())
+    }
+
+    fn wait_rx(&mut self, _timeout_ms: i32) -> io::Result<bool> {
+        Ok(!self.rx.is_empty())
+    }
+
+    fn statistics(&self) -> io::Result<XskStats> {
+        Ok(XskStats {
+            rx_ring_full: self.rx_full,
+            rx_fill_ring_empty_descs: self.fill_empty,
+            ..XskStats::default()
+        })
+    }
+}

@@ -199,3 +199,40 @@ fn a_hoarding_consumer_costs_counted_drops_not_a_hang() {
     // Releasing the hoard returns every frame.
     hoard.lock().unwrap().clear();
 }
+
+/// veth has no zero-copy AF_XDP: `--zero-copy on` fails before attaching with a
+/// one-line error naming the fix; `auto` falls back to copy mode and says so.
+#[test]
+fn zero_copy_on_fails_clearly_on_veth_and_auto_reports_copy() {
+    use xdpstack_tests::{StackProcess, wait_detached};
+    let bed = testbed("zc", 1);
+    let port = PORT.to_string();
+    let done = StackProcess::start(&bed, &["--port", &port, "--zero-copy", "on"])
+        .wait(Duration::from_secs(20));
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    let err = done.stderr.trim();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("zero-copy") && err.contains("--zero-copy off"),
+        "{err}"
+    );
+    assert_eq!(bed.stack_xdp_prog_id().unwrap(), None, "nothing attached");
+
+    let mut stack = StackProcess::start(
+        &bed,
+        &[
+            "--port",
+            &port,
+            "--zero-copy",
+            "auto",
+            "--duration",
+            "0.5",
+            "--json",
+        ],
+    );
+    stack.wait_attached(&bed);
+    let done = stack.wait(Duration::from_secs(20));
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(done.json()["zero_copy"], false);
+    assert_eq!(wait_detached(&bed), None);
+}

@@ -261,6 +261,49 @@ impl fmt::Debug for FramePool {
     }
 }
 
+/// Reads a pool's per-consumer held-view counts from any thread.
+#[derive(Clone)]
+pub struct PoolProbe {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for PoolProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolProbe")
+            .field("queue", &self.shared.queue)
+            .finish()
+    }
+}
+
+impl PoolProbe {
+    /// Views held right now by consumer `id` (a scan of the side table).
+    pub fn held_by(&self, id: ConsumerId) -> u64 {
+        held_by(&self.shared, id)
+    }
+
+    /// Frames with live views right now.
+    pub fn viewed_frames(&self) -> usize {
+        viewed_frames(&self.shared)
+    }
+}
+
+fn held_by(shared: &Shared, id: ConsumerId) -> u64 {
+    let shift = 8 * u32::from(id.0);
+    shared
+        .refs
+        .iter()
+        .map(|r| (r.load(Ordering::Relaxed) >> shift) & 0xff)
+        .sum()
+}
+
+fn viewed_frames(shared: &Shared) -> usize {
+    shared
+        .refs
+        .iter()
+        .filter(|r| r.load(Ordering::Relaxed) != 0)
+        .count()
+}
+
 /// The unique handle of a frame that user space owns.
 ///
 /// Dropping a `Frame` without giving it back leaks it from the pool until the pool
@@ -394,22 +437,21 @@ impl FramePool {
 
     /// Frames that have live views right now (a scan of the side table).
     pub fn viewed_frames(&self) -> usize {
-        self.shared
-            .refs
-            .iter()
-            .filter(|r| r.load(Ordering::Relaxed) != 0)
-            .count()
+        viewed_frames(&self.shared)
     }
 
     /// Views held right now by consumer `id` (a scan of the side table: meant for
     /// statistics, not the data path).
     pub fn held_by(&self, id: ConsumerId) -> u64 {
-        let shift = 8 * u32::from(id.0);
-        self.shared
-            .refs
-            .iter()
-            .map(|r| (r.load(Ordering::Relaxed) >> shift) & 0xff)
-            .sum()
+        held_by(&self.shared, id)
+    }
+
+    /// A handle for reading this pool's held-view counts from another thread (for
+    /// live statistics). It keeps the pool's memory alive while it exists.
+    pub fn probe(&self) -> PoolProbe {
+        PoolProbe {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Consumer ids are small integers; `n` must be below [`MAX_CONSUMERS`].

@@ -18,7 +18,7 @@ use xdp_ebpf::{Counter, SteerMode};
 
 use crate::{
     cli::QueueSpec,
-    frame::FrameView,
+    frame::{FrameView, PoolProbe},
     loader::{AttachedMode, LoaderError, XdpCounters, XdpModeChoice, XdpProgram, if_index},
     poller::{Consumer, Overflow, Poller, PollerConfig, QueueStats, ThreadedReceiver, XskRings},
     xsk::{XskConfig, XskError, XskSocket, XskStats},
@@ -432,7 +432,16 @@ pub fn run(
     let started = Instant::now();
     let deadline = opts.duration.map(|d| started + d);
     let consumers_done = AtomicBool::new(false);
-    let all_stats: Vec<Arc<QueueStats>> = runs.iter().map(|r| r.poller.stats()).collect();
+    let probes: Vec<QueueProbe> = runs
+        .iter()
+        .map(|r| QueueProbe {
+            queue: r.poller.queue(),
+            stats: r.poller.stats(),
+            pool: r.poller.pool().probe(),
+            fd: r.poller.rings().raw_fd(),
+            consumers: r.names.clone(),
+        })
+        .collect();
     let results: Vec<Result<(), StackError>> = std::thread::scope(|scope| {
         let mut consumer_handles = Vec::new();
         for (run_index, id, rx, consumer) in threaded {
@@ -467,7 +476,7 @@ pub fn run(
                 })
             })
             .collect();
-        supervise(opts, &stop, &all_stats, deadline, started);
+        supervise(opts, &stop, &probes, deadline, started);
         let results = pollers
             .into_iter()
             .map(|h| h.join().expect("poller thread panicked"))
@@ -512,24 +521,88 @@ pub fn run(
     })
 }
 
+/// What the supervisor reads of a running queue.
+struct QueueProbe {
+    queue: u32,
+    stats: Arc<QueueStats>,
+    pool: PoolProbe,
+    fd: std::os::fd::RawFd,
+    consumers: Vec<String>,
+}
+
+/// One `--stats` line per queue and a total: rates since the last line, drops by
+/// cause, and where the frames are (fill ring + RX ring, free, held by each
+/// consumer) - an `ss -m` for AF_XDP.
+fn stats_lines(probes: &[QueueProbe], last: &mut [u64], secs: f64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let (mut total_rate, mut total_bits) = (0.0, 0.0);
+    for (probe, last) in probes.iter().zip(last.iter_mut()) {
+        let s = &probe.stats;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let packets = get(&s.rx_packets);
+        let rate = (packets - *last) as f64 / secs.max(1e-9);
+        *last = packets;
+        let bytes = get(&s.rx_bytes);
+        let bits = rate
+            * if packets > 0 {
+                bytes as f64 / packets as f64 * 8.0
+            } else {
+                0.0
+            };
+        total_rate += rate;
+        total_bits += bits;
+        let xsk = crate::xsk::read_statistics(probe.fd).unwrap_or_default();
+        let _ = write!(
+            out,
+            "  q{:<3} {:>10.0} pkt/s {:>9.1} Mbit/s  drops: ring_full {} fill_empty {} rx_dropped {}  \
+             frames: kernel {} free {}",
+            probe.queue,
+            rate,
+            bits / 1e6,
+            xsk.rx_ring_full,
+            xsk.rx_fill_ring_empty_descs,
+            xsk.rx_dropped,
+            get(&s.in_kernel),
+            get(&s.free),
+        );
+        for (i, name) in probe.consumers.iter().enumerate() {
+            let c = &s.consumers[i];
+            let _ = write!(
+                out,
+                " {name}: held {} dropped {}",
+                probe.pool.held_by(crate::frame::FramePool::consumer_id(i)),
+                get(&c.dropped)
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "  all  {total_rate:>10.0} pkt/s {:>9.1} Mbit/s",
+        total_bits / 1e6
+    );
+    out
+}
+
 /// Watch the pollers from the calling thread: enforce `-c` and `--duration`, print
 /// `--stats` lines, until `stop` is set.
 fn supervise(
     opts: &StackOptions,
     stop: &AtomicBool,
-    stats: &[Arc<QueueStats>],
+    probes: &[QueueProbe],
     deadline: Option<Instant>,
     started: Instant,
 ) {
     let mut next_stats = opts.stats_interval.map(|i| started + i);
-    let mut last_packets = 0u64;
+    let mut last_packets = vec![0u64; probes.len()];
     let mut last_time = started;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
-        let packets: u64 = stats
+        let packets: u64 = probes
             .iter()
-            .map(|s| s.rx_packets.load(Ordering::Relaxed))
+            .map(|p| p.stats.rx_packets.load(Ordering::Relaxed))
             .sum();
         if opts.count.is_some_and(|c| packets >= c) || deadline.is_some_and(|d| now >= d) {
             stop.store(true, Ordering::Relaxed);
@@ -538,19 +611,11 @@ fn supervise(
             && now >= at
         {
             let secs = now.duration_since(last_time).as_secs_f64();
-            let rate = (packets - last_packets) as f64 / secs.max(1e-9);
-            let per_queue: Vec<String> = stats
-                .iter()
-                .map(|s| s.rx_packets.load(Ordering::Relaxed).to_string())
-                .collect();
-            eprintln!(
-                "xdpstack: {:>8.1} s {:>12} packets {:>12.0} pkt/s  per queue [{}]",
+            eprint!(
+                "xdpstack: {:.1} s\n{}",
                 now.duration_since(started).as_secs_f64(),
-                packets,
-                rate,
-                per_queue.join(" ")
+                stats_lines(probes, &mut last_packets, secs)
             );
-            last_packets = packets;
             last_time = now;
             next_stats = Some(at + interval);
         }

@@ -111,6 +111,39 @@ pub struct XskStats {
     pub tx_ring_empty_descs: u64,
 }
 
+/// XDP_STATISTICS of the AF_XDP socket `fd` (getsockopt is safe to call from any
+/// thread, so live statistics read it beside the poller).
+pub fn read_statistics(fd: RawFd) -> io::Result<XskStats> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_STATISTICS: libc::c_int = 7;
+    let mut raw = [0u64; 6];
+    let mut len = std::mem::size_of_val(&raw) as libc::socklen_t;
+    // SAFETY: `raw` is valid for writes of `len` bytes, the size of
+    // `struct xdp_statistics` (six __u64) since Linux 5.9.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_STATISTICS,
+            raw.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // struct xdp_statistics { rx_dropped, rx_invalid_descs, tx_invalid_descs,
+    // rx_ring_full, rx_fill_ring_empty_descs, tx_ring_empty_descs }
+    Ok(XskStats {
+        rx_dropped: raw[0],
+        rx_invalid_descs: raw[1],
+        tx_invalid_descs: raw[2],
+        rx_ring_full: raw[3],
+        rx_fill_ring_empty_descs: raw[4],
+        tx_ring_empty_descs: raw[5],
+    })
+}
+
 /// One AF_XDP socket bound to one RX queue, with its own UMEM and four rings.
 ///
 /// [`XskSocket::open`] returns it with the [`FramePool`] over its UMEM; the poller
@@ -422,15 +455,7 @@ impl XskSocket {
 
     /// The kernel's XDP_STATISTICS for this socket.
     pub fn statistics(&self) -> io::Result<XskStats> {
-        let s = self.rx.fd().xdp_statistics()?;
-        Ok(XskStats {
-            rx_dropped: s.rx_dropped(),
-            rx_invalid_descs: s.rx_invalid_descs(),
-            tx_invalid_descs: s.tx_invalid_descs(),
-            rx_ring_full: s.rx_ring_full(),
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs(),
-            tx_ring_empty_descs: s.tx_ring_empty_descs(),
-        })
+        read_statistics(self.raw_fd())
     }
 }
 

@@ -83,6 +83,20 @@ fn cargo() -> Command {
     cmd
 }
 
+/// Nightly cargo. `$CARGO` is the toolchain's own binary, which does not take
+/// `+nightly` (only rustup's proxy does), so go through rustup; and drop the
+/// variables that would pin the stable compiler, as aya-build does.
+fn cargo_nightly() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"])
+        .current_dir(root())
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO");
+    cmd
+}
+
 /// Run `cmd`, failing with `what` if it does not succeed.
 fn step(what: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("==> {what}");
@@ -140,48 +154,32 @@ fn test(extra: &[String]) -> Result<()> {
     )?;
     step(
         "clippy (XDP program, bpfel-unknown-none)",
-        cargo()
-            .args([
-                "+nightly",
-                "clippy",
-                "--package",
-                "xdp-ebpf",
-                "--features",
-                "ebpf",
-                "--bins",
-                "--release",
-                "--target",
-                "bpfel-unknown-none",
-                "-Z",
-                "build-std=core",
-                "--",
-                "-D",
-                "warnings",
-            ])
-            // Same toolchain trick as aya-build: rustup's nightly, not the
-            // toolchain cargo was started with.
-            .env_remove("RUSTC")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+        cargo_nightly().args([
+            "clippy",
+            "--package",
+            "xdp-ebpf",
+            "--features",
+            "ebpf",
+            "--bins",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     step(
         "unit tests",
         cargo().args(["test", "--workspace", "--exclude", "xdpstack-tests"]),
     )?;
     let miri = |filters: &[&str], flags: &str| {
-        let mut cmd = cargo();
-        cmd.args([
-            "+nightly",
-            "miri",
-            "test",
-            "--package",
-            "xdpstack",
-            "--lib",
-            "--",
-        ])
-        .args(filters)
-        .env("MIRIFLAGS", flags)
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+        let mut cmd = cargo_nightly();
+        cmd.args(["miri", "test", "--package", "xdpstack", "--lib", "--"])
+            .args(filters)
+            .env("MIRIFLAGS", flags);
         cmd
     };
     // The poller timestamps batches with CLOCK_REALTIME: isolation off. The

@@ -170,6 +170,8 @@ struct Shared {
     /// makes no dynamic call per access.
     ptrs: Box<[NonNull<u8>]>,
     frame_size: u32,
+    /// log2(frame_size): addresses map to frames with a shift, not a division.
+    frame_shift: u32,
     frame_count: u32,
     headroom: u32,
     queue: u32,
@@ -323,7 +325,7 @@ impl Frame {
     /// The frame's UMEM address (offset of its first byte), consuming the handle:
     /// whoever takes the address (fill or TX ring) now owns the frame.
     pub fn into_addr(self, pool: &FramePool) -> u64 {
-        u64::from(self.index) * u64::from(pool.shared.frame_size)
+        u64::from(self.index) << pool.shared.frame_shift
     }
 }
 
@@ -341,11 +343,16 @@ impl FramePool {
     /// calling thread (see [`FramePool::bind_to_current_thread`]).
     ///
     /// # Panics
-    /// If the memory has no frames, or its headroom leaves no usable bytes.
+    /// If the memory has no frames, the frame size is not a power of two (AF_XDP's
+    /// aligned mode requires it too), or the headroom leaves no usable bytes.
     pub fn new(memory: Box<dyn FrameMemory>, queue: u32) -> Self {
         let (frame_size, frame_count, headroom) =
             (memory.frame_size(), memory.frame_count(), memory.headroom());
         assert!(frame_count > 0, "empty pool");
+        assert!(
+            frame_size.is_power_of_two(),
+            "frame size {frame_size} is not a power of two"
+        );
         assert!(headroom < frame_size, "headroom fills the frame");
         let refs = (0..frame_count).map(|_| AtomicU64::new(0)).collect();
         let ptrs = (0..frame_count).map(|i| memory.frame_ptr(i)).collect();
@@ -354,6 +361,7 @@ impl FramePool {
                 _memory: memory,
                 ptrs,
                 frame_size,
+                frame_shift: frame_size.trailing_zeros(),
                 frame_count,
                 headroom,
                 queue,
@@ -415,7 +423,7 @@ impl FramePool {
     /// [`Frame::into_addr`]) and has now returned: each such frame may be claimed
     /// once per trip through the kernel. Violating this creates two handles.
     pub unsafe fn received(&self, addr: u64) -> Option<Frame> {
-        let index = addr / u64::from(self.shared.frame_size);
+        let index = addr >> self.shared.frame_shift;
         let index = u32::try_from(index).ok()?;
         (index < self.shared.frame_count).then_some(Frame { index })
     }

@@ -217,13 +217,15 @@ impl Default for PollerConfig {
 
 /// The poller of one RX queue.
 pub struct Poller<R: XskRings> {
+    // Consumers first: fields drop in order, and consumers may hold views that
+    // must be gone before the pool drops (or the pool leaks its memory).
+    sinks: Vec<Sink>,
     rings: R,
     pool: FramePool,
     queue: u32,
     config: PollerConfig,
     free: Vec<Frame>,
     in_kernel: u64,
-    sinks: Vec<Sink>,
     stats: Arc<QueueStats>,
     descs: Vec<RxDesc>,
     addrs: Vec<u64>,
@@ -436,7 +438,11 @@ impl<R: XskRings> Poller<R> {
             queue: self.queue,
             timestamp_ns: now_ns(),
         };
-        let frame_size = u64::from(self.pool.frame_size());
+        // Frame sizes are powers of two (FramePool checks): offsets are a mask.
+        let offset_mask = u64::from(self.pool.frame_size()) - 1;
+        let dropped_before: [u64; MAX_CONSUMERS] =
+            std::array::from_fn(|i| self.stats.consumers[i].dropped.load(Ordering::Relaxed));
+        let mut dispatched = 0u64;
         let mut bytes = 0u64;
         for i in 0..n {
             let desc = self.descs[i];
@@ -449,7 +455,7 @@ impl<R: XskRings> Poller<R> {
             };
             self.in_kernel -= 1;
             bytes += u64::from(desc.len);
-            let offset = ((desc.addr % frame_size) as u32).max(self.pool.headroom());
+            let offset = ((desc.addr & offset_mask) as u32).max(self.pool.headroom());
             let len = desc.len.min(self.pool.frame_size() - offset);
             if self.sinks.is_empty() {
                 // No consumer: the frame goes straight back (rxdrop).
@@ -463,11 +469,24 @@ impl<R: XskRings> Poller<R> {
                 let i = usize::from(view.holder().0);
                 deliver(&mut sinks[i], &stats.consumers[i], view);
             });
+            dispatched += 1;
         }
         for sink in &mut self.sinks {
             if let Sink::Inline(c) = sink {
                 c.flush();
             }
+        }
+        // `delivered` per batch rather than per view: every consumer got one view
+        // of each frame, minus what its full queue dropped.
+        for (i, c) in self
+            .stats
+            .consumers
+            .iter()
+            .enumerate()
+            .take(self.sinks.len())
+        {
+            let dropped = c.dropped.load(Ordering::Relaxed) - dropped_before[i];
+            QueueStats::add(&c.delivered, dispatched - dropped);
         }
         QueueStats::add(&self.stats.rx_packets, n as u64);
         QueueStats::add(&self.stats.rx_bytes, bytes);
@@ -526,13 +545,11 @@ impl<R: XskRings> Poller<R> {
     }
 }
 
-/// Hand `view` to one consumer; never blocks.
+/// Hand `view` to one consumer; never blocks. Counts drops; the caller counts
+/// deliveries per batch.
 fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
     match sink {
-        Sink::Inline(c) => {
-            QueueStats::add(&stats.delivered, 1);
-            c.consume(view);
-        }
+        Sink::Inline(c) => c.consume(view),
         Sink::Threaded {
             queue,
             sleeping,
@@ -542,13 +559,11 @@ fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
         } => {
             if !backlog.is_empty() {
                 // Keep order behind what is already waiting.
-                QueueStats::add(&stats.delivered, 1);
                 backlog.push_back(view);
                 return;
             }
             match queue.push(view) {
                 Ok(()) => {
-                    QueueStats::add(&stats.delivered, 1);
                     if sleeping.load(Ordering::SeqCst)
                         && let Some(t) = thread
                     {
@@ -560,10 +575,7 @@ fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
                         QueueStats::add(&stats.dropped, 1);
                         drop(view);
                     }
-                    Overflow::Wait => {
-                        QueueStats::add(&stats.delivered, 1);
-                        backlog.push_back(view);
-                    }
+                    Overflow::Wait => backlog.push_back(view),
                 },
             }
         }
@@ -659,13 +671,19 @@ mod tests {
         p.poll_once();
         p.rings_mut().arrive(3, 60);
         assert_eq!(p.poll_once(), 3);
-        let (va, vb) = (a.lock().unwrap(), b.lock().unwrap());
-        for (x, y) in va.iter().zip(vb.iter()) {
-            assert_eq!(x.frame_index(), y.frame_index(), "same frame, two views");
-            assert_eq!(x.ref_count(), 2);
-            assert_eq!(x.bytes().as_ptr(), y.bytes().as_ptr(), "zero copy");
+        {
+            let (va, vb) = (a.lock().unwrap(), b.lock().unwrap());
+            for (x, y) in va.iter().zip(vb.iter()) {
+                assert_eq!(x.frame_index(), y.frame_index(), "same frame, two views");
+                assert_eq!(x.ref_count(), 2);
+                assert_eq!(x.bytes().as_ptr(), y.bytes().as_ptr(), "zero copy");
+            }
         }
         assert_eq!((p.pool().held_by(ia), p.pool().held_by(ib)), (3, 3));
+        a.lock().unwrap().clear();
+        b.lock().unwrap().clear();
+        p.poll_once();
+        assert_eq!(p.frames_in_kernel(), 8, "every frame back");
     }
 
     #[test]

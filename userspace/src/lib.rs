@@ -13,6 +13,7 @@ pub mod frame;
 pub mod ifinfo;
 #[allow(unsafe_code)]
 pub mod loader;
+pub mod pcap;
 #[allow(unsafe_code)]
 pub mod poller;
 #[allow(unsafe_code)]

@@ -4,7 +4,7 @@ use std::{ops::RangeInclusive, str::FromStr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
-use crate::{loader::XdpModeChoice, xsk::ZeroCopy};
+use crate::{loader::XdpModeChoice, poller::Overflow, xsk::ZeroCopy};
 
 /// `--queues all|N|A-B`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,6 +173,46 @@ pub struct Cli {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Write the frames to a capture file (`-` for standard output), like
+    /// tcpdump -w.
+    #[arg(short = 'w', value_name = "FILE|-", help_heading = "Capture")]
+    pub write: Option<std::path::PathBuf>,
+
+    /// Bytes kept of each frame (0: 262144, the most).
+    #[arg(
+        long,
+        default_value_t = 262_144,
+        value_name = "N",
+        help_heading = "Capture"
+    )]
+    pub snaplen: u32,
+
+    /// pcapng instead of pcap: one interface per queue, drop counts at the end.
+    #[arg(long, help_heading = "Capture")]
+    pub pcapng: bool,
+
+    /// Start a new file when the current one exceeds MB million bytes.
+    #[arg(short = 'C', value_name = "MB", help_heading = "Capture")]
+    pub file_size: Option<u64>,
+
+    /// With -C: keep a ring of N files.
+    #[arg(short = 'W', value_name = "N", help_heading = "Capture")]
+    pub file_count: Option<u32>,
+
+    /// Flush the capture after every frame.
+    #[arg(short = 'U', help_heading = "Capture")]
+    pub packet_buffered: bool,
+
+    /// When the capture writer falls behind: drop frames (counted), or wait,
+    /// holding frames back so the kernel drops instead (counted, lossless file).
+    #[arg(
+        long = "pcap-overflow",
+        value_enum,
+        default_value_t,
+        help_heading = "Capture"
+    )]
+    pub pcap_overflow: Overflow,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

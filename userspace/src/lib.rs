@@ -6,6 +6,7 @@
 //! receive loop ([`stack`]).
 #![deny(unsafe_code)]
 
+pub mod capture;
 pub mod cli;
 #[allow(unsafe_code)]
 pub mod frame;

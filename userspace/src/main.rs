@@ -11,9 +11,11 @@ use std::{
 use clap::Parser as _;
 use xdpstack::{
     SteerMode,
+    capture::Capture,
     cli::{CaptureChoice, Cli},
+    pcap::{CaptureConfig, Format, Output, QueueStats},
     poller::PollerConfig,
-    stack::{self, StackOptions},
+    stack::{self, ConsumerSpec, StackOptions},
     xsk::XskConfig,
 };
 
@@ -90,24 +92,110 @@ fn main() -> ExitCode {
         count: cli.count,
         stats_interval: cli.stats,
     };
-    match stack::run(&opts, stop, &|_queue| Vec::new()) {
-        Ok(summary) => {
-            if cli.json {
-                match serde_json::to_string(&summary) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => {
-                        eprintln!("xdpstack: encoding the summary failed: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                print!("{}", summary.render());
-            }
-            ExitCode::SUCCESS
-        }
+    // Everything that can fail on bad input fails here, before the program is
+    // attached: the queues, and the capture file.
+    let queues = match stack::resolve_queues(&opts) {
+        Ok(q) => q,
         Err(e) => {
             eprintln!("xdpstack: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    let to_stdout = cli.write.as_deref() == Some(std::path::Path::new("-"));
+    let capture = match &cli.write {
+        None => None,
+        Some(path) => {
+            let mut config = CaptureConfig::new(Output::from_arg(path));
+            config.format = if cli.pcapng {
+                Format::PcapNg
+            } else {
+                Format::Pcap
+            };
+            config.snaplen = cli.snaplen;
+            config.packet_buffered = cli.packet_buffered;
+            config.file_size_mb = cli.file_size;
+            config.file_count = cli.file_count;
+            match Capture::open(&config, &cli.iface, &queues, cli.count) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("xdpstack: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let consumers = |_queue: u32| -> Vec<ConsumerSpec> {
+        capture
+            .iter()
+            .map(|c| ConsumerSpec::Threaded {
+                name: "pcap".into(),
+                consumer: Box::new(c.consumer()),
+                capacity: 4096,
+                overflow: cli.pcap_overflow,
+            })
+            .collect()
+    };
+    let result = stack::run(&opts, stop, &consumers);
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => {
+            eprintln!("xdpstack: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let capture = capture.map(|c| {
+        let stats: Vec<QueueStats> = summary
+            .queues
+            .iter()
+            .map(|q| QueueStats {
+                queue: q.queue,
+                received: q.packets,
+                kernel_drops: q.xsk.rx_dropped + q.xsk.rx_ring_full,
+                consumer_drops: q.consumers.iter().map(|c| c.dropped).sum(),
+            })
+            .collect();
+        c.close(&stats)
+    });
+
+    // With `-w -` the capture owns standard output: the report goes to stderr.
+    let mut report = String::new();
+    if cli.json {
+        let mut value = match serde_json::to_value(&summary) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("xdpstack: encoding the summary failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(c) = &capture {
+            value["capture"] = serde_json::json!({
+                "path": c.path,
+                "stats": c.stats,
+                "error": c.error.as_ref().map(|e| e.to_string()),
+            });
+        }
+        report = format!("{value}\n");
+    } else {
+        report.push_str(&summary.render());
+        if let Some(c) = &capture {
+            let where_ = c.path.as_ref().map_or_else(
+                || "standard output".to_string(),
+                |p| p.display().to_string(),
+            );
+            report.push_str(&format!(
+                "  capture: {} frames, {} bytes written to {}; {} not written\n",
+                c.stats.records_written, c.stats.bytes_written, where_, c.stats.records_dropped,
+            ));
         }
     }
+    if to_stdout {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
+    if let Some(err) = capture.as_ref().and_then(|c| c.error.as_ref()) {
+        eprintln!("xdpstack: {err}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

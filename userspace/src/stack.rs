@@ -359,6 +359,15 @@ fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Er
     })
 }
 
+/// The RX queues `opts` asks for, checked against the interface.
+pub fn resolve_queues(opts: &StackOptions) -> Result<Vec<u32>, StackError> {
+    if if_index(&opts.iface).is_none() {
+        return Err(StackError::UnknownInterface(opts.iface.clone()));
+    }
+    let available = crate::ifinfo::rx_queues(&opts.iface).unwrap_or(1);
+    opts.queues.resolve(available).map_err(StackError::Queues)
+}
+
 /// Run the stack until `stop` is set, the duration passes or the count is reached.
 /// `consumers(queue)` gives the consumers of each queue (the same for every queue,
 /// typically; an empty list makes the stack an rxdrop counter).

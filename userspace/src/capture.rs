@@ -1,0 +1,205 @@
+//! The capture consumer: frame views in, records in a pcap/pcapng file out.
+//!
+//! One [`Capture`] owns the writer; each RX queue gets a [`CaptureConsumer`] that
+//! runs on its own thread behind the poller's bounded queue. A consumer gathers
+//! the views it is given and writes them as one batch (one lock of the shared
+//! writer per batch), then drops them at once, so the fill ring gets the frames
+//! back right after their bytes were copied into the write buffer.
+//!
+//! Records of one queue are in receive order with non-decreasing timestamps.
+//! Records of different queues interleave by batch. In pcapng each queue is an
+//! interface of its own, so every record keeps its true time. Classic pcap has a
+//! single interface and its readers expect time order, so there a record that is
+//! earlier than the previous one (by at most the time between two batches of two
+//! queues, microseconds) is written with the previous record's time.
+
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    frame::FrameView,
+    pcap::{
+        CaptureConfig, CaptureError, CaptureRecord, CaptureSummary, CaptureWriter, Format,
+        QueueStats,
+    },
+    poller::Consumer,
+};
+
+/// The writer and the time of the last record written.
+#[derive(Debug)]
+struct Shared {
+    writer: CaptureWriter,
+    last_ns: u64,
+}
+
+/// A view with the time it is written with.
+struct Stamped {
+    view: FrameView,
+    ns: u64,
+}
+
+impl CaptureRecord for Stamped {
+    fn bytes(&self) -> &[u8] {
+        self.view.bytes()
+    }
+    fn timestamp_ns(&self) -> u64 {
+        self.ns
+    }
+    fn queue(&self) -> u32 {
+        self.view.queue()
+    }
+}
+
+/// How often buffered records are pushed to the file while traffic trickles, so
+/// that a reader following the file does not lag far behind.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Views gathered before a write.
+const BATCH: usize = 256;
+
+/// A capture file shared by the capture consumers of every queue.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    shared: Arc<Mutex<Shared>>,
+    /// Keep times non-decreasing across queues (classic pcap, several queues).
+    monotonic: bool,
+    /// Records still wanted with `-c`; `u64::MAX` without a limit.
+    remaining: Arc<AtomicU64>,
+    /// Set once the first write error has been reported.
+    reported: Arc<AtomicBool>,
+}
+
+impl Capture {
+    /// Open the capture output (before anything is attached, so a bad path fails
+    /// early) for `iface` and its `queues`; `count` limits the records written.
+    pub fn open(
+        config: &CaptureConfig,
+        iface: &str,
+        queues: &[u32],
+        count: Option<u64>,
+    ) -> Result<Self, CaptureError> {
+        let writer = CaptureWriter::open(config, iface, queues)?;
+        Ok(Self {
+            shared: Arc::new(Mutex::new(Shared { writer, last_ns: 0 })),
+            monotonic: config.format == Format::Pcap && queues.len() > 1,
+            remaining: Arc::new(AtomicU64::new(count.unwrap_or(u64::MAX))),
+            reported: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// A consumer for one queue.
+    pub fn consumer(&self) -> CaptureConsumer {
+        CaptureConsumer {
+            capture: self.clone(),
+            batch: Vec::with_capacity(BATCH),
+            last_flush: Instant::now(),
+        }
+    }
+
+    /// True once `-c` records have been written (or offered).
+    pub fn complete(&self) -> bool {
+        self.remaining.load(Ordering::Relaxed) == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A poisoned lock means a capture thread panicked, which aborts the
+        // process (see main.rs); recover the guard regardless.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Flush and close the file with each queue's counters (for pcapng's
+    /// interface statistics blocks). Call after every consumer is gone.
+    pub fn close(self, stats: &[QueueStats]) -> CaptureSummary {
+        let Capture { shared, .. } = self;
+        match Arc::try_unwrap(shared) {
+            Ok(m) => m
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .writer
+                .close(stats),
+            Err(shared) => {
+                // A consumer still exists (a library user kept one): close what
+                // we can through the lock; the file stays valid.
+                let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let w = &mut guard.writer;
+                w.flush();
+                CaptureSummary {
+                    stats: w.stats(),
+                    error: None,
+                    path: w.current_path().map(Into::into),
+                }
+            }
+        }
+    }
+}
+
+/// Writes one queue's views to the shared capture file.
+#[derive(Debug)]
+pub struct CaptureConsumer {
+    capture: Capture,
+    batch: Vec<FrameView>,
+    last_flush: Instant,
+}
+
+impl CaptureConsumer {
+    fn write_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let monotonic = self.capture.monotonic;
+        let mut guard = self.capture.lock();
+        let Shared { writer, last_ns } = &mut *guard;
+        writer.write_batch(self.batch.drain(..).map(|view| {
+            let mut ns = view.timestamp_ns();
+            if monotonic {
+                ns = ns.max(*last_ns);
+                *last_ns = ns;
+            }
+            Stamped { view, ns }
+        }));
+        if let Some(err) = writer.error()
+            && !self.capture.reported.swap(true, Ordering::Relaxed)
+        {
+            // Say it once, now; the run goes on (the UDP consumer is still
+            // served), frames keep being released, and the exit status says it.
+            eprintln!("xdpstack: {err}; capture stopped, frames are still released and counted");
+        }
+    }
+}
+
+impl Consumer for CaptureConsumer {
+    fn consume(&mut self, view: FrameView) {
+        let remaining = &self.capture.remaining;
+        if remaining.load(Ordering::Relaxed) != u64::MAX {
+            // `-c`: take one of the remaining slots, or drop the view.
+            if remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                .is_err()
+            {
+                return;
+            }
+        }
+        self.batch.push(view);
+        if self.batch.len() >= BATCH {
+            self.write_batch();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.write_batch();
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.capture.lock().writer.flush();
+            self.last_flush = Instant::now();
+        }
+    }
+}
+
+impl Drop for CaptureConsumer {
+    fn drop(&mut self) {
+        self.write_batch();
+    }
+}

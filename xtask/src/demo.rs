@@ -65,15 +65,29 @@ pub fn demo(bin: &Path) -> Result<()> {
     let bed = Testbed::create(NAME, 2)?;
 
     let total = 2 * PER_FAMILY;
+    let capture = crate::root()
+        .join("target")
+        .join("demo")
+        .join("xsdemo.pcapng");
+    std::fs::create_dir_all(capture.parent().expect("has a parent"))?;
     eprintln!(
-        "==> xdpstack -i {} --port {PORT} -c {total} (in netns {})",
+        "==> xdpstack -i {} --port {PORT} -c {total} -w {} --pcapng (in netns {})",
         bed.stack_if(),
+        capture.display(),
         bed.stack_ns()
     );
     let child = bed
         .stack_command(bin)
         .args(["-i", &bed.stack_if(), "--port", &PORT.to_string()])
-        .args(["-c", &total.to_string(), "--duration", "20"])
+        .args([
+            "-c",
+            &total.to_string(),
+            "--duration",
+            "20",
+            "--pcapng",
+            "-w",
+        ])
+        .arg(&capture)
         .spawn()
         .with_context(|| format!("could not start {}", bin.display()))?;
     let mut child = ChildGuard(child);
@@ -138,5 +152,10 @@ pub fn demo(bin: &Path) -> Result<()> {
     if !ping.status.success() || attached.is_some() {
         bail!("demo failed");
     }
+    eprintln!(
+        "==> the capture is {}; look at it with:\n    tshark -r {}",
+        capture.display(),
+        capture.display()
+    );
     Ok(())
 }

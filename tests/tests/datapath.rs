@@ -22,8 +22,8 @@ use xdpstack::{
 use xdpstack_tests::{PORT, Testbed, testbed};
 
 /// Counts views and bytes, releasing each at once.
-fn counter(frames: Arc<AtomicU64>) -> Box<dyn FnMut(FrameView) + Send> {
-    Box::new(move |v: FrameView| {
+fn counter(frames: Arc<AtomicU64>) -> Box<dyn FnMut(&FrameView) + Send> {
+    Box::new(move |v: &FrameView| {
         assert!(!v.is_empty());
         frames.fetch_add(1, Ordering::Relaxed);
     })
@@ -160,7 +160,7 @@ fn a_hoarding_consumer_costs_counted_drops_not_a_hang() {
         let h = h2.clone();
         vec![ConsumerSpec::Inline {
             name: "hoarder".into(),
-            consumer: Box::new(move |v: FrameView| h.lock().unwrap().push(v)),
+            consumer: Box::new(move |v: &FrameView| h.lock().unwrap().push(v.clone())),
         }]
     });
     let mut opts = options(&bed);

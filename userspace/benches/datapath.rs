@@ -47,7 +47,7 @@ fn poller() -> Poller<SimRings> {
 /// (the kernel's copy leaves them in cache in real life).
 fn reader(sum: Arc<AtomicU64>, touch: bool) -> Box<dyn Consumer> {
     let mut local = 0u64;
-    Box::new(move |v: FrameView| {
+    Box::new(move |v: &FrameView| {
         let first = if touch { u64::from(v.bytes()[0]) } else { 0 };
         local = local.wrapping_add(first + v.len() as u64);
         if local & 0xffff == 0 {

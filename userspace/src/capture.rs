@@ -172,7 +172,12 @@ impl CaptureConsumer {
 }
 
 impl Consumer for CaptureConsumer {
-    fn consume(&mut self, view: FrameView) {
+    fn consume(&mut self, view: &FrameView) {
+        // Inline use: keep the frame until the batch is written.
+        self.consume_owned(view.clone());
+    }
+
+    fn consume_owned(&mut self, view: FrameView) {
         let remaining = &self.capture.remaining;
         if remaining.load(Ordering::Relaxed) != u64::MAX {
             // `-c`: take one of the remaining slots, or drop the view.

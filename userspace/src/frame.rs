@@ -144,8 +144,11 @@ impl ConsumerId {
 }
 
 /// The most consumers one pool accounts for: each has a byte in a frame's 64-bit
-/// reference word.
-pub const MAX_CONSUMERS: usize = 8;
+/// reference word, and the last byte is the poller's own reference.
+pub const MAX_CONSUMERS: usize = 7;
+
+/// The poller's own reference to a frame while it dispatches it.
+pub const POLLER: ConsumerId = ConsumerId(MAX_CONSUMERS as u8);
 
 /// A small, unique, non-zero id for the calling thread, cheaper than
 /// `thread::current().id()` (which clones an `Arc`).
@@ -463,6 +466,7 @@ impl FramePool {
     }
 
     /// Consumer ids are small integers; `n` must be below [`MAX_CONSUMERS`].
+    /// ([`POLLER`] is the poller's own.)
     pub fn consumer_id(n: usize) -> ConsumerId {
         assert!(n < MAX_CONSUMERS, "at most {MAX_CONSUMERS} consumers");
         ConsumerId(n as u8)
@@ -496,33 +500,40 @@ impl FramePool {
         view
     }
 
-    /// Make one view of `frame` for each of consumers `0..consumers` and pass them
-    /// to `each`, in order. This is the data path: the frame's reference word is
-    /// written once, with no atomic read-modify-write.
+    /// The data path: make the poller's own view of `frame` plus one owned view
+    /// for each consumer in `owners` (a bit set of consumer indexes), with a single
+    /// plain store of the frame's reference word. `each` gets the owned views.
     ///
     /// # Panics
-    /// If the range does not lie within the frame's usable region, or `consumers`
-    /// is 0 or more than [`MAX_CONSUMERS`].
-    pub fn into_views(
+    /// If the range does not lie within the frame's usable region, or `owners`
+    /// names a consumer at or above [`MAX_CONSUMERS`].
+    pub fn into_dispatch(
         &mut self,
         frame: Frame,
         offset: u32,
         len: u32,
         meta: RxMeta,
-        consumers: usize,
+        owners: u8,
         mut each: impl FnMut(FrameView),
-    ) {
+    ) -> FrameView {
         assert!(
-            (1..=MAX_CONSUMERS).contains(&consumers),
-            "1..={MAX_CONSUMERS} consumers"
+            u32::from(owners) < 1 << MAX_CONSUMERS,
+            "consumer index out of range"
         );
-        // One view per consumer: 0x0101..01 over `consumers` bytes.
-        let word = (0..consumers).fold(0u64, |w, i| w | (1 << (8 * i)));
-        let first = self.make_views(frame, offset, len, meta, word);
-        for i in 1..consumers {
-            each(first.alias(ConsumerId(i as u8)));
+        let mut word = POLLER.unit();
+        for i in 0..MAX_CONSUMERS {
+            if owners & (1 << i) != 0 {
+                word |= ConsumerId(i as u8).unit();
+            }
         }
-        each(first);
+        let mut own = self.make_views(frame, offset, len, meta, word);
+        own.holder = POLLER;
+        for i in 0..MAX_CONSUMERS {
+            if owners & (1 << i) != 0 {
+                each(own.alias(ConsumerId(i as u8)));
+            }
+        }
+        own
     }
 
     /// Set frame `frame`'s reference word to `word` and return a view of it held by
@@ -705,6 +716,15 @@ impl FrameView {
         self.holder
     }
 
+    /// Run `f` with this view presented as held by `holder`, without taking a
+    /// reference: what an inline consumer sees. If it keeps the frame (clones the
+    /// view), the clone is accounted to `holder`.
+    pub fn lend<R>(&self, holder: ConsumerId, f: impl FnOnce(&FrameView) -> R) -> R {
+        // Not dropped, so it releases nothing: it borrows `self`'s reference.
+        let lent = std::mem::ManuallyDrop::new(self.alias(holder));
+        f(&lent)
+    }
+
     /// A new view of the same frame accounted to consumer `holder`.
     ///
     /// Aborts the process if one consumer would hold more than 255 views of one
@@ -742,9 +762,21 @@ impl Drop for FrameView {
     fn drop(&mut self) {
         let unit = self.holder.unit();
         let shared = self.shared();
+        let refs = &shared.refs[self.index as usize];
+        // The last view, and known to be: nobody else holds a view, so nobody can
+        // clone or drop one concurrently, and a plain store releases the frame
+        // without a locked instruction (the common case: the poller's own view
+        // after run-to-completion consumers). Acquire pairs with the Release
+        // subtraction of every view dropped before, so their reads of the bytes
+        // happen before the frame is reused.
+        if refs.load(Ordering::Acquire) == unit {
+            refs.store(0, Ordering::Relaxed);
+            shared.release_frame(self.index);
+            return;
+        }
         // Release so that our reads of the bytes happen before the frame is reused;
         // the Acquire fence on the last drop pairs with every other view's Release.
-        if shared.refs[self.index as usize].fetch_sub(unit, Ordering::Release) != unit {
+        if refs.fetch_sub(unit, Ordering::Release) != unit {
             return;
         }
         fence(Ordering::Acquire);

@@ -34,6 +34,15 @@ use crate::{
     xsk::XskStats,
 };
 
+/// Bit set of the consumers (by index) that get owned views: the threaded ones.
+fn threaded_set(sinks: &[Sink]) -> u8 {
+    sinks
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, Sink::Threaded { .. }))
+        .fold(0, |set, (i, _)| set | (1 << i))
+}
+
 /// A descriptor from the RX ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxDesc {
@@ -71,16 +80,24 @@ pub unsafe trait XskRings {
     fn statistics(&self) -> io::Result<XskStats>;
 }
 
-/// Receives frames on the poller's thread.
+/// Receives frames, run-to-completion: the frame is lent for the call, as the
+/// kernel's receive path hands an `skb` down; a consumer that keeps it clones the
+/// view (one atomic add), and the clone holds the frame until it is dropped.
 pub trait Consumer: Send {
-    /// One frame; the view may be kept as long as needed (it holds the frame).
-    fn consume(&mut self, view: FrameView);
+    /// One frame.
+    fn consume(&mut self, view: &FrameView);
+    /// One frame, owned: how a threaded consumer's thread hands over the views
+    /// from its queue. Keeping it costs nothing more; the default lends it to
+    /// [`Consumer::consume`] and drops it.
+    fn consume_owned(&mut self, view: FrameView) {
+        self.consume(&view);
+    }
     /// The end of a batch (a chance to flush buffered work).
     fn flush(&mut self) {}
 }
 
-impl<F: FnMut(FrameView) + Send> Consumer for F {
-    fn consume(&mut self, view: FrameView) {
+impl<F: FnMut(&FrameView) + Send> Consumer for F {
+    fn consume(&mut self, view: &FrameView) {
         self(view)
     }
 }
@@ -443,6 +460,7 @@ impl<R: XskRings> Poller<R> {
         let dropped_before: [u64; MAX_CONSUMERS] =
             std::array::from_fn(|i| self.stats.consumers[i].dropped.load(Ordering::Relaxed));
         let mut dispatched = 0u64;
+        let threaded = threaded_set(&self.sinks);
         let mut bytes = 0u64;
         for i in 0..n {
             let desc = self.descs[i];
@@ -465,10 +483,19 @@ impl<R: XskRings> Poller<R> {
             let Self {
                 pool, sinks, stats, ..
             } = self;
-            pool.into_views(frame, offset, len, meta, sinks.len(), |view| {
-                let i = usize::from(view.holder().0);
+            // Threaded consumers get owned views (counted in the frame's word
+            // up front); inline ones get the poller's view lent, run to
+            // completion; then the poller's own view goes, usually the last.
+            let own = pool.into_dispatch(frame, offset, len, meta, threaded, |view| {
+                let i = view.holder().index();
                 deliver(&mut sinks[i], &stats.consumers[i], view);
             });
+            for (i, sink) in sinks.iter_mut().enumerate() {
+                if let Sink::Inline(c) = sink {
+                    own.lend(FramePool::consumer_id(i), |v| c.consume(v));
+                }
+            }
+            drop(own);
             dispatched += 1;
         }
         for sink in &mut self.sinks {
@@ -549,7 +576,8 @@ impl<R: XskRings> Poller<R> {
 /// deliveries per batch.
 fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
     match sink {
-        Sink::Inline(c) => c.consume(view),
+        // Inline consumers are lent the poller's view instead (see poll_once).
+        Sink::Inline(_) => drop(view),
         Sink::Threaded {
             queue,
             sleeping,
@@ -640,7 +668,9 @@ mod tests {
         assert_eq!(p.frames_in_kernel(), 64);
         let held = Arc::new(Mutex::new(Vec::new()));
         let h = held.clone();
-        p.add_inline(Box::new(move |v: FrameView| h.lock().unwrap().push(v)));
+        p.add_inline(Box::new(move |v: &FrameView| {
+            h.lock().unwrap().push(v.clone())
+        }));
         assert_eq!(p.rings_mut().arrive(40, 100), 40);
         assert_eq!(p.poll_once(), 16, "budget");
         assert_eq!(p.poll_once(), 16);
@@ -666,8 +696,12 @@ mod tests {
         let a = Arc::new(Mutex::new(Vec::new()));
         let b = Arc::new(Mutex::new(Vec::new()));
         let (a2, b2) = (a.clone(), b.clone());
-        let ia = p.add_inline(Box::new(move |v: FrameView| a2.lock().unwrap().push(v)));
-        let ib = p.add_inline(Box::new(move |v: FrameView| b2.lock().unwrap().push(v)));
+        let ia = p.add_inline(Box::new(move |v: &FrameView| {
+            a2.lock().unwrap().push(v.clone())
+        }));
+        let ib = p.add_inline(Box::new(move |v: &FrameView| {
+            b2.lock().unwrap().push(v.clone())
+        }));
         p.poll_once();
         p.rings_mut().arrive(3, 60);
         assert_eq!(p.poll_once(), 3);
@@ -769,7 +803,7 @@ mod tests {
             let mut p = poller(frames, frames as usize, 32, budget);
             let inline_held = Arc::new(Mutex::new(Vec::new()));
             let h = inline_held.clone();
-            p.add_inline(Box::new(move |v: FrameView| h.lock().unwrap().push(v)));
+            p.add_inline(Box::new(move |v: &FrameView| h.lock().unwrap().push(v.clone())));
             let overflow = if lossless { Overflow::Wait } else { Overflow::Drop };
             let (tid, rx) = p.add_threaded(queue_cap, overflow);
             let mut threaded_held: Vec<FrameView> = Vec::new();

@@ -303,7 +303,7 @@ fn consumer_thread(rx: ThreadedReceiver, mut consumer: Box<dyn Consumer>, done: 
     loop {
         let mut got = 0;
         while let Some(view) = rx.try_recv() {
-            consumer.consume(view);
+            consumer.consume_owned(view);
             got += 1;
             if got == 256 {
                 break;
@@ -641,7 +641,7 @@ pub struct CountingSink {
 }
 
 impl Consumer for CountingSink {
-    fn consume(&mut self, view: FrameView) {
+    fn consume(&mut self, view: &FrameView) {
         self.frames += 1;
         self.bytes += view.len() as u64;
     }

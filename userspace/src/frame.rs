@@ -138,6 +138,7 @@ impl ConsumerId {
     }
 
     /// This consumer's unit in a frame's reference word.
+    #[inline]
     fn unit(self) -> u64 {
         1 << (8 * u32::from(self.0))
     }
@@ -152,6 +153,7 @@ pub const POLLER: ConsumerId = ConsumerId(MAX_CONSUMERS as u8);
 
 /// A small, unique, non-zero id for the calling thread, cheaper than
 /// `thread::current().id()` (which clones an `Arc`).
+#[inline]
 fn thread_id() -> u64 {
     thread_local!(static ID: Cell<u64> = const { Cell::new(0) });
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -216,6 +218,7 @@ impl Shared {
     /// On the owner thread, run `f` on the owner-only list; `None` elsewhere.
     /// `f` must not drop views (which could re-enter here); the callers only
     /// push, pop and measure.
+    #[inline]
     fn with_local<R>(&self, f: impl FnOnce(&mut Vec<u32>) -> R) -> Option<R> {
         if self.owner.load(Ordering::Relaxed) != thread_id() {
             return None;
@@ -226,6 +229,7 @@ impl Shared {
     }
 
     /// A frame's last view is gone: give the frame back to the pool.
+    #[inline]
     fn release_frame(&self, index: u32) {
         match self.with_local(|local| local.push(index)) {
             Some(()) => {}
@@ -327,6 +331,7 @@ impl Frame {
 
     /// The frame's UMEM address (offset of its first byte), consuming the handle:
     /// whoever takes the address (fill or TX ring) now owns the frame.
+    #[inline]
     pub fn into_addr(self, pool: &FramePool) -> u64 {
         u64::from(self.index) << pool.shared.frame_shift
     }
@@ -425,6 +430,7 @@ impl FramePool {
     /// `addr` must lie in a frame that the kernel owned (given to it through
     /// [`Frame::into_addr`]) and has now returned: each such frame may be claimed
     /// once per trip through the kernel. Violating this creates two handles.
+    #[inline]
     pub unsafe fn received(&self, addr: u64) -> Option<Frame> {
         let index = addr >> self.shared.frame_shift;
         let index = u32::try_from(index).ok()?;
@@ -432,6 +438,7 @@ impl FramePool {
     }
 
     /// A frame whose last view was dropped, if any.
+    #[inline]
     pub fn reclaim(&mut self) -> Option<Frame> {
         let index = match self.shared.with_local(Vec::pop).flatten() {
             Some(index) => index,
@@ -467,6 +474,7 @@ impl FramePool {
 
     /// Consumer ids are small integers; `n` must be below [`MAX_CONSUMERS`].
     /// ([`POLLER`] is the poller's own.)
+    #[inline]
     pub fn consumer_id(n: usize) -> ConsumerId {
         assert!(n < MAX_CONSUMERS, "at most {MAX_CONSUMERS} consumers");
         ConsumerId(n as u8)
@@ -507,6 +515,7 @@ impl FramePool {
     /// # Panics
     /// If the range does not lie within the frame's usable region, or `owners`
     /// names a consumer at or above [`MAX_CONSUMERS`].
+    #[inline]
     pub fn into_dispatch(
         &mut self,
         frame: Frame,
@@ -539,6 +548,7 @@ impl FramePool {
     /// Set frame `frame`'s reference word to `word` and return a view of it held by
     /// consumer 0 (callers adjust `holder`); the word must account for every view
     /// the caller then makes with `alias`.
+    #[inline]
     fn make_views(
         &mut self,
         frame: Frame,
@@ -619,6 +629,7 @@ unsafe impl Send for FrameView {}
 unsafe impl Sync for FrameView {}
 
 impl FrameView {
+    #[inline]
     fn shared(&self) -> &Shared {
         // SAFETY: `Shared` outlives every view (see the field's comment).
         unsafe { self.shared.as_ref() }
@@ -627,6 +638,7 @@ impl FrameView {
     /// Another view of the same frame for `holder`, without touching the reference
     /// word: the caller has already counted it there. (Never build views with
     /// struct-update syntax: the base view would be dropped, releasing a reference.)
+    #[inline]
     fn alias(&self, holder: ConsumerId) -> FrameView {
         FrameView {
             shared: self.shared,
@@ -639,6 +651,7 @@ impl FrameView {
     }
 
     /// The frame's bytes.
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         let shared = self.shared();
         let start = (self.offset - shared.headroom) as usize;
@@ -655,6 +668,7 @@ impl FrameView {
     }
 
     /// Frame length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len as usize
     }
@@ -665,11 +679,13 @@ impl FrameView {
     }
 
     /// RX queue the frame arrived on.
+    #[inline]
     pub fn queue(&self) -> u32 {
         self.meta.queue
     }
 
     /// Receive timestamp, ns since the Unix epoch.
+    #[inline]
     pub fn timestamp_ns(&self) -> u64 {
         self.meta.timestamp_ns
     }
@@ -712,6 +728,7 @@ impl FrameView {
     }
 
     /// The consumer this view is accounted to.
+    #[inline]
     pub fn holder(&self) -> ConsumerId {
         self.holder
     }
@@ -719,6 +736,7 @@ impl FrameView {
     /// Run `f` with this view presented as held by `holder`, without taking a
     /// reference: what an inline consumer sees. If it keeps the frame (clones the
     /// view), the clone is accounted to `holder`.
+    #[inline]
     pub fn lend<R>(&self, holder: ConsumerId, f: impl FnOnce(&FrameView) -> R) -> R {
         // Not dropped, so it releases nothing: it borrows `self`'s reference.
         let lent = std::mem::ManuallyDrop::new(self.alias(holder));
@@ -729,6 +747,7 @@ impl FrameView {
     ///
     /// Aborts the process if one consumer would hold more than 255 views of one
     /// frame (the byte would overflow into the next consumer's).
+    #[inline]
     pub fn share_with(&self, holder: ConsumerId) -> FrameView {
         // Relaxed, like Arc::clone: we already hold a view, so the frame cannot be
         // released concurrently.
@@ -753,12 +772,14 @@ pub enum CowOutcome {
 }
 
 impl Clone for FrameView {
+    #[inline]
     fn clone(&self) -> Self {
         self.share_with(self.holder)
     }
 }
 
 impl Drop for FrameView {
+    #[inline]
     fn drop(&mut self) {
         let unit = self.holder.unit();
         let shared = self.shared();

@@ -267,3 +267,40 @@ fn full_disk_leaves_a_valid_file_and_a_counted_loss() {
 fn seconds_ran(json: &serde_json::Value) -> f64 {
     json["seconds"].as_f64().unwrap_or(0.0)
 }
+
+/// Ctrl-C (and SIGTERM) end the run cleanly: the file is flushed and valid and
+/// holds every datagram received; the exit status is 0.
+#[test]
+fn sigint_flushes_a_valid_file() {
+    let bed = testbed("int", 1);
+    let dir = TempDir::new("int");
+    let file = dir.0.join("int.pcapng");
+    let port = PORT.to_string();
+    let mut stack = StackProcess::start(
+        &bed,
+        &[
+            "--port",
+            &port,
+            "-w",
+            file.to_str().unwrap(),
+            "--pcapng",
+            "--duration",
+            "30",
+            "--json",
+        ],
+    );
+    stack.wait_attached(&bed);
+    let sent = send_distinct(&bed, 200, 2).len() as u64;
+    std::thread::sleep(Duration::from_millis(300));
+    stack.signal(libc::SIGINT);
+    let done = stack.wait(Duration::from_secs(20));
+    assert!(done.status.success(), "{done:?}");
+    let json = done.json();
+    assert_eq!(json["capture"]["stats"]["records_written"], sent, "{json}");
+    let info = capinfos(&file);
+    assert!(
+        info.contains(&format!("Number of packets:   {sent}")),
+        "{info}"
+    );
+    assert_eq!(wait_detached(&bed), None);
+}

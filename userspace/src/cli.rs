@@ -15,6 +15,32 @@ pub enum QueueSpec {
     Range(RangeInclusive<u32>),
 }
 
+/// `N` or `A-B` (inclusive, A <= B) of any integer type; `what` names the value in
+/// errors.
+fn parse_inclusive<T>(s: &str, what: &str) -> Result<RangeInclusive<T>, String>
+where
+    T: FromStr + PartialOrd + Copy,
+{
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<T>()
+            .map_err(|_| format!("`{s}` is not {what}"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if a > b {
+                return Err(format!("range `{s}` is empty"));
+            }
+            Ok(a..=b)
+        }
+        None => {
+            let n = parse(s)?;
+            Ok(n..=n)
+        }
+    }
+}
+
 impl FromStr for QueueSpec {
     type Err = String;
 
@@ -22,24 +48,7 @@ impl FromStr for QueueSpec {
         if s == "all" {
             return Ok(QueueSpec::All);
         }
-        let parse = |x: &str| {
-            x.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("`{s}` is not all, N or A-B"))
-        };
-        match s.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (parse(a)?, parse(b)?);
-                if a > b {
-                    return Err(format!("queue range `{s}` is empty"));
-                }
-                Ok(QueueSpec::Range(a..=b))
-            }
-            None => {
-                let n = parse(s)?;
-                Ok(QueueSpec::Range(n..=n))
-            }
-        }
+        parse_inclusive(s, "all, a queue N or a range A-B").map(QueueSpec::Range)
     }
 }
 
@@ -70,24 +79,7 @@ impl FromStr for PortRange {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parse = |x: &str| {
-            x.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("`{s}` is not a port (0-65535) or a range A-B"))
-        };
-        match s.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (parse(a)?, parse(b)?);
-                if a > b {
-                    return Err(format!("port range `{s}` is empty"));
-                }
-                Ok(PortRange(a..=b))
-            }
-            None => {
-                let p = parse(s)?;
-                Ok(PortRange(p..=p))
-            }
-        }
+        parse_inclusive(s, "a port (0-65535) or a range A-B").map(PortRange)
     }
 }
 

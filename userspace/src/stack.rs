@@ -18,7 +18,7 @@ use xdp_ebpf::{Counter, SteerMode};
 
 use crate::{
     cli::QueueSpec,
-    frame::{FrameView, PoolProbe},
+    frame::PoolProbe,
     loader::{AttachedMode, LoaderError, XdpCounters, XdpModeChoice, XdpProgram, if_index},
     poller::{Consumer, Overflow, Poller, PollerConfig, QueueStats, ThreadedReceiver, XskRings},
     xsk::{XskConfig, XskError, XskSocket, XskStats},
@@ -628,21 +628,5 @@ fn supervise(
             last_time = now;
             next_stats = Some(at + interval);
         }
-    }
-}
-
-/// A consumer that counts frames and bytes and releases each view at once.
-#[derive(Debug, Default)]
-pub struct CountingSink {
-    /// Frames seen.
-    pub frames: u64,
-    /// Bytes seen.
-    pub bytes: u64,
-}
-
-impl Consumer for CountingSink {
-    fn consume(&mut self, view: &FrameView) {
-        self.frames += 1;
-        self.bytes += view.len() as u64;
     }
 }

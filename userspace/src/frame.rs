@@ -11,7 +11,7 @@
 //! - a [`Frame`] is the unique handle of a frame that user space owns (free, or just
 //!   received). It is neither `Clone` nor `Copy`. Handing a frame to the kernel
 //!   ([`Frame::into_addr`], used by the fill and TX paths) consumes it.
-//! - [`Frame::into_view`] turns the handle into the first view; views are cloned
+//! - [`FramePool::into_view`] turns the handle into the first view; views are cloned
 //!   and dropped freely; only the last drop gives the frame back, so a frame can
 //!   never reach the fill ring while a view of it exists.
 //! - A view can never outlive its UMEM: the pool knows how many frames are out

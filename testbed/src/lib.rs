@@ -268,11 +268,6 @@ impl Testbed {
         in_netns(&self.stack_ns(), f)
     }
 
-    /// A peer-side IP address of the given family.
-    pub fn peer_addr(v6: bool) -> IpAddr {
-        if v6 { PEER_V6.into() } else { PEER_V4.into() }
-    }
-
     /// A stack-side IP address of the given family.
     pub fn stack_addr(v6: bool) -> IpAddr {
         if v6 { STACK_V6.into() } else { STACK_V4.into() }

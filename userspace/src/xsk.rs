@@ -150,8 +150,6 @@ pub fn read_statistics(fd: RawFd) -> io::Result<XskStats> {
 /// owns both.
 #[derive(Debug)]
 pub struct XskSocket {
-    iface: String,
-    queue: u32,
     zero_copy: bool,
     frame_size: u32,
     fill: FillQueue,
@@ -324,8 +322,6 @@ impl XskSocket {
                 Ok((tx, rx, Some((fill, comp)))) => {
                     let batch = Vec::with_capacity(template.len());
                     let mut socket = Self {
-                        iface: iface.to_string(),
-                        queue,
                         zero_copy: false,
                         frame_size: config.frame_size,
                         fill,
@@ -436,16 +432,6 @@ impl XskSocket {
     /// The socket's file descriptor, for the XSKMAP.
     pub fn raw_fd(&self) -> RawFd {
         self.rx.fd().as_raw_fd()
-    }
-
-    /// The interface.
-    pub fn iface(&self) -> &str {
-        &self.iface
-    }
-
-    /// The RX queue.
-    pub fn queue(&self) -> u32 {
-        self.queue
     }
 
     /// True when bound in zero-copy mode (read back from the kernel).

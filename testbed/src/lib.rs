@@ -45,7 +45,7 @@ pub enum TestbedError {
     )]
     BadName(String),
     /// `ip` could not be run.
-    #[error("running `ip` failed: {0} (install iproute2: `cargo xtask setup`)")]
+    #[error("running `ip` or `ethtool` failed: {0} (install them: `cargo xtask setup`)")]
     Spawn(#[source] io::Error),
     /// `ip` said no.
     #[error("`{command}` failed: {stderr}")]
@@ -74,17 +74,38 @@ pub struct Testbed {
 }
 
 fn ip(args: &[&str]) -> Result<Output, TestbedError> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(TestbedError::Spawn)?;
+    let mut cmd = Command::new("ip");
+    cmd.args(args);
+    run(cmd, || format!("ip {}", args.join(" ")))
+}
+
+/// Run `cmd`; a non-zero exit becomes an error naming `shown()` and its stderr.
+fn run(mut cmd: Command, shown: impl FnOnce() -> String) -> Result<Output, TestbedError> {
+    let out = cmd.output().map_err(TestbedError::Spawn)?;
     if !out.status.success() {
         return Err(TestbedError::Command {
-            command: format!("ip {}", args.join(" ")),
+            command: shown(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
     Ok(out)
+}
+
+/// Make the veth end `dev` put on the "wire" what a NIC would: full checksums
+/// and in-band VLAN tags. By default veth passes the kernel's shortcuts along with
+/// the skb: a UDP checksum left for the hardware to finish (CHECKSUM_PARTIAL:
+/// only the pseudo-header sum is in the frame) and VLAN tags in skb metadata
+/// (hardware tag insertion). XDP and AF_XDP see the frame bytes only, so they
+/// would see a wrong checksum and no tag. (`ethtool -K` names: `tx` is
+/// tx-checksumming, `txvlan`/`rxvlan` the VLAN offloads.)
+fn wire_offloads_off(ns: &str, dev: &str) -> Result<(), TestbedError> {
+    let args = ["-K", dev, "tx", "off", "txvlan", "off", "rxvlan", "off"];
+    let mut cmd = netns_command(ns, "ethtool");
+    cmd.args(args);
+    run(cmd, || {
+        format!("ip netns exec {ns} ethtool {}", args.join(" "))
+    })?;
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -153,6 +174,7 @@ impl Testbed {
                 "nodad",
             ])?;
             ip(&["-n", ns, "link", "set", dev, "up"])?;
+            wire_offloads_off(ns, dev)?;
         }
         Ok(bed)
     }

@@ -488,6 +488,30 @@ impl FramePool {
         unsafe { self.shared.frame_bytes_mut(frame.index) }
     }
 
+    /// Turn `view` back into its frame's unique handle when it is the frame's only
+    /// view (the transmit path: a reply built in the received frame itself).
+    /// Returns the handle with the view's offset and length, or the view when
+    /// other views exist or it belongs to another pool.
+    pub fn take_unique(&mut self, view: FrameView) -> Result<(Frame, u32, u32), FrameView> {
+        if !std::ptr::eq(view.shared.as_ptr(), Arc::as_ptr(&self.shared)) || !view.is_unique() {
+            return Err(view);
+        }
+        let view = std::mem::ManuallyDrop::new(view);
+        // Unique (checked with Acquire above) and we hold it by value: no other
+        // view can appear (clones need a view) or be dropped concurrently.
+        self.shared.refs[view.index as usize].store(0, Ordering::Relaxed);
+        self.out -= 1;
+        Ok((Frame { index: view.index }, view.offset, view.len))
+    }
+
+    /// A writer for frames of this pool, for threads other than the pool's (the
+    /// reply path of handlers, which fills spare frames).
+    pub(crate) fn writer(&self) -> FrameWriter {
+        FrameWriter {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Make a view of `frame`, bytes `offset..offset + len` of it (counted from the
     /// start of the frame, as the kernel's addresses are), received with `meta`,
     /// held by consumer `holder`. More views come from `clone` or
@@ -585,6 +609,33 @@ impl FramePool {
             meta,
             holder: ConsumerId(0),
         }
+    }
+}
+
+/// Writes frames of one pool from any thread: the handle proves the frame is
+/// ours, the writer brings the memory.
+///
+/// Crate-private because nothing in a [`Frame`] says which pool it came from: the
+/// transmit path only hands a writer the frames of its own pool.
+pub(crate) struct FrameWriter {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for FrameWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameWriter")
+            .field("queue", &self.shared.queue)
+            .finish()
+    }
+}
+
+impl FrameWriter {
+    /// The usable bytes of `frame`, which must belong to this writer's pool.
+    pub(crate) fn bytes_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
+        // SAFETY: `frame` is the unique handle of a frame of this pool (the
+        // callers' contract, see the type's doc), borrowed mutably for 'a: no view
+        // and no kernel ring refers to its bytes meanwhile.
+        unsafe { self.shared.frame_bytes_mut(frame.index) }
     }
 }
 

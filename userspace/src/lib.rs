@@ -20,6 +20,7 @@ pub mod poller;
 #[allow(unsafe_code)]
 pub mod sim;
 pub mod stack;
+pub mod tx;
 pub mod udp;
 #[allow(unsafe_code)]
 pub mod xsk;

@@ -31,8 +31,14 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::{
     frame::{ConsumerId, Frame, FramePool, FrameView, MAX_CONSUMERS, RxMeta},
+    tx::{SPARE_FRAMES, TX_QUEUE, Transmitter, TxRequest, TxShared, TxStats},
+    udp::{Layout, ReplyError, make_reply_in_place, write_reply},
     xsk::XskStats,
 };
+
+/// Free frames a poller with a transmitter keeps out of the fill ring, for
+/// replies that need a frame of their own (copy-on-write echo, spare frames).
+pub const TX_RESERVE: usize = 2 * SPARE_FRAMES;
 
 /// Bit set of the consumers (by index) that get owned views: the threaded ones.
 fn threaded_set(sinks: &[Sink]) -> u8 {
@@ -52,6 +58,15 @@ pub struct RxDesc {
     pub len: u32,
 }
 
+/// A descriptor for the TX ring: the frame's bytes start at the pool's headroom.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxDesc {
+    /// UMEM address of the first byte to send (frame start + headroom).
+    pub addr: u64,
+    /// Bytes to send.
+    pub len: u32,
+}
+
 /// The kernel side of one AF_XDP socket, as the poller needs it.
 ///
 /// Implementations read the kernel's producer index once per batch (Acquire) and
@@ -60,7 +75,9 @@ pub struct RxDesc {
 /// # Safety
 /// [`XskRings::rx_consume`] must only return addresses that were given to
 /// [`XskRings::fill_produce`] and not returned since, each at most once per trip:
-/// the poller turns them back into unique frame handles.
+/// the poller turns them back into unique frame handles. Likewise
+/// [`XskRings::comp_consume`] only returns addresses given to
+/// [`XskRings::tx_produce`], each once per trip.
 pub unsafe trait XskRings {
     /// Move up to `out.len()` descriptors off the RX ring into `out`.
     fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize;
@@ -78,6 +95,19 @@ pub unsafe trait XskRings {
     fn wait_rx(&mut self, timeout_ms: i32) -> io::Result<bool>;
     /// The kernel's XDP_STATISTICS.
     fn statistics(&self) -> io::Result<XskStats>;
+    /// Free slots in the TX ring (at most `want`).
+    fn tx_capacity(&mut self, want: u32) -> u32;
+    /// Put `descs` on the TX ring; never more than the last
+    /// [`XskRings::tx_capacity`].
+    fn tx_produce(&mut self, descs: &[TxDesc]);
+    /// True when the kernel must be kicked to transmit what is on the TX ring
+    /// (always, in copy mode).
+    fn tx_needs_wakeup(&mut self) -> bool;
+    /// Ask the kernel to transmit (a non-blocking sendto(2)).
+    fn tx_kick(&mut self) -> io::Result<()>;
+    /// Move up to `out.len()` addresses off the completion ring: frames the
+    /// kernel has sent.
+    fn comp_consume(&mut self, out: &mut [u64]) -> usize;
 }
 
 /// Receives frames, run-to-completion: the frame is lent for the call, as the
@@ -198,6 +228,8 @@ pub struct QueueStats {
     pub in_kernel: AtomicU64,
     /// Per consumer, in registration order.
     pub consumers: [ConsumerStats; MAX_CONSUMERS],
+    /// The transmit side.
+    pub tx: Arc<TxStats>,
 }
 
 impl QueueStats {
@@ -234,9 +266,11 @@ impl Default for PollerConfig {
 
 /// The poller of one RX queue.
 pub struct Poller<R: XskRings> {
-    // Consumers first: fields drop in order, and consumers may hold views that
-    // must be gone before the pool drops (or the pool leaks its memory).
+    // Consumers first: fields drop in order, and consumers (and transmit requests)
+    // may hold views that must be gone before the pool drops (or the pool leaks
+    // its memory).
     sinks: Vec<Sink>,
+    tx: Option<Arc<TxShared>>,
     rings: R,
     pool: FramePool,
     queue: u32,
@@ -247,6 +281,11 @@ pub struct Poller<R: XskRings> {
     descs: Vec<RxDesc>,
     addrs: Vec<u64>,
     spin: u32,
+    /// Frames on the TX and completion rings.
+    in_tx: u64,
+    tx_descs: Vec<TxDesc>,
+    /// Scratch for completion-ring batches.
+    comp: Vec<u64>,
 }
 
 impl<R: XskRings> std::fmt::Debug for Poller<R> {
@@ -286,6 +325,10 @@ impl<R: XskRings> Poller<R> {
             descs: vec![RxDesc::default(); budget],
             addrs: Vec::with_capacity(budget.max(64)),
             spin: 0,
+            tx: None,
+            in_tx: 0,
+            tx_descs: Vec::with_capacity(TX_QUEUE),
+            comp: vec![0; budget.max(64)],
         }
     }
 
@@ -316,6 +359,25 @@ impl<R: XskRings> Poller<R> {
             backlog: VecDeque::new(),
         });
         (id, rx)
+    }
+
+    /// A transmitter for this queue's consumers: replies they ask for are built
+    /// and sent by this poller (see [`crate::tx`]).
+    pub fn transmitter(&mut self) -> Transmitter {
+        let shared = self.tx.get_or_insert_with(|| {
+            Arc::new(TxShared::new(self.pool.writer(), self.stats.tx.clone()))
+        });
+        Transmitter::new(shared.clone())
+    }
+
+    /// Frames on the TX and completion rings.
+    pub fn frames_in_tx(&self) -> u64 {
+        self.in_tx
+    }
+
+    /// Frames kept spare for replies ([`Transmitter::reply`]).
+    pub fn spare_frames(&self) -> usize {
+        self.tx.as_ref().map_or(0, |t| t.spares.len())
     }
 
     /// The thread that drains threaded consumer `id`.
@@ -366,6 +428,12 @@ impl<R: XskRings> Poller<R> {
         self.in_kernel
     }
 
+    fn has_threaded(&self) -> bool {
+        self.sinks
+            .iter()
+            .any(|s| matches!(s, Sink::Threaded { .. }))
+    }
+
     /// Views waiting in lossless backlogs.
     pub fn backlogged(&self) -> usize {
         self.sinks
@@ -382,7 +450,10 @@ impl<R: XskRings> Poller<R> {
         while let Some(frame) = self.pool.reclaim() {
             self.free.push(frame);
         }
-        let want = u32::try_from(self.free.len()).unwrap_or(u32::MAX);
+        // With a transmitter, keep a few frames back for copy-on-write replies
+        // and spare frames; everything else goes to the kernel.
+        let keep = if self.tx.is_some() { TX_RESERVE } else { 0 };
+        let want = u32::try_from(self.free.len().saturating_sub(keep)).unwrap_or(u32::MAX);
         if want == 0 {
             return;
         }
@@ -449,6 +520,7 @@ impl<R: XskRings> Poller<R> {
         let n = self.rings.rx_consume(&mut self.descs);
         if n == 0 {
             QueueStats::add(&self.stats.empty_polls, 1);
+            self.transmit();
             return 0;
         }
         let meta = RxMeta {
@@ -521,7 +593,111 @@ impl<R: XskRings> Poller<R> {
         self.stats
             .in_kernel
             .store(self.in_kernel, Ordering::Relaxed);
+        // The batch's replies go out in the same round (their requests were
+        // queued by the inline consumers just now, and the poller's own views are
+        // gone, so unshared frames are answered in place).
+        self.transmit();
         n
+    }
+
+    /// The transmit half of a round: take back what the kernel has sent, keep
+    /// spare frames ready, turn queued requests into TX descriptors, and kick the
+    /// kernel while frames wait on the TX ring and it asks for it.
+    pub fn transmit(&mut self) {
+        let Self {
+            tx,
+            rings,
+            pool,
+            free,
+            in_tx,
+            tx_descs,
+            comp,
+            ..
+        } = self;
+        let Some(tx) = tx.as_deref() else {
+            return;
+        };
+        let stats = &*tx.stats;
+        if *in_tx > 0 {
+            let n = rings.comp_consume(comp);
+            for &addr in &comp[..n] {
+                // SAFETY: by the `XskRings` contract the completion ring returns
+                // each address given to `tx_produce` once.
+                if let Some(frame) = unsafe { pool.received(addr) } {
+                    free.push(frame);
+                }
+            }
+            *in_tx -= n as u64;
+            QueueStats::add(&stats.completed, n as u64);
+        }
+        while tx.spares.len() < SPARE_FRAMES {
+            let Some(frame) = free.pop() else { break };
+            if let Err(frame) = tx.spares.push(frame) {
+                free.push(frame);
+                break;
+            }
+        }
+        if !tx.requests.is_empty() {
+            let waiting = u32::try_from(tx.requests.len()).unwrap_or(u32::MAX);
+            let room = rings.tx_capacity(waiting);
+            if room < waiting {
+                QueueStats::add(&stats.ring_full, 1);
+            }
+            tx_descs.clear();
+            let headroom = pool.headroom();
+            for _ in 0..room {
+                let Some(request) = tx.requests.pop() else {
+                    break;
+                };
+                let built = match request {
+                    TxRequest::Frame { frame, len } => Some((frame, len)),
+                    TxRequest::Echo { view, layout } => {
+                        build_echo(pool, free, stats, view, &layout)
+                    }
+                };
+                if let Some((frame, len)) = built {
+                    tx_descs.push(TxDesc {
+                        addr: frame.into_addr(pool) + u64::from(headroom),
+                        len,
+                    });
+                }
+            }
+            if !tx_descs.is_empty() {
+                rings.tx_produce(tx_descs);
+                *in_tx += tx_descs.len() as u64;
+                QueueStats::add(&stats.sent, tx_descs.len() as u64);
+            }
+        }
+        if *in_tx > 0 && rings.tx_needs_wakeup() {
+            // Errors other than "busy, try again" (which `tx_kick` absorbs) leave
+            // the frames on the ring for the next kick; the kernel counts invalid
+            // descriptors itself (tx_invalid_descs).
+            if let Err(e) = rings.tx_kick() {
+                tracing::debug!(error = %e, "TX kick failed");
+            }
+            QueueStats::add(&stats.kicks, 1);
+        }
+        stats.in_flight.store(*in_tx, Ordering::Relaxed);
+    }
+
+    /// Send what is queued and wait for the kernel to complete it, at most
+    /// `timeout`; then give the spare frames back to the free list. The end of a
+    /// run: the last replies are not lost.
+    pub fn drain_tx(&mut self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.transmit();
+            let queued = self.tx.as_ref().is_some_and(|t| !t.requests.is_empty());
+            if (self.in_tx == 0 && !queued) || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if let Some(tx) = &self.tx {
+            while let Some(frame) = tx.spares.pop() {
+                self.free.push(frame);
+            }
+        }
     }
 
     /// Run rounds until `stop` is set. When the RX ring is empty: spin (up to an
@@ -533,6 +709,7 @@ impl<R: XskRings> Poller<R> {
         let bound = self.pool.bind_to_current_thread();
         debug_assert!(bound, "the poller runs before any frame is viewed");
         let result = self.run_rounds(stop);
+        self.drain_tx(Duration::from_millis(500));
         // Hand frames released on this thread back before it ends, so the pool
         // can be used (and dropped) from another thread.
         self.refill();
@@ -562,13 +739,74 @@ impl<R: XskRings> Poller<R> {
                 QueueStats::add(&self.stats.wakeups, 1);
             }
             QueueStats::add(&self.stats.sleeps, 1);
-            match self.rings.wait_rx(self.config.sleep_ms) {
+            // Replies in flight or requested from other threads: sleep briefly,
+            // so completions and requests are not left waiting a whole timeout.
+            let sleep_ms = if self.tx.is_some() && (self.in_tx > 0 || self.has_threaded()) {
+                1
+            } else {
+                self.config.sleep_ms
+            };
+            match self.rings.wait_rx(sleep_ms) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+}
+
+/// Build the echo reply to the datagram in `view`: in its own frame when `view` is
+/// the frame's last view, else in a free frame (copy-on-write). Returns the frame
+/// and the reply's length, or `None` (counted) when there is no reply to send.
+fn build_echo(
+    pool: &mut FramePool,
+    free: &mut Vec<Frame>,
+    stats: &TxStats,
+    view: FrameView,
+    layout: &Layout,
+) -> Option<(Frame, u32)> {
+    let headroom = pool.headroom();
+    match pool.take_unique(view) {
+        Ok((mut frame, offset, len)) => {
+            let bytes = pool.bytes_mut(&mut frame);
+            let start = (offset - headroom) as usize;
+            match make_reply_in_place(&mut bytes[start..start + len as usize], layout) {
+                Ok(reply_len) => {
+                    // TX descriptors start at the headroom.
+                    bytes.copy_within(start..start + reply_len, 0);
+                    QueueStats::add(&stats.in_place, 1);
+                    Some((frame, reply_len as u32))
+                }
+                Err(_) => {
+                    QueueStats::add(&stats.reply_errors, 1);
+                    free.push(frame);
+                    None
+                }
+            }
+        }
+        Err(view) => {
+            let Some(mut frame) = free.pop() else {
+                QueueStats::add(&stats.no_frame, 1);
+                return None;
+            };
+            let request = view.bytes();
+            let payload = request.get(layout.payload_offset()..layout.udp_end());
+            let built = payload
+                .ok_or(ReplyError::LayoutMismatch)
+                .and_then(|p| write_reply(pool.bytes_mut(&mut frame), request, layout, p));
+            match built {
+                Ok(reply_len) => {
+                    QueueStats::add(&stats.copied, 1);
+                    Some((frame, reply_len as u32))
+                }
+                Err(_) => {
+                    QueueStats::add(&stats.reply_errors, 1);
+                    free.push(frame);
+                    None
+                }
+            }
+        }
     }
 }
 
@@ -609,6 +847,9 @@ fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
         }
     }
 }
+
+#[cfg(test)]
+mod tx_tests;
 
 #[cfg(test)]
 mod tests {
@@ -656,8 +897,11 @@ mod tests {
                 );
             }
         }
-        let total =
-            p.free_frames() + kernel.len() + p.pool().returned_len() + p.pool().viewed_frames();
+        let total = p.free_frames()
+            + kernel.len()
+            + p.pool().returned_len()
+            + p.pool().viewed_frames()
+            + p.spare_frames();
         assert_eq!(total, p.pool().frame_count() as usize, "frame conservation");
     }
 

@@ -1,12 +1,13 @@
 //! An in-memory stand-in for the kernel side of an AF_XDP socket, for tests and
 //! benchmarks of the poller without a kernel: a fill ring and an RX ring of fixed
 //! capacity, and "arrivals" that move frames from one to the other like the
-//! kernel's copy-mode receive path does.
+//! kernel's copy-mode receive path does; a TX ring whose frames the simulated
+//! kernel "sends" (logs) and returns on a completion ring when kicked.
 
 use std::{collections::VecDeque, io};
 
 use crate::{
-    poller::{RxDesc, XskRings},
+    poller::{RxDesc, TxDesc, XskRings},
     xsk::XskStats,
 };
 
@@ -24,6 +25,12 @@ pub struct SimRings {
     fill_empty: u64,
     rx_full: u64,
     wakeups: u64,
+    tx: VecDeque<TxDesc>,
+    tx_cap: usize,
+    comp: VecDeque<u64>,
+    sent: Vec<TxDesc>,
+    tx_stalled: bool,
+    kicks: u64,
 }
 
 impl SimRings {
@@ -38,7 +45,30 @@ impl SimRings {
             fill_empty: 0,
             rx_full: 0,
             wakeups: 0,
+            tx: VecDeque::with_capacity(rx_cap),
+            tx_cap: rx_cap,
+            comp: VecDeque::new(),
+            sent: Vec::new(),
+            tx_stalled: false,
+            kicks: 0,
         }
+    }
+
+    /// While stalled, kicks send nothing: the TX ring fills up, like a link that
+    /// cannot keep up.
+    pub fn stall_tx(&mut self, stalled: bool) {
+        self.tx_stalled = stalled;
+    }
+
+    /// Everything sent so far, in order (the descriptors as the poller wrote
+    /// them).
+    pub fn sent(&self) -> &[TxDesc] {
+        &self.sent
+    }
+
+    /// Kicks the poller made.
+    pub fn kicks(&self) -> u64 {
+        self.kicks
     }
 
     /// `n` packets of `len` bytes arrive. Like the kernel, a full RX ring drops
@@ -64,13 +94,22 @@ impl SimRings {
         delivered
     }
 
-    /// Frame indexes the simulated kernel holds (fill ring, then RX ring).
+    /// The fill-ring address the next arrival will use (so a test can write the
+    /// packet into that frame first, as a NIC would).
+    pub fn next_fill_addr(&self) -> Option<u64> {
+        self.fill.front().copied()
+    }
+
+    /// Frame indexes the simulated kernel holds (fill ring, RX ring, TX ring,
+    /// completion ring).
     pub fn kernel_frames(&self) -> Vec<u64> {
         let fs = u64::from(self.frame_size);
         self.fill
             .iter()
             .map(|a| a / fs)
             .chain(self.rx.iter().map(|d| d.addr / fs))
+            .chain(self.tx.iter().map(|d| d.addr / fs))
+            .chain(self.comp.iter().map(|a| a / fs))
             .collect()
     }
 
@@ -90,7 +129,8 @@ impl SimRings {
     }
 }
 
-// SAFETY: `rx` only ever holds addresses taken from `fill`, each once.
+// SAFETY: `rx` only ever holds addresses taken from `fill`, and `comp` only
+// addresses taken from `tx`, each once.
 unsafe impl XskRings for SimRings {
     fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
         let n = out.len().min(self.rx.len());
@@ -132,5 +172,41 @@ unsafe impl XskRings for SimRings {
             rx_fill_ring_empty_descs: self.fill_empty,
             ..XskStats::default()
         })
+    }
+
+    fn tx_capacity(&mut self, want: u32) -> u32 {
+        let free = self.tx_cap - self.tx.len();
+        u32::try_from(free).unwrap_or(u32::MAX).min(want)
+    }
+
+    fn tx_produce(&mut self, descs: &[TxDesc]) {
+        assert!(
+            self.tx.len() + descs.len() <= self.tx_cap,
+            "TX ring overrun"
+        );
+        self.tx.extend(descs);
+    }
+
+    fn tx_needs_wakeup(&mut self) -> bool {
+        true
+    }
+
+    fn tx_kick(&mut self) -> io::Result<()> {
+        self.kicks += 1;
+        if !self.tx_stalled {
+            for desc in self.tx.drain(..) {
+                self.sent.push(desc);
+                self.comp.push_back(desc.addr);
+            }
+        }
+        Ok(())
+    }
+
+    fn comp_consume(&mut self, out: &mut [u64]) -> usize {
+        let n = out.len().min(self.comp.len());
+        for (slot, addr) in out.iter_mut().zip(self.comp.drain(..n)) {
+            *slot = addr;
+        }
+        n
     }
 }

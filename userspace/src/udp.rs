@@ -49,11 +49,13 @@ use serde::Serialize;
 
 use crate::frame::FrameView;
 
+mod handler;
 mod parse;
 mod reply;
 #[cfg(test)]
 mod tests;
 
+pub use handler::{Echo, Handler, PortCount, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary};
 pub use parse::parse;
 pub use reply::{REPLY_HOP_LIMIT, ReplyError, make_reply_in_place, write_reply};
 
@@ -148,25 +150,9 @@ pub struct Parsed<'a> {
     pub frame: &'a [u8],
 }
 
-impl<'a> Parsed<'a> {
-    /// The datagram with its receive metadata.
-    pub fn with_meta(self, queue: u32, timestamp_ns: u64) -> Datagram<'a> {
-        Datagram {
-            src: self.src,
-            dst: self.dst,
-            payload: self.payload,
-            vlan: self.vlan,
-            queue,
-            timestamp_ns,
-            layout: self.layout,
-            frame: self.frame,
-        }
-    }
-}
-
-/// A received UDP datagram: a zero-copy view into its frame, with where and when it
-/// arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A received UDP datagram: borrowed from the [`FrameView`] of its frame (zero
+/// copy), with where and when it arrived.
+#[derive(Clone, Copy, Debug)]
 pub struct Datagram<'a> {
     /// Source address and port.
     pub src: SocketAddr,
@@ -184,12 +170,26 @@ pub struct Datagram<'a> {
     pub layout: Layout,
     /// The whole frame as received, Ethernet padding included.
     pub frame: &'a [u8],
+    /// The view of the frame: clone it to keep the datagram beyond the call
+    /// (the frame stays out of the fill ring while any view lives).
+    pub view: &'a FrameView,
 }
 
-/// Parse the frame of `view` (see [`parse`]) and attach its RX queue and
-/// timestamp.
+/// Parse the frame of `view` (see [`parse`]) into a datagram borrowing from it,
+/// with its RX queue and timestamp.
+#[inline]
 pub fn parse_view(view: &FrameView) -> Result<Datagram<'_>, Reject> {
-    parse(view.bytes()).map(|p| p.with_meta(view.queue(), view.timestamp_ns()))
+    parse(view.bytes()).map(|p| Datagram {
+        src: p.src,
+        dst: p.dst,
+        payload: p.payload,
+        vlan: p.vlan,
+        queue: view.queue(),
+        timestamp_ns: view.timestamp_ns(),
+        layout: p.layout,
+        frame: p.frame,
+        view,
+    })
 }
 
 /// Why a frame is not a datagram for the stack.
@@ -325,6 +325,11 @@ impl RejectCounters {
     #[inline]
     pub fn count(&mut self, reason: Reject) {
         *self.slot(reason) += 1;
+    }
+
+    /// Count `n` frames rejected for `reason`.
+    pub fn add(&mut self, reason: Reject, n: u64) {
+        *self.slot(reason) += n;
     }
 
     /// The count for `reason`.

@@ -20,7 +20,7 @@ use xsk_rs::{
 
 use crate::{
     frame::{FrameMemory, FramePool},
-    poller::{RxDesc, XskRings},
+    poller::{RxDesc, TxDesc, XskRings},
 };
 
 /// `--zero-copy auto|on|off`.
@@ -153,11 +153,11 @@ pub struct XskSocket {
     zero_copy: bool,
     frame_size: u32,
     fill: FillQueue,
-    // The TX side is driven by the echo path; kept so the rings live as long as
-    // the socket.
-    _comp: CompQueue,
-    _tx: TxQueue,
+    comp: CompQueue,
+    tx: TxQueue,
     rx: RxQueue,
+    /// For setting TX descriptors' lengths (xsk-rs sets them through the UMEM).
+    umem: Umem,
     /// The descriptor xsk-rs made for each frame (index -> desc), used to build
     /// fill-ring entries since xsk-rs has no public constructor.
     template: Vec<FrameDesc>,
@@ -325,9 +325,10 @@ impl XskSocket {
                         zero_copy: false,
                         frame_size: config.frame_size,
                         fill,
-                        _comp: comp,
-                        _tx: tx,
+                        comp,
+                        tx,
                         rx,
+                        umem: umem.clone(),
                         template,
                         batch,
                     };
@@ -521,5 +522,51 @@ unsafe impl XskRings for XskSocket {
 
     fn statistics(&self) -> io::Result<XskStats> {
         XskSocket::statistics(self)
+    }
+
+    fn tx_capacity(&mut self, want: u32) -> u32 {
+        self.tx.nb_free(want)
+    }
+
+    fn tx_produce(&mut self, descs: &[TxDesc]) {
+        self.batch.clear();
+        for d in descs {
+            let index = (d.addr / u64::from(self.frame_size)) as usize;
+            let mut desc = self.template[index];
+            debug_assert_eq!(desc.addr() as u64, d.addr, "TX data starts at the headroom");
+            // SAFETY: the frame's handle was consumed (`Frame::into_addr`) for this
+            // descriptor: nobody else touches the frame until the completion ring
+            // returns it. Only the descriptor's length is set; no byte is written.
+            unsafe { self.umem.data_mut(&mut desc) }
+                .cursor()
+                .set_pos(d.len as usize);
+            self.batch.push(desc);
+        }
+        // SAFETY: as above, the frames are ours to hand to the kernel, and of this
+        // socket's UMEM. One Release store of the producer index publishes them.
+        let n = unsafe { self.tx.produce(&self.batch) };
+        debug_assert_eq!(n, descs.len(), "tx_capacity said they fit");
+    }
+
+    fn tx_needs_wakeup(&mut self) -> bool {
+        self.tx.needs_wakeup()
+    }
+
+    fn tx_kick(&mut self) -> io::Result<()> {
+        // sendto(MSG_DONTWAIT); xsk-rs absorbs EAGAIN/EBUSY/ENOBUFS/ENETDOWN,
+        // which mean "the kernel is busy, kick again later".
+        self.tx.wakeup()
+    }
+
+    fn comp_consume(&mut self, out: &mut [u64]) -> usize {
+        self.batch.clear();
+        self.batch.resize(out.len(), FrameDesc::default());
+        // SAFETY: the completion ring of this socket's UMEM only returns frames we
+        // put on its TX ring; the descriptors are overwritten with them.
+        let n = unsafe { self.comp.consume(&mut self.batch) };
+        for (slot, desc) in out.iter_mut().zip(&self.batch[..n]) {
+            *slot = desc.addr() as u64;
+        }
+        n
     }
 }

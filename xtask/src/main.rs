@@ -185,7 +185,7 @@ fn test(extra: &[String]) -> Result<()> {
     // The poller timestamps batches with CLOCK_REALTIME: isolation off. The
     // proptest is too slow interpreted; these tests cover the same code.
     step(
-        "Miri: frame pool refcounts, return queue and poller over a fake ring",
+        "Miri: frame pool refcounts, return queue, poller and transmit path over a fake ring",
         &mut miri(
             &[
                 "frame::",
@@ -193,6 +193,9 @@ fn test(extra: &[String]) -> Result<()> {
                 "poller::tests::two",
                 "poller::tests::full",
                 "poller::tests::lossless",
+                "poller::tx_tests::echo_is",
+                "poller::tx_tests::shared",
+                "poller::tx_tests::replies",
                 "--skip",
                 "views_keep_the_memory_alive",
             ],

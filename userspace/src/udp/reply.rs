@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::{UdpHeader, checksum::Sum16BitWords};
 
 use super::parse::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, UDP_HLEN};
-use super::{Datagram, IpVersion, Layout};
+use super::{IpVersion, Layout};
 
 /// TTL (IPv4) and hop limit (IPv6) of replies: Linux's default
 /// (`net.ipv4.ip_default_ttl`, `net.ipv6.conf.*.hop_limit`).
@@ -122,19 +122,20 @@ pub fn make_reply_in_place(frame: &mut [u8], layout: &Layout) -> Result<usize, R
     Ok(end)
 }
 
-/// Build the reply to `request` carrying `payload` into `dst` (a fresh frame,
-/// for when the request's frame cannot be written: the copy-on-write path).
+/// Build the reply to the datagram in frame `request` (parsed as `layout`)
+/// carrying `payload` into `dst` (a fresh frame, for when the request's frame
+/// cannot be written: the copy-on-write path).
 ///
 /// The headers are those [`make_reply_in_place`] would make; with the request's
 /// own payload the two produce the same bytes. Returns the reply's length; `dst`
 /// beyond it is untouched.
 pub fn write_reply(
     dst: &mut [u8],
-    request: &Datagram<'_>,
+    request: &[u8],
+    layout: &Layout,
     payload: &[u8],
 ) -> Result<usize, ReplyError> {
-    let req = request.frame;
-    let layout = &request.layout;
+    let req = request;
     check_request(req, layout)?;
     let Layout {
         l3, l4, version, ..

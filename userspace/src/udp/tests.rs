@@ -766,9 +766,9 @@ fn options_and_extension_headers_are_dropped_from_replies() {
 #[test]
 fn write_reply_builds_what_the_in_place_reply_makes() {
     for (name, frame) in FIXTURES {
-        let req = parse(frame).unwrap().with_meta(0, 0);
+        let req = parse(frame).unwrap();
         let mut buf = [0x55u8; 2048];
-        let len = write_reply(&mut buf, &req, req.payload).unwrap();
+        let len = write_reply(&mut buf, req.frame, &req.layout, req.payload).unwrap();
         assert_eq!(&buf[..len], &reply(frame)[..], "{name}");
         assert!(
             buf[len..].iter().all(|&b| b == 0x55),
@@ -780,10 +780,10 @@ fn write_reply_builds_what_the_in_place_reply_makes() {
 #[test]
 fn write_reply_carries_any_payload() {
     for (name, frame) in FIXTURES {
-        let req = parse(frame).unwrap().with_meta(1, 2);
+        let req = parse(frame).unwrap();
         for payload in [&b""[..], b"x", &[0xab; 1472][..]] {
             let mut buf = vec![0u8; 1600];
-            let len = write_reply(&mut buf, &req, payload).unwrap();
+            let len = write_reply(&mut buf, req.frame, &req.layout, payload).unwrap();
             let rep = parse(&buf[..len]).unwrap();
             assert_eq!(rep.payload, payload, "{name}");
             assert_eq!((rep.src, rep.dst), (req.dst, req.src), "{name}");
@@ -838,29 +838,29 @@ fn replies_need_unicast_addresses_and_a_source_port() {
 
 #[test]
 fn reply_errors_name_the_problem() {
-    let req = parse(V6_QINQ).unwrap().with_meta(0, 0);
+    let req = parse(V6_QINQ).unwrap();
     let mut small = [0u8; 73];
     assert_eq!(
-        write_reply(&mut small, &req, b"qinq"),
+        write_reply(&mut small, req.frame, &req.layout, b"qinq"),
         Err(ReplyError::BufferTooSmall {
             needed: 74,
             available: 73
         })
     );
-    assert!(write_reply(&mut [0u8; 74], &req, b"qinq").is_ok());
+    assert!(write_reply(&mut [0u8; 74], req.frame, &req.layout, b"qinq").is_ok());
     let huge = vec![0u8; 65_535 - 8 + 1];
     let mut buf = vec![0u8; 70_000];
     assert_eq!(
-        write_reply(&mut buf, &req, &huge),
+        write_reply(&mut buf, req.frame, &req.layout, &huge),
         Err(ReplyError::PayloadTooLong {
             len: huge.len(),
             version: IpVersion::V6
         })
     );
-    assert!(write_reply(&mut buf, &req, &huge[1..]).is_ok());
-    let req = parse(V4_PADDED).unwrap().with_meta(0, 0);
+    assert!(write_reply(&mut buf, req.frame, &req.layout, &huge[1..]).is_ok());
+    let req = parse(V4_PADDED).unwrap();
     assert_eq!(
-        write_reply(&mut buf, &req, &huge[20..]),
+        write_reply(&mut buf, req.frame, &req.layout, &huge[20..]),
         Err(ReplyError::PayloadTooLong {
             len: 65_508,
             version: IpVersion::V4
@@ -1169,9 +1169,9 @@ proptest! {
         let r = reply(&f);
         assert_answers(&f, &r);
         prop_assert_eq!(reply(&r), normalized(&spec));
-        let req = parse(&f).unwrap().with_meta(0, 0);
+        let req = parse(&f).unwrap();
         let mut buf = vec![0u8; 2048];
-        let len = write_reply(&mut buf, &req, req.payload).unwrap();
+        let len = write_reply(&mut buf, req.frame, &req.layout, req.payload).unwrap();
         prop_assert_eq!(&buf[..len], &r[..]);
     }
 }
@@ -1230,17 +1230,8 @@ proptest! {
             version: if v6 { IpVersion::V6 } else { IpVersion::V4 },
         };
         let copy = frame.clone();
-        let request = Parsed {
-            src: sock("192.0.2.1:1"),
-            dst: sock("192.0.2.2:2"),
-            payload: &[],
-            vlan: [None, None],
-            layout,
-            frame: &copy,
-        }
-        .with_meta(0, 0);
         let mut dst = vec![0u8; dst_len];
-        let _ = write_reply(&mut dst, &request, &payload);
+        let _ = write_reply(&mut dst, &copy, &layout, &payload);
         let _ = make_reply_in_place(&mut frame, &layout);
     }
 }
@@ -1512,5 +1503,13 @@ fn mutated_frames_reach_every_outcome() {
             count > 0,
             "no mutated frame is rejected as {name}: {rejected:?}"
         );
+    }
+}
+
+#[test]
+fn reject_discriminants_index_all() {
+    // `UdpStats` indexes its counters with `reason as usize`.
+    for (i, reason) in Reject::ALL.into_iter().enumerate() {
+        assert_eq!(reason as usize, i, "{reason:?}");
     }
 }

@@ -1,0 +1,317 @@
+//! The transmit half of the poller over the simulated rings: echo in place and
+//! copy-on-write, spare frames for replies, a full TX ring, the completion ring,
+//! and frame conservation throughout.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use etherparse::PacketBuilder;
+
+use super::*;
+use crate::{
+    frame::{FrameMemory, HeapMemory},
+    sim::{SIM_HEADROOM, SimRings},
+    tx::TxError,
+    udp::{Datagram, Echo, UdpConsumer, parse},
+};
+
+const FRAME: u32 = 2048;
+
+/// A poller over simulated rings, and the base of its memory so the test can play
+/// the NIC (write arriving packets) and the wire (read what was sent).
+struct Bed {
+    p: Poller<SimRings>,
+    base: *mut u8,
+}
+
+impl Bed {
+    fn new(frames: u32, ring: usize) -> Self {
+        let memory = HeapMemory::new(FRAME, frames);
+        let base = memory.frame_ptr(0).as_ptr();
+        let pool = FramePool::new(Box::new(memory), 0);
+        let p = Poller::new(
+            SimRings::new(FRAME, frames as usize, ring),
+            pool,
+            0,
+            PollerConfig {
+                budget: 64,
+                ..PollerConfig::default()
+            },
+        );
+        Bed { p, base }
+    }
+
+    /// A packet arrives: written into the frame at the head of the fill ring, then
+    /// put on the RX ring.
+    fn arrive(&mut self, packet: &[u8]) {
+        let addr = self.p.rings().next_fill_addr().expect("fill ring empty") + SIM_HEADROOM;
+        // SAFETY: the frame is in the simulated kernel's fill ring: user space
+        // holds no view or handle of it, so the "NIC" may write it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                packet.as_ptr(),
+                self.base.add(addr as usize),
+                packet.len(),
+            );
+        }
+        assert_eq!(self.p.rings_mut().arrive(1, packet.len() as u32), 1);
+    }
+
+    /// The bytes of the `i`th frame sent.
+    fn sent(&self, i: usize) -> Vec<u8> {
+        let d = self.p.rings().sent()[i];
+        // SAFETY: the frame sits on the simulated completion ring (the poller
+        // takes it back only in its next round): nobody writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(self.base.add(d.addr as usize), d.len as usize) }
+            .to_vec()
+    }
+
+    fn conservation(&self) {
+        let kernel = self.p.rings().kernel_frames();
+        let unique: HashSet<u64> = kernel.iter().copied().collect();
+        assert_eq!(unique.len(), kernel.len(), "a frame is in the kernel twice");
+        let total = self.p.free_frames()
+            + kernel.len()
+            + self.p.pool().returned_len()
+            + self.p.pool().viewed_frames()
+            + self.p.spare_frames();
+        assert_eq!(total, self.p.pool().frame_count() as usize, "conservation");
+    }
+}
+
+fn request(v6: bool, i: usize, len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
+    let builder = if v6 {
+        builder.ipv6(
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            {
+                let mut a = [0; 16];
+                a[0] = 0xfd;
+                a[15] = 1;
+                a
+            },
+            64,
+        )
+    } else {
+        builder.ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
+    };
+    let builder = builder.udp(40000 + i as u16, 9000);
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut out, &payload).unwrap();
+    out
+}
+
+/// Check that `reply` answers `request`: addresses and ports swapped, same
+/// payload, valid checksums (the parser verifies them).
+fn assert_answers(reply: &[u8], request: &[u8]) {
+    let req = parse(request).expect("request parses");
+    let rep = parse(reply).expect("reply parses, checksums included");
+    assert_eq!((rep.src, rep.dst), (req.dst, req.src));
+    assert_eq!(rep.payload, req.payload);
+    assert_eq!(&reply[0..6], &request[6..12], "destination MAC");
+    assert_eq!(&reply[6..12], &request[0..6], "source MAC");
+}
+
+fn echo_consumer(p: &mut Poller<SimRings>) -> Box<UdpConsumer> {
+    Box::new(UdpConsumer::new(p.transmitter()).route([9000], Echo))
+}
+
+#[test]
+fn echo_is_built_in_the_received_frame_when_unshared() {
+    let mut bed = Bed::new(512, 256);
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    bed.p.poll_once();
+    let requests: Vec<Vec<u8>> = (0..20)
+        .map(|i| request(i % 2 == 1, i, 18 + i * 70))
+        .collect();
+    for r in &requests {
+        bed.arrive(r);
+    }
+    assert_eq!(bed.p.poll_once(), 20);
+    let sent = bed.p.rings().sent().to_vec();
+    assert_eq!(sent.len(), 20);
+    for (i, r) in requests.iter().enumerate() {
+        assert_answers(&bed.sent(i), r);
+    }
+    // In place: each reply left from the frame its request arrived in.
+    let rx_frames: HashSet<u64> = sent.iter().map(|d| d.addr / u64::from(FRAME)).collect();
+    assert_eq!(rx_frames.len(), 20);
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.sent, t.in_place, t.copied), (20, 20, 0));
+    bed.conservation();
+    bed.p.poll_once();
+    let t = bed.p.stats().tx.summary();
+    assert_eq!(t.completed, 20, "completion ring drained");
+    assert_eq!(bed.p.frames_in_tx(), 0);
+    bed.conservation();
+}
+
+#[test]
+fn shared_frames_are_copied_and_the_other_view_is_untouched() {
+    let mut bed = Bed::new(512, 256);
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    // A second consumer that keeps every frame, like a slow pcap writer.
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    bed.p.add_inline(Box::new(move |v: &FrameView| {
+        h.lock().unwrap().push(v.clone())
+    }));
+    bed.p.poll_once();
+    let requests: Vec<Vec<u8>> = (0..10).map(|i| request(i % 2 == 0, i, 1472)).collect();
+    for r in &requests {
+        bed.arrive(r);
+    }
+    bed.p.poll_once();
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.sent, t.in_place, t.copied), (10, 0, 10));
+    {
+        let views = held.lock().unwrap();
+        for (i, (view, r)) in views.iter().zip(&requests).enumerate() {
+            assert_eq!(view.bytes(), &r[..], "the sharer still sees the request");
+            assert_answers(&bed.sent(i), r);
+            let sent_frame = bed.p.rings().sent()[i].addr / u64::from(FRAME);
+            assert_ne!(sent_frame, u64::from(view.frame_index()), "a fresh frame");
+        }
+    }
+    bed.conservation();
+    held.lock().unwrap().clear();
+    bed.p.poll_once();
+    bed.conservation();
+    assert_eq!(bed.p.frames_in_tx(), 0);
+}
+
+#[test]
+fn replies_with_other_payloads_use_spare_frames() {
+    let mut bed = Bed::new(512, 256);
+    let tx = bed.p.transmitter();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e = errors.clone();
+    let udp = UdpConsumer::new(tx).route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
+        let mut answer = b"re: ".to_vec();
+        answer.extend_from_slice(d.payload);
+        if let Err(err) = tx.reply(d, &answer) {
+            e.lock().unwrap().push(err);
+        }
+    });
+    bed.p.add_inline(Box::new(udp));
+    bed.p.poll_once();
+    assert_eq!(
+        bed.p.spare_frames(),
+        SPARE_FRAMES,
+        "spares ready before traffic"
+    );
+    let requests: Vec<Vec<u8>> = (0..8).map(|i| request(i % 2 == 0, i, 100)).collect();
+    for r in &requests {
+        bed.arrive(r);
+    }
+    bed.p.poll_once();
+    assert!(errors.lock().unwrap().is_empty());
+    for (i, r) in requests.iter().enumerate() {
+        let rep = bed.sent(i);
+        let req = parse(r).unwrap();
+        let rep = parse(&rep).unwrap();
+        assert_eq!((rep.src, rep.dst), (req.dst, req.src));
+        assert_eq!(&rep.payload[..4], b"re: ");
+        assert_eq!(&rep.payload[4..], req.payload);
+    }
+    bed.conservation();
+    bed.p.poll_once();
+    bed.conservation();
+    assert_eq!(bed.p.spare_frames(), SPARE_FRAMES, "topped up again");
+}
+
+#[test]
+fn a_full_tx_ring_keeps_requests_waiting_then_sends_them() {
+    let mut bed = Bed::new(512, 16);
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    bed.p.poll_once();
+    bed.p.rings_mut().stall_tx(true);
+    let requests: Vec<Vec<u8>> = (0..40).map(|i| request(false, i, 18)).collect();
+    for chunk in requests.chunks(16) {
+        for r in chunk {
+            bed.arrive(r);
+        }
+        bed.p.poll_once();
+    }
+    let t = bed.p.stats().tx.summary();
+    assert_eq!(t.sent, 16, "the ring holds 16");
+    assert!(t.ring_full > 0);
+    assert_eq!(t.queue_full, 0, "the rest wait in the transmit queue");
+    bed.conservation();
+    bed.p.rings_mut().stall_tx(false);
+    for _ in 0..4 {
+        bed.p.poll_once();
+    }
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.sent, t.completed), (40, 40));
+    let sent: Vec<SocketAddr> = (0..40).map(|i| parse(&bed.sent(i)).unwrap().dst).collect();
+    let expected: Vec<SocketAddr> = requests.iter().map(|r| parse(r).unwrap().src).collect();
+    assert_eq!(sent, expected, "in order");
+    bed.conservation();
+}
+
+#[test]
+fn the_transmit_queue_refuses_beyond_its_capacity() {
+    let mut bed = Bed::new(4096, 2048);
+    let tx = bed.p.transmitter();
+    let refused = Arc::new(Mutex::new(0u64));
+    let r2 = refused.clone();
+    let udp = UdpConsumer::new(tx).route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
+        if tx.echo(d) == Err(TxError::QueueFull) {
+            *r2.lock().unwrap() += 1;
+        }
+    });
+    bed.p.add_inline(Box::new(udp));
+    bed.p.poll_once();
+    bed.p.rings_mut().stall_tx(true);
+    let n = TX_QUEUE + 2048 + 100;
+    let packet = request(false, 1, 18);
+    let mut received = 0;
+    while received < n {
+        for _ in 0..64 {
+            bed.arrive(&packet);
+        }
+        received += bed.p.poll_once();
+    }
+    let t = bed.p.stats().tx.summary();
+    // The ring holds 2048 and the queue TX_QUEUE; every other request is refused
+    // and counted.
+    assert_eq!(t.sent, 2048);
+    assert_eq!(t.queue_full, (received - 2048 - TX_QUEUE) as u64);
+    assert_eq!(*refused.lock().unwrap(), t.queue_full);
+    bed.conservation();
+    bed.p.rings_mut().stall_tx(false);
+    bed.p.drain_tx(std::time::Duration::from_millis(100));
+    let t = bed.p.stats().tx.summary();
+    assert_eq!(t.sent, (2048 + TX_QUEUE) as u64);
+    assert_eq!(t.completed, t.sent);
+    assert_eq!(bed.p.spare_frames(), 0, "drain gives the spares back");
+    bed.conservation();
+}
+
+#[test]
+fn requests_that_cannot_be_answered_are_counted() {
+    let mut bed = Bed::new(256, 64);
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    bed.p.poll_once();
+    // Source port 0: nothing to reply to.
+    let mut r = request(false, 0, 18);
+    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
+        .udp(0, 9000);
+    r.clear();
+    builder.write(&mut r, b"no port").unwrap();
+    bed.arrive(&r);
+    bed.p.poll_once();
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.sent, t.reply_errors), (0, 1));
+    bed.conservation();
+}

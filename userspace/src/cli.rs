@@ -93,6 +93,19 @@ pub enum CaptureChoice {
     All,
 }
 
+/// `--app sink|echo|none`: what the UDP consumer does with each datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum App {
+    /// Count datagrams and bytes per destination port.
+    #[default]
+    Sink,
+    /// Answer each datagram with its own payload through the AF_XDP TX ring.
+    Echo,
+    /// No UDP consumer (capture only).
+    None,
+}
+
 /// xdpstack: receive UDP through AF_XDP at rates the socket path cannot reach.
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +114,8 @@ pub enum CaptureChoice {
     about,
     after_help = "Examples:\n  \
         xdpstack -i eth0 --port 9000              receive UDP port 9000 on every queue\n  \
+        xdpstack -i eth0 --port 7 --app echo      answer UDP port 7 from user space\n  \
+        xdpstack -i eth0 --port 9000 -w rx.pcap   count and capture\n  \
         xdpstack -i eth0 --port 9000-9010 -c 1000 stop after 1000 packets\n  \
         xdpstack -i eth0 --capture all --duration 10\n\n\
         Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)."
@@ -121,6 +136,11 @@ pub struct Cli {
     /// What to steer into the stack: UDP to the ports, or every frame.
     #[arg(long, value_enum, default_value_t)]
     pub capture: CaptureChoice,
+
+    /// What to do with the datagrams: count them per port (`sink`), answer
+    /// them (`echo`), or nothing (`none`, capture only).
+    #[arg(long, value_enum, default_value_t)]
+    pub app: App,
 
     /// XDP attach mode.
     #[arg(long = "xdp-mode", value_enum, default_value_t)]
@@ -313,6 +333,18 @@ mod tests {
             8192
         );
         assert!(parse(&["-i", "e", "--frame-size", "3000"]).is_err());
+    }
+
+    #[test]
+    fn app_defaults_to_sink() {
+        assert_eq!(parse(&["-i", "e", "--port", "1"]).unwrap().app, App::Sink);
+        assert_eq!(
+            parse(&["-i", "e", "--port", "1", "--app", "echo"])
+                .unwrap()
+                .app,
+            App::Echo
+        );
+        assert!(parse(&["-i", "e", "--app", "reflect"]).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::{
     process::ExitCode,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -12,10 +12,11 @@ use clap::Parser as _;
 use xdpstack::{
     SteerMode,
     capture::Capture,
-    cli::{CaptureChoice, Cli},
+    cli::{App, CaptureChoice, Cli},
     pcap::{CaptureConfig, Format, Output, QueueStats},
     poller::PollerConfig,
-    stack::{self, ConsumerSpec, StackOptions},
+    stack::{self, ConsumerSpec, QueueContext, StackOptions},
+    udp::{Echo, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary},
     xsk::XskConfig,
 };
 
@@ -124,16 +125,45 @@ fn main() -> ExitCode {
             }
         }
     };
-    let consumers = |_queue: u32| -> Vec<ConsumerSpec> {
-        capture
-            .iter()
-            .map(|c| ConsumerSpec::Threaded {
-                name: "pcap".into(),
-                consumer: Box::new(c.consumer()),
-                capacity: 4096,
-                overflow: cli.pcap_overflow,
-            })
-            .collect()
+    // The UDP consumer's ports: the steered ones, or every port with
+    // `--capture all` and no `--port`.
+    let ports = if opts.ports.is_empty() {
+        (0..=u16::MAX).collect()
+    } else {
+        opts.ports.clone()
+    };
+    let udp_stats: Mutex<Vec<Arc<UdpStats>>> = Mutex::new(Vec::new());
+    let port_counts = PortCounts::default();
+    let consumers = |ctx: &mut QueueContext<'_>| -> Vec<ConsumerSpec> {
+        let mut specs = Vec::new();
+        let udp = match cli.app {
+            App::None => None,
+            App::Sink => Some(
+                UdpConsumer::new(ctx.transmitter())
+                    .route(ports.iter().copied(), Sink::new(port_counts.clone())),
+            ),
+            App::Echo => {
+                Some(UdpConsumer::new(ctx.transmitter()).route(ports.iter().copied(), Echo))
+            }
+        };
+        if let Some(udp) = udp {
+            udp_stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(udp.stats());
+            // Inline: parse and answer on the poller's thread, run to completion.
+            specs.push(ConsumerSpec::Inline {
+                name: "udp".into(),
+                consumer: Box::new(udp),
+            });
+        }
+        specs.extend(capture.iter().map(|c| ConsumerSpec::Threaded {
+            name: "pcap".into(),
+            consumer: Box::new(c.consumer()),
+            capacity: 4096,
+            overflow: cli.pcap_overflow,
+        }));
+        specs
     };
     let result = stack::run(&opts, stop, &consumers);
     let summary = match result {
@@ -143,6 +173,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut udp = UdpSummary::default();
+    for stats in udp_stats.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        udp += &stats.summary();
+    }
+    udp.ports = port_counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let capture = capture.map(|c| {
         let stats: Vec<QueueStats> = summary
             .queues
@@ -167,6 +205,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        value["app"] = serde_json::json!(cli.app);
+        value["udp"] = serde_json::json!(udp);
         if let Some(c) = &capture {
             value["capture"] = serde_json::json!({
                 "path": c.path,
@@ -177,6 +217,9 @@ fn main() -> ExitCode {
         report = format!("{value}\n");
     } else {
         report.push_str(&summary.render());
+        if cli.app != App::None {
+            report.push_str(&render_udp(&udp));
+        }
         if let Some(c) = &capture {
             let where_ = c.path.as_ref().map_or_else(
                 || "standard output".to_string(),
@@ -198,4 +241,28 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The UDP consumer's lines of the report.
+fn render_udp(udp: &UdpSummary) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "  udp: {} datagrams, {} payload bytes; {} to no handler; rejected {}",
+        udp.datagrams,
+        udp.payload_bytes,
+        udp.unmatched,
+        udp.rejected.total()
+    );
+    for (name, n) in udp.rejected.iter().filter(|(_, n)| *n > 0) {
+        let _ = write!(s, ", {name} {n}");
+    }
+    s.push('\n');
+    for (port, count) in &udp.ports {
+        let _ = writeln!(
+            s,
+            "    port {port}: {} datagrams, {} bytes",
+            count.datagrams, count.bytes
+        );
+    }
+    s
 }

@@ -21,6 +21,7 @@ use crate::{
     frame::PoolProbe,
     loader::{AttachedMode, LoaderError, XdpCounters, XdpModeChoice, XdpProgram, if_index},
     poller::{Consumer, Overflow, Poller, PollerConfig, QueueStats, ThreadedReceiver, XskRings},
+    tx::{Transmitter, TxSummary},
     xsk::{XskConfig, XskError, XskSocket, XskStats},
 };
 
@@ -123,6 +124,32 @@ impl ConsumerSpec {
     }
 }
 
+/// What the consumer factory of [`run`] gets for each queue.
+pub struct QueueContext<'a> {
+    poller: &'a mut Poller<XskSocket>,
+}
+
+impl std::fmt::Debug for QueueContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueContext")
+            .field("queue", &self.queue())
+            .finish()
+    }
+}
+
+impl QueueContext<'_> {
+    /// The RX queue.
+    pub fn queue(&self) -> u32 {
+        self.poller.queue()
+    }
+
+    /// A transmitter for replies on this queue (see [`crate::tx`]). Queues whose
+    /// consumers never ask for one run no transmit code at all.
+    pub fn transmitter(&mut self) -> Transmitter {
+        self.poller.transmitter()
+    }
+}
+
 /// Errors that stop the stack before or while it runs.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -202,6 +229,10 @@ pub struct QueueSummary {
     pub frames_free: u64,
     /// Frames the kernel held at the end (fill and RX rings).
     pub frames_in_kernel: u64,
+    /// Frames on the TX and completion rings at the end.
+    pub frames_in_tx: u64,
+    /// The transmit side.
+    pub tx: TxSummary,
     /// Per consumer.
     pub consumers: Vec<ConsumerSummary>,
     /// The kernel's XDP_STATISTICS for the socket.
@@ -265,6 +296,23 @@ impl Summary {
             );
             for c in &q.consumers {
                 let _ = write!(s, "; {} {} (dropped {})", c.name, c.delivered, c.dropped);
+            }
+            let t = &q.tx;
+            if t.sent + t.queue_full + t.no_frame + t.reply_errors > 0 {
+                let _ = write!(
+                    s,
+                    "; tx {} sent (echo: {} in place, {} copied; {} other replies), {} completed; \
+                     not sent: queue_full {}, no_frame {}, reply_errors {}; tx_invalid {}",
+                    t.sent,
+                    t.in_place,
+                    t.copied,
+                    t.sent.saturating_sub(t.in_place + t.copied),
+                    t.completed,
+                    t.queue_full,
+                    t.no_frame,
+                    t.reply_errors,
+                    q.xsk.tx_invalid_descs,
+                );
             }
             s.push('\n');
         }
@@ -354,6 +402,8 @@ fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Er
         fill_batches: get(&s.fill_batches),
         frames_free: run.poller.free_frames() as u64,
         frames_in_kernel: run.poller.frames_in_kernel(),
+        frames_in_tx: run.poller.frames_in_tx(),
+        tx: s.tx.summary(),
         consumers,
         xsk: run.poller.rings().statistics()?,
     })
@@ -369,12 +419,13 @@ pub fn resolve_queues(opts: &StackOptions) -> Result<Vec<u32>, StackError> {
 }
 
 /// Run the stack until `stop` is set, the duration passes or the count is reached.
-/// `consumers(queue)` gives the consumers of each queue (the same for every queue,
-/// typically; an empty list makes the stack an rxdrop counter).
+/// `consumers` gives the consumers of each queue (the same for every queue,
+/// typically; an empty list makes the stack an rxdrop counter); its
+/// [`QueueContext`] names the queue and hands out transmitters for replies.
 pub fn run(
     opts: &StackOptions,
     stop: Arc<AtomicBool>,
-    consumers: &dyn Fn(u32) -> Vec<ConsumerSpec>,
+    consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
 ) -> Result<Summary, StackError> {
     if if_index(&opts.iface).is_none() {
         return Err(StackError::UnknownInterface(opts.iface.clone()));
@@ -414,7 +465,10 @@ pub fn run(
         program.register_socket(q, socket.raw_fd())?;
         let mut poller = Poller::new(socket, pool, q, opts.poller);
         let mut names = Vec::new();
-        for spec in consumers(q) {
+        let specs = consumers(&mut QueueContext {
+            poller: &mut poller,
+        });
+        for spec in specs {
             names.push(spec.name().to_string());
             match spec {
                 ConsumerSpec::Inline { consumer, .. } => {
@@ -582,6 +636,17 @@ fn stats_lines(probes: &[QueueProbe], last: &mut [u64], secs: f64) -> String {
                 " {name}: held {} dropped {}",
                 probe.pool.held_by(crate::frame::FramePool::consumer_id(i)),
                 get(&c.dropped)
+            );
+        }
+        let tx = &s.tx;
+        let sent = get(&tx.sent);
+        if sent > 0 {
+            let _ = write!(
+                out,
+                "  tx: sent {sent} in_flight {} queue_full {} no_frame {}",
+                get(&tx.in_flight),
+                get(&tx.queue_full),
+                get(&tx.no_frame),
             );
         }
         out.push('\n');

@@ -27,33 +27,62 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Send `count` datagrams from the peer namespace to `to`, paced in bursts so the
-/// veth ring is never the bottleneck; payload sizes cycle from 18 bytes to the largest that
-/// fits the MTU unfragmented.
-fn send_from_peer(bed: &Testbed, to: SocketAddr, count: usize) -> Result<usize> {
-    let sent = bed.in_peer(|| -> std::io::Result<usize> {
+/// What the peer's kernel UDP client saw.
+struct Echoes {
+    sent: usize,
+    echoed: usize,
+}
+
+/// Send `count` distinct datagrams from a kernel UDP socket in the peer namespace
+/// to `to`, in bursts of 32, and read the echoes of each burst back, checking each
+/// byte for byte. Payload sizes cycle from 18 bytes to the largest that fits the
+/// MTU unfragmented.
+fn echo_from_peer(bed: &Testbed, to: SocketAddr, count: usize) -> Result<Echoes> {
+    let echoes = bed.in_peer(|| -> std::io::Result<Echoes> {
         let bind: SocketAddr = if to.is_ipv6() {
             "[::]:0".parse().expect("literal")
         } else {
             "0.0.0.0:0".parse().expect("literal")
         };
         let sock = UdpSocket::bind(bind)?;
-        let payload = vec![0xa5u8; 1472];
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         // The largest payloads that fit a 1500-byte MTU unfragmented.
         let max = if to.is_ipv6() { 1452 } else { 1472 };
         let sizes = [18usize, 64, 512, max];
-        let mut sent = 0;
-        for i in 0..count {
-            let len = sizes[i % sizes.len()];
-            sock.send_to(&payload[..len], to)?;
-            sent += 1;
-            if i % 32 == 31 {
-                std::thread::sleep(Duration::from_millis(1));
+        let payload = |i: usize| -> Vec<u8> {
+            let mut p = format!("{i:06} ").into_bytes();
+            p.resize(sizes[i % sizes.len()], b'a' + (i % 26) as u8);
+            p
+        };
+        let (mut sent, mut echoed) = (0, 0);
+        let mut buf = [0u8; 2048];
+        for burst in (0..count).collect::<Vec<_>>().chunks(32) {
+            let mut waiting: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+            for &i in burst {
+                let p = payload(i);
+                sock.send_to(&p, to)?;
+                waiting.insert(p);
+                sent += 1;
+            }
+            while !waiting.is_empty() {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, from)) if from == to && waiting.remove(&buf[..n]) => echoed += 1,
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
-        Ok(sent)
+        Ok(Echoes { sent, echoed })
     })??;
-    Ok(sent)
+    Ok(echoes)
 }
 
 pub fn demo(bin: &Path) -> Result<()> {
@@ -71,14 +100,21 @@ pub fn demo(bin: &Path) -> Result<()> {
         .join("xsdemo.pcapng");
     std::fs::create_dir_all(capture.parent().expect("has a parent"))?;
     eprintln!(
-        "==> xdpstack -i {} --port {PORT} -c {total} -w {} --pcapng (in netns {})",
+        "==> xdpstack -i {} --port {PORT} --app echo -c {total} -w {} --pcapng (in netns {})",
         bed.stack_if(),
         capture.display(),
         bed.stack_ns()
     );
     let child = bed
         .stack_command(bin)
-        .args(["-i", &bed.stack_if(), "--port", &PORT.to_string()])
+        .args([
+            "-i",
+            &bed.stack_if(),
+            "--port",
+            &PORT.to_string(),
+            "--app",
+            "echo",
+        ])
         .args([
             "-c",
             &total.to_string(),
@@ -96,20 +132,26 @@ pub fn demo(bin: &Path) -> Result<()> {
     }
 
     let started = Instant::now();
-    let v4 = send_from_peer(
+    let v4 = echo_from_peer(
         &bed,
         SocketAddr::new(Testbed::stack_addr(false), PORT),
         PER_FAMILY,
     )?;
-    let v6 = send_from_peer(
+    let v6 = echo_from_peer(
         &bed,
         SocketAddr::new(Testbed::stack_addr(true), PORT),
         PER_FAMILY,
     )?;
     eprintln!(
-        "==> peer sent {v4} IPv4 + {v6} IPv6 UDP datagrams to port {PORT} with a kernel socket in {:.0} ms",
+        "==> peer sent {} IPv4 + {} IPv6 UDP datagrams to port {PORT} with a kernel socket, \
+         got {} + {} echoes back byte for byte, in {:.0} ms",
+        v4.sent,
+        v6.sent,
+        v4.echoed,
+        v6.echoed,
         started.elapsed().as_secs_f64() * 1e3
     );
+    let all_echoed = v4.echoed == v4.sent && v6.echoed == v6.sent;
     let ping = Command::new("ip")
         .args([
             "netns",
@@ -149,7 +191,7 @@ pub fn demo(bin: &Path) -> Result<()> {
     );
     drop(bed);
     eprintln!("==> testbed {NAME} removed");
-    if !ping.status.success() || attached.is_some() {
+    if !ping.status.success() || attached.is_some() || !all_echoed {
         bail!("demo failed");
     }
     eprintln!(

@@ -16,6 +16,7 @@ use xdpstack::{
     pcap::{CaptureConfig, Format, Output, QueueStats},
     poller::PollerConfig,
     stack::{self, ConsumerSpec, QueueContext, StackOptions},
+    tx::Transmitter,
     udp::{Echo, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary},
     xsk::XskConfig,
 };
@@ -139,7 +140,8 @@ fn main() -> ExitCode {
         let udp = match cli.app {
             App::None => None,
             App::Sink => Some(
-                UdpConsumer::new(ctx.transmitter())
+                // Receive only: no transmit code runs on the queue.
+                UdpConsumer::new(Transmitter::disconnected())
                     .route(ports.iter().copied(), Sink::new(port_counts.clone())),
             ),
             App::Echo => {

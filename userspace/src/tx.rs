@@ -128,6 +128,9 @@ pub enum TxError {
     /// The reply cannot be built.
     #[error(transparent)]
     Reply(#[from] ReplyError),
+    /// A [`Transmitter::disconnected`] sends nothing.
+    #[error("this consumer has no transmitter")]
+    Disconnected,
 }
 
 /// A request for the poller.
@@ -164,31 +167,32 @@ impl TxShared {
 /// from [`crate::poller::Poller::transmitter`].
 #[derive(Clone)]
 pub struct Transmitter {
-    shared: Arc<TxShared>,
+    shared: Option<Arc<TxShared>>,
 }
 
 impl std::fmt::Debug for Transmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transmitter")
-            .field("queued", &self.shared.requests.len())
+            .field("queued", &self.shared.as_ref().map(|s| s.requests.len()))
             .finish()
     }
 }
 
 impl Transmitter {
     pub(crate) fn new(shared: Arc<TxShared>) -> Self {
-        Self { shared }
+        Self {
+            shared: Some(shared),
+        }
     }
 
-    fn count(&self, counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// A transmitter that sends nothing ([`TxError::Disconnected`]), for
+    /// receive-only consumers: the queue then runs no transmit code at all.
+    pub fn disconnected() -> Self {
+        Self { shared: None }
     }
 
-    fn queue(&self, request: TxRequest) -> Result<(), TxError> {
-        self.shared.requests.push(request).map_err(|_| {
-            self.count(&self.shared.stats.queue_full);
-            TxError::QueueFull
-        })
+    fn shared(&self) -> Result<&TxShared, TxError> {
+        self.shared.as_deref().ok_or(TxError::Disconnected)
     }
 
     /// Answer `datagram` with its own payload (MACs, addresses and ports swapped,
@@ -196,18 +200,23 @@ impl Transmitter {
     /// `view` is the frame the datagram was parsed from. The reply is built by the
     /// poller: in place if nobody else holds the frame by then, else in a free frame.
     pub fn echo(&self, datagram: &Datagram<'_>) -> Result<(), TxError> {
-        self.queue(TxRequest::Echo {
+        let shared = self.shared()?;
+        let request = TxRequest::Echo {
             view: datagram.view.clone(),
             layout: datagram.layout,
+        };
+        shared.requests.push(request).map_err(|_| {
+            count(&shared.stats.queue_full);
+            TxError::QueueFull
         })
     }
 
     /// Answer `datagram` with `payload` (headers as for [`Transmitter::echo`]),
     /// copied now into a spare frame.
     pub fn reply(&self, datagram: &Datagram<'_>, payload: &[u8]) -> Result<(), TxError> {
-        let shared = &*self.shared;
+        let shared = self.shared()?;
         let Some(mut frame) = shared.spares.pop() else {
-            self.count(&shared.stats.no_frame);
+            count(&shared.stats.no_frame);
             return Err(TxError::NoFrame);
         };
         let built = write_reply(
@@ -228,7 +237,7 @@ impl Transmitter {
                             let back = shared.spares.push(frame);
                             debug_assert!(back.is_ok(), "spare queue has room for ours");
                         }
-                        self.count(&shared.stats.queue_full);
+                        count(&shared.stats.queue_full);
                         Err(TxError::QueueFull)
                     }
                 }
@@ -236,9 +245,14 @@ impl Transmitter {
             Err(e) => {
                 let back = shared.spares.push(frame);
                 debug_assert!(back.is_ok(), "spare queue has room for ours");
-                self.count(&shared.stats.reply_errors);
+                count(&shared.stats.reply_errors);
                 Err(TxError::Reply(e))
             }
         }
     }
+}
+
+/// Counters written by consumers (any thread): a locked add.
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }

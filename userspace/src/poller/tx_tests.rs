@@ -315,3 +315,22 @@ fn requests_that_cannot_be_answered_are_counted() {
     assert_eq!((t.sent, t.reply_errors), (0, 1));
     bed.conservation();
 }
+
+#[test]
+fn a_receive_only_consumer_runs_no_transmit_code() {
+    let mut bed = Bed::new(256, 64);
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r = results.clone();
+    let udp = UdpConsumer::new(Transmitter::disconnected())
+        .route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
+            r.lock().unwrap().push(tx.echo(d))
+        });
+    bed.p.add_inline(Box::new(udp));
+    bed.p.poll_once();
+    assert_eq!(bed.p.frames_in_kernel(), 256, "no frame kept back for TX");
+    bed.arrive(&request(false, 0, 18));
+    bed.p.poll_once();
+    assert_eq!(*results.lock().unwrap(), vec![Err(TxError::Disconnected)]);
+    assert!(bed.p.rings().sent().is_empty());
+    bed.conservation();
+}

@@ -250,6 +250,8 @@ pub struct Summary {
     pub zero_copy: bool,
     /// Seconds from attach to detach.
     pub seconds: f64,
+    /// CPU time (user + system) the process spent over the same span, seconds.
+    pub cpu_s: f64,
     /// Frames received, all queues.
     pub packets: u64,
     /// Bytes received, all queues.
@@ -272,11 +274,12 @@ impl Summary {
         };
         let _ = writeln!(
             s,
-            "xdpstack: {} packets, {} bytes in {:.2} s ({:.0} pkt/s) on {} ({} mode, {})",
+            "xdpstack: {} packets, {} bytes in {:.2} s ({:.0} pkt/s, {:.2} s CPU) on {} ({} mode, {})",
             self.packets,
             self.bytes,
             self.seconds,
             rate,
+            self.cpu_s,
             self.iface,
             self.xdp_mode,
             if self.zero_copy { "zero-copy" } else { "copy" },
@@ -330,6 +333,19 @@ impl Summary {
 
 fn counters_by_name(c: &XdpCounters) -> BTreeMap<&'static str, u64> {
     c.iter().map(|(k, v)| (k.name(), v)).collect()
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed value we pass.
+    #[expect(unsafe_code, reason = "libc getrusage")]
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn pin_to_cpu(cpu: usize) {
@@ -493,6 +509,7 @@ pub fn run(
     let before = program.counters()?;
 
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let deadline = opts.duration.map(|d| started + d);
     let consumers_done = AtomicBool::new(false);
     let probes: Vec<QueueProbe> = runs
@@ -554,6 +571,7 @@ pub fn run(
         results
     });
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu_started;
     let after = program.counters()?;
     program.detach();
     for r in results {
@@ -577,6 +595,7 @@ pub fn run(
         xdp_mode,
         zero_copy,
         seconds,
+        cpu_s,
         packets: per_queue.iter().map(|q| q.packets).sum(),
         bytes: per_queue.iter().map(|q| q.bytes).sum(),
         queues: per_queue,

@@ -93,6 +93,16 @@ pub enum CaptureChoice {
     All,
 }
 
+/// Commands other than running the stack.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print a completion script for SHELL to standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
 /// `--app sink|echo|none`: what the UDP consumer does with each datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,12 +128,24 @@ pub enum App {
         xdpstack -i eth0 --port 9000 -w rx.pcap   count and capture\n  \
         xdpstack -i eth0 --port 9000-9010 -c 1000 stop after 1000 packets\n  \
         xdpstack -i eth0 --capture all --duration 10\n\n\
-        Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)."
+        Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW).\n\
+        Shell completions: xdpstack completions bash|zsh|fish > FILE",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// Other commands.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Interface to attach to.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub iface: String,
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", required = true)]
+    pub iface: Option<String>,
+
+    /// Log more (to stderr): -v for the steps taken, -vv for debugging detail.
+    /// `XDPSTACK_LOG` (a tracing filter) overrides it.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     /// RX queues to serve: `all`, `N`, or `A-B`.
     #[arg(long, default_value = "all", value_name = "all|N|A-B")]
@@ -260,6 +282,20 @@ fn parse_frame_size(s: &str) -> Result<u32, String> {
 }
 
 impl Cli {
+    /// The interface (`-i`, required unless a subcommand is given).
+    pub fn iface(&self) -> &str {
+        self.iface.as_deref().unwrap_or_default()
+    }
+
+    /// The tracing filter for `-v` / `-vv`.
+    pub fn log_filter(&self) -> &'static str {
+        match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    }
+
     /// Checks across options that clap cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if self.capture == CaptureChoice::Udp && self.ports.is_empty() {
@@ -350,5 +386,24 @@ mod tests {
     #[test]
     fn interface_is_required() {
         assert!(parse(&["--port", "1"]).is_err());
+    }
+
+    #[test]
+    fn completions_need_no_interface() {
+        let cli = parse(&["completions", "bash"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Completions {
+                shell: clap_complete::Shell::Bash
+            })
+        ));
+        assert!(parse(&["completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn verbosity_counts() {
+        assert_eq!(parse(&["-i", "e"]).unwrap().log_filter(), "warn");
+        assert_eq!(parse(&["-i", "e", "-v"]).unwrap().log_filter(), "info");
+        assert_eq!(parse(&["-i", "e", "-vv"]).unwrap().log_filter(), "debug");
     }
 }

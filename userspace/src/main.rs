@@ -8,11 +8,11 @@ use std::{
     },
 };
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use xdpstack::{
     SteerMode,
     capture::Capture,
-    cli::{App, CaptureChoice, Cli},
+    cli::{App, CaptureChoice, Cli, Command},
     pcap::{CaptureConfig, Format, Output, QueueStats},
     poller::PollerConfig,
     stack::{self, ConsumerSpec, QueueContext, StackOptions},
@@ -23,10 +23,19 @@ use xdpstack::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "xdpstack",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("XDPSTACK_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| cli.log_filter().into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -70,7 +79,7 @@ fn main() -> ExitCode {
     }
 
     let opts = StackOptions {
-        iface: cli.iface.clone(),
+        iface: cli.iface().to_string(),
         queues: cli.queues.clone(),
         mode: match cli.capture {
             CaptureChoice::Udp => SteerMode::Udp,
@@ -117,7 +126,7 @@ fn main() -> ExitCode {
             config.packet_buffered = cli.packet_buffered;
             config.file_size_mb = cli.file_size;
             config.file_count = cli.file_count;
-            match Capture::open(&config, &cli.iface, &queues, cli.count) {
+            match Capture::open(&config, cli.iface(), &queues, cli.count) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     eprintln!("xdpstack: {e}");

@@ -66,10 +66,7 @@ pub enum XskError {
     #[error("invalid AF_XDP configuration: {0}")]
     Config(String),
     /// Creating the UMEM failed.
-    #[error(
-        "creating a UMEM of {frames} frames of {frame_size} bytes failed: {source} \
-         (needs RLIMIT_MEMLOCK or CAP_IPC_LOCK for the memory)"
-    )]
+    #[error("creating a UMEM of {frames} frames of {frame_size} bytes failed: {source}{hint}")]
     Umem {
         /// Frames asked for.
         frames: u32,
@@ -78,6 +75,8 @@ pub enum XskError {
         /// The underlying error.
         #[source]
         source: io::Error,
+        /// What to do about it.
+        hint: &'static str,
     },
     /// Creating or binding the socket failed.
     #[error("binding an AF_XDP socket to {iface} queue {queue} failed: {source}{hint}")]
@@ -286,9 +285,21 @@ impl XskSocket {
             .comp_queue_size(ring_size)
             .build()
             .map_err(config_err)?;
-        let umem_err = |source| XskError::Umem {
+        let umem_err = |source: io::Error| XskError::Umem {
             frames: config.frame_count,
             frame_size: config.frame_size,
+            hint: match source.raw_os_error() {
+                // socket(AF_XDP) itself.
+                Some(libc::EPERM | libc::EACCES) => {
+                    " (AF_XDP sockets need CAP_NET_RAW: run as root)"
+                }
+                // Pinning the UMEM pages.
+                Some(libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN) => {
+                    " (RLIMIT_MEMLOCK too small for the UMEM: raise it with `ulimit -l`, \
+                     run as root, or use fewer --frames)"
+                }
+                _ => "",
+            },
             source,
         };
         let (umem, template) =

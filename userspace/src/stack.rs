@@ -501,6 +501,10 @@ pub fn run(
                 }
             }
         }
+        // The fill ring is full before the program is attached: the first
+        // frames steered to this queue find buffers instead of being dropped
+        // (rx_fill_ring_empty_descs) while the poller thread starts.
+        poller.refill();
         runs.push(QueueRun { poller, names });
     }
     let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());

@@ -200,11 +200,13 @@ pub struct Cli {
     #[arg(long = "pin-cpus")]
     pub pin_cpus: bool,
 
-    /// Print statistics every S seconds.
+    /// Print live statistics every S seconds (default: every second when
+    /// standard error is a terminal, redrawn in place).
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     pub stats: Option<Duration>,
 
-    /// Print the summary as JSON.
+    /// JSON on standard output: with --stats one object per interval (NDJSON,
+    /// `"type": "interval"`), and the summary at exit (`"type": "summary"`).
     #[arg(long)]
     pub json: bool,
 

@@ -1,11 +1,13 @@
 //! `xdpstack`: thin front end over the library.
 
 use std::{
+    io::IsTerminal as _,
     process::ExitCode,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use clap::{CommandFactory as _, Parser as _};
@@ -101,7 +103,13 @@ fn main() -> ExitCode {
         pin_cpus: cli.pin_cpus,
         duration: cli.duration,
         count: cli.count,
-        stats_interval: cli.stats,
+        // Live statistics every second by default when a person is watching.
+        stats_interval: cli.stats.or_else(|| {
+            (!cli.json && std::io::stderr().is_terminal()).then(|| Duration::from_secs(1))
+        }),
+        stats_json: cli.json,
+        // With `-w -` the capture owns standard output.
+        stats_to_stdout: cli.write.as_deref() != Some(std::path::Path::new("-")),
     };
     // Everything that can fail on bad input fails here, before the program is
     // attached: the queues, and the capture file.
@@ -216,6 +224,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        value["type"] = serde_json::json!("summary");
         value["app"] = serde_json::json!(cli.app);
         value["udp"] = serde_json::json!(udp);
         if let Some(c) = &capture {

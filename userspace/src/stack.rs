@@ -53,8 +53,12 @@ pub struct StackOptions {
     pub duration: Option<Duration>,
     /// Stop after this many packets (all queues).
     pub count: Option<u64>,
-    /// Print statistics every this often (to stderr), if set.
+    /// Print statistics every this often, if set: text to stderr, or JSON.
     pub stats_interval: Option<Duration>,
+    /// Statistics as one JSON object per interval (NDJSON) instead of text.
+    pub stats_json: bool,
+    /// JSON statistics go to standard output (else standard error).
+    pub stats_to_stdout: bool,
 }
 
 impl Default for StackOptions {
@@ -71,6 +75,8 @@ impl Default for StackOptions {
             duration: None,
             count: None,
             stats_interval: None,
+            stats_json: false,
+            stats_to_stdout: true,
         }
     }
 }
@@ -616,69 +622,126 @@ struct QueueProbe {
     consumers: Vec<String>,
 }
 
-/// One `--stats` line per queue and a total: rates since the last line, drops by
-/// cause, and where the frames are (fill ring + RX ring, free, held by each
-/// consumer) - an `ss -m` for AF_XDP.
-fn stats_lines(probes: &[QueueProbe], last: &mut [u64], secs: f64) -> String {
+/// One queue in a `--stats` interval.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct QueueInterval {
+    /// RX queue.
+    pub queue: u32,
+    /// Packets per second over the interval.
+    pub pps: f64,
+    /// Megabits per second over the interval (frame bytes).
+    pub mbps: f64,
+    /// Packets since the start (monotonic).
+    pub packets: u64,
+    /// Bytes since the start (monotonic).
+    pub bytes: u64,
+    /// The kernel's drop counters since the start.
+    pub xsk: XskStats,
+    /// Frames the kernel holds (fill and RX rings).
+    pub frames_in_kernel: u64,
+    /// Frames free in user space.
+    pub frames_free: u64,
+    /// Per consumer: views held now, delivered and dropped since the start.
+    pub consumers: Vec<ConsumerSummary>,
+    /// The transmit side since the start.
+    pub tx: TxSummary,
+}
+
+/// A `--stats` interval: every queue and the total.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Interval {
+    /// Always "interval" (the final summary has no `type`).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Seconds since attach.
+    pub t: f64,
+    /// Per queue.
+    pub queues: Vec<QueueInterval>,
+    /// Packets per second, all queues.
+    pub pps: f64,
+    /// Megabits per second, all queues.
+    pub mbps: f64,
+}
+
+/// Read every queue's counters: rates since the last interval (`last` keeps
+/// packets and bytes per queue), drops by cause, and where the frames are (the
+/// kernel's rings, free, held by each consumer) - an `ss -m` for AF_XDP.
+fn interval(probes: &[QueueProbe], last: &mut [(u64, u64)], secs: f64, t: f64) -> Interval {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let secs = secs.max(1e-9);
+    let queues: Vec<QueueInterval> = probes
+        .iter()
+        .zip(last.iter_mut())
+        .map(|(probe, last)| {
+            let s = &probe.stats;
+            let (packets, bytes) = (get(&s.rx_packets), get(&s.rx_bytes));
+            let pps = (packets - last.0) as f64 / secs;
+            let mbps = (bytes - last.1) as f64 * 8.0 / secs / 1e6;
+            *last = (packets, bytes);
+            QueueInterval {
+                queue: probe.queue,
+                pps,
+                mbps,
+                packets,
+                bytes,
+                xsk: crate::xsk::read_statistics(probe.fd).unwrap_or_default(),
+                frames_in_kernel: get(&s.in_kernel),
+                frames_free: get(&s.free),
+                consumers: probe
+                    .consumers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| ConsumerSummary {
+                        name: name.clone(),
+                        delivered: get(&s.consumers[i].delivered),
+                        dropped: get(&s.consumers[i].dropped),
+                        held: probe.pool.held_by(crate::frame::FramePool::consumer_id(i)),
+                    })
+                    .collect(),
+                tx: s.tx.summary(),
+            }
+        })
+        .collect();
+    Interval {
+        kind: "interval",
+        t,
+        pps: queues.iter().map(|q| q.pps).sum(),
+        mbps: queues.iter().map(|q| q.mbps).sum(),
+        queues,
+    }
+}
+
+/// The text form of an interval: a line per queue and a total.
+fn render_interval(iv: &Interval) -> String {
     use std::fmt::Write as _;
-    let mut out = String::new();
-    let (mut total_rate, mut total_bits) = (0.0, 0.0);
-    for (probe, last) in probes.iter().zip(last.iter_mut()) {
-        let s = &probe.stats;
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let packets = get(&s.rx_packets);
-        let rate = (packets - *last) as f64 / secs.max(1e-9);
-        *last = packets;
-        let bytes = get(&s.rx_bytes);
-        let bits = rate
-            * if packets > 0 {
-                bytes as f64 / packets as f64 * 8.0
-            } else {
-                0.0
-            };
-        total_rate += rate;
-        total_bits += bits;
-        let xsk = crate::xsk::read_statistics(probe.fd).unwrap_or_default();
+    let mut out = format!("xdpstack: {:.1} s\n", iv.t);
+    for q in &iv.queues {
         let _ = write!(
             out,
             "  q{:<3} {:>10.0} pkt/s {:>9.1} Mbit/s  drops: ring_full {} fill_empty {} rx_dropped {}  \
              frames: kernel {} free {}",
-            probe.queue,
-            rate,
-            bits / 1e6,
-            xsk.rx_ring_full,
-            xsk.rx_fill_ring_empty_descs,
-            xsk.rx_dropped,
-            get(&s.in_kernel),
-            get(&s.free),
+            q.queue,
+            q.pps,
+            q.mbps,
+            q.xsk.rx_ring_full,
+            q.xsk.rx_fill_ring_empty_descs,
+            q.xsk.rx_dropped,
+            q.frames_in_kernel,
+            q.frames_free,
         );
-        for (i, name) in probe.consumers.iter().enumerate() {
-            let c = &s.consumers[i];
-            let _ = write!(
-                out,
-                " {name}: held {} dropped {}",
-                probe.pool.held_by(crate::frame::FramePool::consumer_id(i)),
-                get(&c.dropped)
-            );
+        for c in &q.consumers {
+            let _ = write!(out, " {}: held {} dropped {}", c.name, c.held, c.dropped);
         }
-        let tx = &s.tx;
-        let sent = get(&tx.sent);
-        if sent > 0 {
+        if q.tx.sent + q.tx.queue_full + q.tx.no_frame > 0 {
             let _ = write!(
                 out,
-                "  tx: sent {sent} in_flight {} queue_full {} no_frame {}",
-                get(&tx.in_flight),
-                get(&tx.queue_full),
-                get(&tx.no_frame),
+                "  tx: sent {} queue_full {} no_frame {}",
+                q.tx.sent, q.tx.queue_full, q.tx.no_frame,
             );
         }
         out.push('\n');
     }
-    let _ = writeln!(
-        out,
-        "  all  {total_rate:>10.0} pkt/s {:>9.1} Mbit/s",
-        total_bits / 1e6
-    );
+    let _ = writeln!(out, "  all  {:>10.0} pkt/s {:>9.1} Mbit/s", iv.pps, iv.mbps);
     out
 }
 
@@ -691,9 +754,13 @@ fn supervise(
     deadline: Option<Instant>,
     started: Instant,
 ) {
+    use std::io::{IsTerminal as _, Write as _};
     let mut next_stats = opts.stats_interval.map(|i| started + i);
-    let mut last_packets = vec![0u64; probes.len()];
+    let mut last = vec![(0u64, 0u64); probes.len()];
     let mut last_time = started;
+    // On a terminal the text block is redrawn in place; piped, it is appended.
+    let redraw = !opts.stats_json && std::io::stderr().is_terminal();
+    let mut drawn_lines = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
@@ -704,17 +771,36 @@ fn supervise(
         if opts.count.is_some_and(|c| packets >= c) || deadline.is_some_and(|d| now >= d) {
             stop.store(true, Ordering::Relaxed);
         }
-        if let (Some(at), Some(interval)) = (next_stats, opts.stats_interval)
+        if let (Some(at), Some(every)) = (next_stats, opts.stats_interval)
             && now >= at
         {
             let secs = now.duration_since(last_time).as_secs_f64();
-            eprint!(
-                "xdpstack: {:.1} s\n{}",
+            let iv = interval(
+                probes,
+                &mut last,
+                secs,
                 now.duration_since(started).as_secs_f64(),
-                stats_lines(probes, &mut last_packets, secs)
             );
+            if opts.stats_json {
+                let line = serde_json::to_string(&iv).unwrap_or_default();
+                if opts.stats_to_stdout {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                } else {
+                    eprintln!("{line}");
+                }
+            } else {
+                let text = render_interval(&iv);
+                if redraw && drawn_lines > 0 {
+                    // Cursor up over the last block, clear to the end.
+                    eprint!("\x1b[{drawn_lines}A\x1b[J");
+                }
+                drawn_lines = text.lines().count();
+                eprint!("{text}");
+            }
             last_time = now;
-            next_stats = Some(at + interval);
+            next_stats = Some(at + every);
         }
     }
 }

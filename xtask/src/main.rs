@@ -1,6 +1,7 @@
 //! `cargo xtask`: set up, build, demo, test and testbeds for xdpstack.
 #![deny(unsafe_code)]
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -42,6 +43,13 @@ enum Cmd {
         /// Extra arguments for the integration tests' harness (e.g. a test name).
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// The benchmark suite: every receiver against the same generator on a veth
+    /// testbed; writes target/bench/results.{json,md,svg}.
+    Bench {
+        /// A short smoke run (18-byte payloads, 1 s per receiver).
+        #[arg(long)]
+        quick: bool,
     },
     /// Create or remove a veth testbed in two network namespaces.
     Testbed {
@@ -279,6 +287,14 @@ fn main() -> ExitCode {
             }
         }),
         Cmd::Test { args } => test(&args),
+        Cmd::Bench { quick } => setup::setup().and_then(|()| {
+            require_root("the benchmarks")?;
+            step(
+                "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx)",
+                cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
+            )?;
+            bench::bench(&binary(true), quick)
+        }),
         Cmd::Testbed { action } => testbed(action),
     };
     match result {

@@ -56,6 +56,9 @@ struct Run {
     captured: Option<u64>,
     /// Every counter that explains a frame sent but not delivered.
     drops: BTreeMap<String, u64>,
+    /// Frames the application got but the capture did not (tcpdump's "dropped
+    /// by kernel", the pcap writer's full queue): not part of `drops`.
+    capture_drops: BTreeMap<String, u64>,
     /// sent - delivered - every drop: should be 0 (neighbour discovery and other
     /// frames the kernel sends itself can make it off by a few).
     unaccounted: i64,
@@ -199,8 +202,8 @@ struct Bins {
     kernel_rx: PathBuf,
 }
 
-/// Give the receiving veth a NAPI context of its own, run by a kernel thread
-/// pinned to the receiver's CPU.
+/// Give veth end `dev` a NAPI context of its own, run by a kernel thread pinned
+/// to `cpu` (the receiver's, 0).
 ///
 /// A veth accepts XDP frames from its peer only with NAPI on (an XDP program, or
 /// GRO): GRO turns it on for every receiver alike. By default that NAPI poll runs
@@ -209,7 +212,7 @@ struct Bins {
 /// it. Threaded NAPI pinned to CPU 0 puts the whole receive path (kernel and user
 /// space) on the receiver's core, and the generator on CPU 1 out-runs it: what the
 /// receiver cannot take is counted (veth ring full).
-fn receiver_napi_on_cpu0(ns: &str, dev: &str) -> Result<Vec<String>> {
+fn threaded_napi(ns: &str, dev: &str, cpu: u32) -> Result<Vec<String>> {
     let ok = |c: &mut Command, what: &str| -> Result<()> {
         let status = c.status().with_context(|| what.to_string())?;
         if !status.success() {
@@ -240,7 +243,7 @@ fn receiver_napi_on_cpu0(ns: &str, dev: &str) -> Result<Vec<String>> {
             let pid = entry.file_name().to_string_lossy().to_string();
             ok(
                 Command::new("taskset")
-                    .args(["-p", "-c", "0", &pid])
+                    .args(["-p", "-c", &cpu.to_string(), &pid])
                     .stdout(Stdio::null()),
                 "pinning the NAPI thread",
             )?;
@@ -265,7 +268,12 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
     let kernel = receiver.starts_with("kernel");
     // The receive path's kernel half runs in these threads: their CPU time is
     // the receiver's too.
-    let napi = receiver_napi_on_cpu0(&ns_s, &if_s)?;
+    let napi = threaded_napi(&ns_s, &if_s, 0)?;
+    if receiver == "xdpstack-echo" {
+        // The peer's receive path for the replies runs on the generator's core,
+        // as it would on another machine, not on the receiver's.
+        threaded_napi(&ns_p, &if_p, 1)?;
+    }
     let napi_cpu = || napi.iter().map(|p| cpu_of(p)).sum::<f64>();
     let on_cpu0 = |program: &Path| {
         let mut c = Command::new("ip");
@@ -364,6 +372,7 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
     let veth_rx = delta(&stack_before, &stack_after, "rx", "packets");
     let mut captured = None;
     let mut echoed = None;
+    let mut capture_drops = BTreeMap::new();
     let delivered;
     let mut passed = 0;
     if kernel {
@@ -383,7 +392,7 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
                     .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
             };
             captured = stat("packets captured");
-            drops.insert(
+            capture_drops.insert(
                 "tcpdump_dropped_by_kernel".into(),
                 stat("dropped by kernel").unwrap_or(0),
             );
@@ -405,19 +414,20 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
             "xsk_rx_ring_full".into(),
             sum(&|q| q["xsk"]["rx_ring_full"].as_u64().unwrap_or(0)),
         );
-        for c in ["udp", "pcap"] {
-            drops.insert(
-                format!("{c}_queue_full"),
-                sum(&|q| {
-                    q["consumers"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|x| x["name"] == c)
-                        .map(|x| x["dropped"].as_u64().unwrap_or(0))
-                        .sum()
-                }),
-            );
+        let consumer_drops = |c: &str| {
+            sum(&|q| {
+                q["consumers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| x["name"] == c)
+                    .map(|x| x["dropped"].as_u64().unwrap_or(0))
+                    .sum()
+            })
+        };
+        drops.insert("udp_queue_full".into(), consumer_drops("udp"));
+        if receiver.ends_with("+pcap") {
+            capture_drops.insert("pcap_queue_full".into(), consumer_drops("pcap"));
         }
         if receiver != "xdpstack-drop" {
             let rejected: u64 = report["udp"]["rejected"]
@@ -457,6 +467,7 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
         delivered,
         captured,
         drops,
+        capture_drops,
         unaccounted,
         mpps: delivered as f64 / gen_seconds / 1e6,
         gbps: (delivered * frame * 8) as f64 / gen_seconds / 1e9,

@@ -223,3 +223,23 @@ pub fn wait_detached(bed: &Testbed) -> Option<u32> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A directory of this test process, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty `xdpstack-TAG-PID` under the system's temporary directory.
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("xdpstack-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -7,30 +7,12 @@
 use std::{
     collections::BTreeMap,
     net::{SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::Duration,
 };
 
-use xdpstack_tests::{PORT, StackProcess, Testbed, testbed, wait_detached};
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("xdpstack-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use xdpstack_tests::{PORT, StackProcess, TempDir, Testbed, testbed, wait_detached};
 
 /// A tmpfs of `kib` KiB mounted on a fresh directory; unmounted on drop.
 struct TinyTmpfs(TempDir);

@@ -19,6 +19,9 @@ use xdpstack::{
     stack::{self, ConsumerSpec, QueueContext, StackOptions, Summary},
     xsk::XskConfig,
 };
+
+/// Builds each queue's consumers.
+type ConsumerFactory = Arc<dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec> + Send + Sync>;
 use xdpstack_tests::{PORT, Testbed, testbed};
 
 /// Counts views and bytes, releasing each at once.
@@ -45,7 +48,7 @@ fn options(bed: &Testbed) -> StackOptions {
 fn run_stack(
     bed: &Testbed,
     opts: StackOptions,
-    consumers: Arc<dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec> + Send + Sync>,
+    consumers: ConsumerFactory,
     drive: impl FnOnce(&AtomicBool),
 ) -> Summary {
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,21 +95,20 @@ fn every_frame_reaches_both_consumers_and_comes_back() {
     let inline = Arc::new(AtomicU64::new(0));
     let threaded = Arc::new(AtomicU64::new(0));
     let (i2, t2) = (inline.clone(), threaded.clone());
-    let consumers: Arc<dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec> + Send + Sync> =
-        Arc::new(move |_q: &mut QueueContext<'_>| {
-            vec![
-                ConsumerSpec::Inline {
-                    name: "inline".into(),
-                    consumer: Box::new(counter(i2.clone())),
-                },
-                ConsumerSpec::Threaded {
-                    name: "threaded".into(),
-                    consumer: Box::new(counter(t2.clone())),
-                    capacity: 4096,
-                    overflow: Overflow::Wait,
-                },
-            ]
-        });
+    let consumers: ConsumerFactory = Arc::new(move |_q: &mut QueueContext<'_>| {
+        vec![
+            ConsumerSpec::Inline {
+                name: "inline".into(),
+                consumer: Box::new(counter(i2.clone())),
+            },
+            ConsumerSpec::Threaded {
+                name: "threaded".into(),
+                consumer: Box::new(counter(t2.clone())),
+                capacity: 4096,
+                overflow: Overflow::Wait,
+            },
+        ]
+    });
     let opts = options(&bed);
     let frames = opts.xsk.frame_count;
     let mut sent = 0;
@@ -157,14 +159,13 @@ fn a_hoarding_consumer_costs_counted_drops_not_a_hang() {
     let bed = testbed("hrd", 1);
     let hoard: Arc<Mutex<Vec<FrameView>>> = Arc::new(Mutex::new(Vec::new()));
     let h2 = hoard.clone();
-    let consumers: Arc<dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec> + Send + Sync> =
-        Arc::new(move |_q: &mut QueueContext<'_>| {
-            let h = h2.clone();
-            vec![ConsumerSpec::Inline {
-                name: "hoarder".into(),
-                consumer: Box::new(move |v: &FrameView| h.lock().unwrap().push(v.clone())),
-            }]
-        });
+    let consumers: ConsumerFactory = Arc::new(move |_q: &mut QueueContext<'_>| {
+        let h = h2.clone();
+        vec![ConsumerSpec::Inline {
+            name: "hoarder".into(),
+            consumer: Box::new(move |v: &FrameView| h.lock().unwrap().push(v.clone())),
+        }]
+    });
     let mut opts = options(&bed);
     opts.xsk = XskConfig {
         frame_count: 64,

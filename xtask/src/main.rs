@@ -128,11 +128,14 @@ fn binary(release: bool) -> PathBuf {
 
 fn build(release: bool) -> Result<PathBuf> {
     let mut cmd = cargo();
-    cmd.args(["build", "--package", "xdpstack", "--bin", "xdpstack"]);
+    cmd.args(["build", "--package", "xdpstack", "--bins"]);
     if release {
         cmd.arg("--release");
     }
-    step("build xdpstack (with the embedded XDP program)", &mut cmd)?;
+    step(
+        "build xdpstack, xdpstack-gen and xdpstack-kernel-rx (the XDP object embedded)",
+        &mut cmd,
+    )?;
     Ok(binary(release))
 }
 

@@ -179,7 +179,11 @@ fn main() -> ExitCode {
         specs.extend(capture.iter().map(|c| ConsumerSpec::Threaded {
             name: "pcap".into(),
             consumer: Box::new(c.consumer()),
-            capacity: 4096,
+            // At most half the queue's frames wait for the writer: when it falls
+            // behind, the capture loses views (counted) while the other half keeps
+            // the fill ring going for the UDP consumer, instead of the kernel
+            // dropping frames for everyone.
+            capacity: (cli.frames / 2) as usize,
             overflow: cli.pcap_overflow,
         }));
         specs

@@ -647,7 +647,13 @@ fn plot(runs: &[Run], payloads: &[u64], path: &Path) -> Result<()> {
 }
 
 /// Run the suite. `bins` are release builds.
-pub fn bench(xdpstack: &Path, quick: bool) -> Result<()> {
+pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Result<()> {
+    if let Some(unknown) = only.iter().find(|r| !RECEIVERS.contains(&r.as_str())) {
+        bail!(
+            "unknown receiver {unknown}: one of {}",
+            RECEIVERS.join(", ")
+        );
+    }
     let dir = crate::root().join("target").join("bench");
     std::fs::create_dir_all(&dir)?;
     let bin_dir = xdpstack.parent().context("binary has a directory")?;
@@ -661,9 +667,17 @@ pub fn bench(xdpstack: &Path, quick: bool) -> Result<()> {
     } else {
         (&[18, 512, 1472], 5.0)
     };
+    let payloads: Vec<u64> = if sizes.is_empty() {
+        payloads.to_vec()
+    } else {
+        sizes.to_vec()
+    };
     let mut runs = Vec::new();
-    for &payload in payloads {
-        for receiver in RECEIVERS {
+    for &payload in &payloads {
+        for receiver in RECEIVERS
+            .into_iter()
+            .filter(|r| only.is_empty() || only.iter().any(|o| o == r))
+        {
             eprintln!("==> {receiver}, {payload}-byte payloads, {seconds} s");
             let run = measure(&bins, receiver, payload, seconds, &dir)
                 .with_context(|| format!("{receiver} at {payload} bytes"))?;
@@ -702,7 +716,7 @@ pub fn bench(xdpstack: &Path, quick: bool) -> Result<()> {
         table(&runs, &ratios, true)
     );
     std::fs::write(dir.join("results.md"), md)?;
-    plot(&runs, payloads, &dir.join("results.svg"))?;
+    plot(&runs, &payloads, &dir.join("results.svg"))?;
     for r in &runs {
         let _ = std::fs::remove_file(dir.join(format!("{}-{}.pcap", r.receiver, r.payload)));
     }

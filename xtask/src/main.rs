@@ -50,6 +50,12 @@ enum Cmd {
         /// A short smoke run (18-byte payloads, 1 s per receiver).
         #[arg(long)]
         quick: bool,
+        /// Only these receivers (repeatable), e.g. for profiling one of them.
+        #[arg(long = "receiver")]
+        receivers: Vec<String>,
+        /// Only these payload sizes (repeatable).
+        #[arg(long = "payload")]
+        payloads: Vec<u64>,
     },
     /// Create or remove a veth testbed in two network namespaces.
     Testbed {
@@ -290,13 +296,17 @@ fn main() -> ExitCode {
             }
         }),
         Cmd::Test { args } => test(&args),
-        Cmd::Bench { quick } => setup::setup().and_then(|()| {
+        Cmd::Bench {
+            quick,
+            receivers,
+            payloads,
+        } => setup::setup().and_then(|()| {
             require_root("the benchmarks")?;
             step(
                 "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx)",
                 cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
             )?;
-            bench::bench(&binary(true), quick)
+            bench::bench(&binary(true), quick, &receivers, &payloads)
         }),
         Cmd::Testbed { action } => testbed(action),
     };

@@ -188,7 +188,20 @@ enum Sink {
         thread: Option<Thread>,
         overflow: Overflow,
         backlog: VecDeque<FrameView>,
+        /// Views were pushed in this batch: wake the consumer at its end.
+        pushed: bool,
     },
+}
+
+/// Wake a threaded consumer if it sleeps. `swap` so that one wakeup is made per
+/// sleep, not one futex call per view pushed while the consumer is still getting
+/// up (its `park` re-checks the queue after announcing sleep, so none is lost).
+fn wake(sleeping: &AtomicBool, thread: Option<&Thread>) {
+    if sleeping.swap(false, Ordering::SeqCst)
+        && let Some(t) = thread
+    {
+        t.unpark();
+    }
 }
 
 /// Per-consumer counters.
@@ -357,6 +370,7 @@ impl<R: XskRings> Poller<R> {
             thread: None,
             overflow,
             backlog: VecDeque::new(),
+            pushed: false,
         });
         (id, rx)
     }
@@ -502,11 +516,8 @@ impl<R: XskRings> Poller<R> {
                 self.stats.consumers[i]
                     .backlog
                     .store(backlog.len() as u64, Ordering::Relaxed);
-                if pushed
-                    && sleeping.load(Ordering::SeqCst)
-                    && let Some(t) = thread
-                {
-                    t.unpark();
+                if pushed {
+                    wake(sleeping, thread.as_ref());
                 }
             }
         }
@@ -571,8 +582,21 @@ impl<R: XskRings> Poller<R> {
             dispatched += 1;
         }
         for sink in &mut self.sinks {
-            if let Sink::Inline(c) = sink {
-                c.flush();
+            match sink {
+                Sink::Inline(c) => c.flush(),
+                // One wakeup per batch, after the inline consumers ran: on a
+                // shared core the woken thread would otherwise preempt the
+                // poller mid-batch.
+                Sink::Threaded {
+                    sleeping,
+                    thread,
+                    pushed,
+                    ..
+                } => {
+                    if std::mem::take(pushed) {
+                        wake(sleeping, thread.as_ref());
+                    }
+                }
             }
         }
         // `delivered` per batch rather than per view: every consumer got one view
@@ -818,10 +842,10 @@ fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
         Sink::Inline(_) => drop(view),
         Sink::Threaded {
             queue,
-            sleeping,
-            thread,
             overflow,
             backlog,
+            pushed,
+            ..
         } => {
             if !backlog.is_empty() {
                 // Keep order behind what is already waiting.
@@ -829,13 +853,8 @@ fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
                 return;
             }
             match queue.push(view) {
-                Ok(()) => {
-                    if sleeping.load(Ordering::SeqCst)
-                        && let Some(t) = thread
-                    {
-                        t.unpark();
-                    }
-                }
+                // The consumer is woken once, at the end of the batch.
+                Ok(()) => *pushed = true,
                 Err(view) => match overflow {
                     Overflow::Drop => {
                         QueueStats::add(&stats.dropped, 1);

@@ -192,6 +192,19 @@ fn test(extra: &[String]) -> Result<()> {
         "unit tests",
         cargo().args(["test", "--workspace", "--exclude", "xdpstack-tests"]),
     )?;
+    step(
+        "cargo doc (warnings are errors: public items documented, links resolve)",
+        cargo()
+            .args([
+                "doc",
+                "--no-deps",
+                "--package",
+                "xdpstack",
+                "--package",
+                "xdp-ebpf",
+            ])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     let miri = |filters: &[&str], flags: &str| {
         let mut cmd = cargo_nightly();
         cmd.args(["miri", "test", "--package", "xdpstack", "--lib", "--"])

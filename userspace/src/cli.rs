@@ -79,7 +79,14 @@ impl FromStr for PortRange {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_inclusive(s, "a port (0-65535) or a range A-B").map(PortRange)
+        let range = parse_inclusive(s, "a port (1-65535) or a range A-B")?;
+        if *range.start() == 0 {
+            return Err(format!(
+                "`{s}`: port 0 is not a destination port (RFC 768: it means \"no port\"); \
+                 use 1-65535"
+            ));
+        }
+        Ok(PortRange(range))
     }
 }
 
@@ -343,6 +350,8 @@ mod tests {
         assert_eq!(cli.port_list(), vec![9000, 9002, 9003]);
         assert!(parse(&["-i", "eth0", "--port", "70000"]).is_err());
         assert!(parse(&["-i", "eth0", "--port", "9-1"]).is_err());
+        assert!(parse(&["-i", "eth0", "--port", "0"]).is_err());
+        assert!(parse(&["-i", "eth0", "--port", "0-10"]).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Interface facts the stack checks before attaching: RX queue count and MTU.
+//! Interface facts the stack checks before attaching (RX queue count, MTU) and
+//! while it runs (up or gone).
 //!
 //! Read with ioctls on a socket rather than from `/sys/class/net`: a socket belongs
 //! to the calling thread's network namespace, while sysfs shows the namespace of
@@ -16,6 +17,7 @@ struct IfReq {
 #[repr(C)]
 union IfReqData {
     mtu: libc::c_int,
+    flags: libc::c_short,
     ptr: *mut libc::c_void,
     _pad: [u8; 24],
 }
@@ -73,6 +75,22 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     u32::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
+/// Whether `name` is administratively up (IFF_UP). An error with ENODEV means the
+/// interface does not exist (any more).
+pub fn is_up(name: &str) -> io::Result<bool> {
+    let sock = ioctl_socket()?;
+    let mut req = ifreq(name)?;
+    // SAFETY: `req` is a properly sized, initialised `struct ifreq` that the
+    // kernel fills in (SIOCGIFFLAGS writes `ifr_flags`).
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS succeeded, so the kernel wrote `ifr_flags`.
+    let flags = unsafe { req.data.flags };
+    Ok(i32::from(flags) & libc::IFF_UP != 0)
+}
+
 /// The number of RX queues of `name`: `ethtool -l`'s current RX + combined
 /// channels; 1 for drivers that do not report channels.
 pub fn rx_queues(name: &str) -> io::Result<u32> {
@@ -104,6 +122,11 @@ mod tests {
     fn loopback_facts() {
         assert_eq!(mtu("lo").unwrap(), 65536);
         assert_eq!(rx_queues("lo").unwrap(), 1);
+        assert!(is_up("lo").unwrap());
+        assert_eq!(
+            is_up("xs-no-such-if").unwrap_err().raw_os_error(),
+            Some(libc::ENODEV)
+        );
         assert!(mtu("xs-no-such-if").is_err());
         assert!(mtu("a-name-longer-than-ifnamsiz").is_err());
     }

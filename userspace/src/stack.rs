@@ -168,7 +168,7 @@ pub enum StackError {
     /// The MTU does not fit a UMEM frame.
     #[error(
         "MTU {mtu} of {iface} is too large for {frame_size}-byte AF_XDP frames (at most \
-         {max}); lower it (`ip link set dev {iface} mtu {max}`) or use larger frames"
+         {max}); lower it (`ip link set dev {iface} mtu {max}`) or use larger frames (--frame-size 4096)"
     )]
     Mtu {
         /// The interface.
@@ -186,6 +186,23 @@ pub enum StackError {
     /// An AF_XDP socket.
     #[error(transparent)]
     Xsk(#[from] XskError),
+    /// The interface went down or disappeared while the stack ran.
+    #[error(
+        "interface {iface} {what} after {after_s:.1} s; stopped, nothing left attached{}",
+        if *what == "went down" {
+            format!(" (bring it up with `ip link set dev {iface} up` and start again)")
+        } else {
+            String::new()
+        }
+    )]
+    InterfaceLost {
+        /// The interface.
+        iface: String,
+        /// "went down" or "disappeared".
+        what: &'static str,
+        /// Seconds after attach.
+        after_s: f64,
+    },
     /// A receive loop failed.
     #[error("receiving on {iface} queue {queue} failed: {source}")]
     Receive {
@@ -532,58 +549,68 @@ pub fn run(
             consumers: r.names.clone(),
         })
         .collect();
-    let results: Vec<Result<(), StackError>> = std::thread::scope(|scope| {
-        let mut consumer_handles = Vec::new();
-        for (run_index, id, rx, consumer) in threaded {
-            let done = &consumers_done;
-            let handle = scope.spawn(move || consumer_thread(rx, consumer, done));
-            runs[run_index]
-                .poller
-                .set_consumer_thread(id, handle.thread().clone());
-            consumer_handles.push(handle);
-        }
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let pollers: Vec<_> = runs
-            .iter_mut()
-            .enumerate()
-            .map(|(i, run)| {
-                let stop = &stop;
-                let pin = opts.pin_cpus;
-                let iface = &opts.iface;
-                scope.spawn(move || {
-                    if pin {
-                        pin_to_cpu(i % cpus);
-                    }
-                    let result = run.poller.run(stop);
-                    if result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    result.map_err(|source| StackError::Receive {
-                        iface: iface.clone(),
-                        queue: run.poller.queue(),
-                        source,
+    let (results, lost): (Vec<Result<(), StackError>>, Option<LinkLost>) =
+        std::thread::scope(|scope| {
+            let mut consumer_handles = Vec::new();
+            for (run_index, id, rx, consumer) in threaded {
+                let done = &consumers_done;
+                let handle = scope.spawn(move || consumer_thread(rx, consumer, done));
+                runs[run_index]
+                    .poller
+                    .set_consumer_thread(id, handle.thread().clone());
+                consumer_handles.push(handle);
+            }
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            let pollers: Vec<_> = runs
+                .iter_mut()
+                .enumerate()
+                .map(|(i, run)| {
+                    let stop = &stop;
+                    let pin = opts.pin_cpus;
+                    let iface = &opts.iface;
+                    scope.spawn(move || {
+                        if pin {
+                            pin_to_cpu(i % cpus);
+                        }
+                        let result = run.poller.run(stop);
+                        if result.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        result.map_err(|source| StackError::Receive {
+                            iface: iface.clone(),
+                            queue: run.poller.queue(),
+                            source,
+                        })
                     })
                 })
-            })
-            .collect();
-        supervise(opts, &stop, &probes, deadline, started);
-        let results = pollers
-            .into_iter()
-            .map(|h| h.join().expect("poller thread panicked"))
-            .collect();
-        consumers_done.store(true, Ordering::Release);
-        for h in &consumer_handles {
-            h.thread().unpark();
-        }
-        for h in consumer_handles {
-            h.join().expect("consumer thread panicked");
-        }
-        results
-    });
+                .collect();
+            let lost = supervise(opts, &stop, &probes, deadline, started);
+            let results = pollers
+                .into_iter()
+                .map(|h| h.join().expect("poller thread panicked"))
+                .collect();
+            consumers_done.store(true, Ordering::Release);
+            for h in &consumer_handles {
+                h.thread().unpark();
+            }
+            for h in consumer_handles {
+                h.join().expect("consumer thread panicked");
+            }
+            (results, lost)
+        });
     let seconds = started.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds() - cpu_started;
-    let after = program.counters()?;
+    let after = program.counters();
     program.detach();
+    // A lost interface explains whatever the pollers said after it went.
+    if let Some(LinkLost { what, after_s }) = lost {
+        return Err(StackError::InterfaceLost {
+            iface: opts.iface.clone(),
+            what,
+            after_s,
+        });
+    }
+    let after = after?;
     for r in results {
         r?;
     }
@@ -745,15 +772,22 @@ fn render_interval(iv: &Interval) -> String {
     out
 }
 
+/// The interface went away under the stack: how, and when.
+struct LinkLost {
+    what: &'static str,
+    after_s: f64,
+}
+
 /// Watch the pollers from the calling thread: enforce `-c` and `--duration`, print
-/// `--stats` lines, until `stop` is set.
+/// `--stats` lines, until `stop` is set; stop, and say what happened, when the
+/// interface goes down or disappears.
 fn supervise(
     opts: &StackOptions,
     stop: &AtomicBool,
     probes: &[QueueProbe],
     deadline: Option<Instant>,
     started: Instant,
-) {
+) -> Option<LinkLost> {
     use std::io::{IsTerminal as _, Write as _};
     let mut next_stats = opts.stats_interval.map(|i| started + i);
     let mut last = vec![(0u64, 0u64); probes.len()];
@@ -761,9 +795,26 @@ fn supervise(
     // On a terminal the text block is redrawn in place; piped, it is appended.
     let redraw = !opts.stats_json && std::io::stderr().is_terminal();
     let mut drawn_lines = 0;
+    let mut next_link_check = started;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
+        if now >= next_link_check {
+            next_link_check = now + Duration::from_millis(100);
+            let what = match crate::ifinfo::is_up(&opts.iface) {
+                Ok(true) => None,
+                Ok(false) => Some("went down"),
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Some("disappeared"),
+                Err(_) => None,
+            };
+            if let Some(what) = what {
+                stop.store(true, Ordering::Relaxed);
+                return Some(LinkLost {
+                    what,
+                    after_s: now.duration_since(started).as_secs_f64(),
+                });
+            }
+        }
         let packets: u64 = probes
             .iter()
             .map(|p| p.stats.rx_packets.load(Ordering::Relaxed))
@@ -803,4 +854,5 @@ fn supervise(
             next_stats = Some(at + every);
         }
     }
+    None
 }

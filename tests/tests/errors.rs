@@ -1,0 +1,185 @@
+//! Every way a start or a run can go wrong for a user: one line on stderr naming
+//! the thing and the fix, a non-zero exit status, and nothing left attached to the
+//! interface. Needs root (it drops capabilities from a root process); run through
+//! `cargo xtask test`.
+
+use std::{
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use xdpstack_tests::{PORT, StackProcess, Testbed, testbed, wait_detached, xdpstack_bin};
+
+/// `xdpstack -i <stack interface> ARGS` in the stack namespace, under `wrap`
+/// (e.g. setpriv), waited for at most 20 s.
+fn run_wrapped(bed: &Testbed, wrap: &[&str], args: &[&str]) -> Output {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &bed.stack_ns()])
+        .args(wrap)
+        .arg(xdpstack_bin())
+        .args(["-i", &bed.stack_if()])
+        .args(args);
+    output_within(cmd, Duration::from_secs(20))
+}
+
+fn output_within(mut cmd: Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let deadline = Instant::now() + timeout;
+    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait"));
+    while !waiter.is_finished() {
+        if Instant::now() >= deadline {
+            // Our own child, by pid.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("xdpstack did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waiter.join().expect("waiter")
+}
+
+/// The run failed with status `code`, one line on stderr containing every one of
+/// `needles`, and nothing is attached.
+fn assert_fails(bed: &Testbed, out: &Output, code: i32, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() == 1 || (code == 2 && lines[0].starts_with("error:")),
+        "one line expected: {stderr}"
+    );
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` missing from: {stderr}");
+    }
+    assert_eq!(
+        bed.stack_xdp_prog_id().expect("ip link"),
+        None,
+        "an XDP program was left attached"
+    );
+}
+
+#[test]
+fn missing_privileges_are_named() {
+    let bed = testbed("priv", 1);
+    let port = PORT.to_string();
+    let args = ["--port", port.as_str(), "--duration", "1"];
+    // Capabilities leave the bounding set, so the exec'ed binary never has them.
+    let out = run_wrapped(
+        &bed,
+        &[
+            "setpriv",
+            "--bounding-set=-bpf,-net_admin,-sys_admin,-perfmon",
+        ],
+        &args,
+    );
+    assert_fails(&bed, &out, 1, &["CAP_BPF", "CAP_NET_ADMIN"]);
+    let out = run_wrapped(&bed, &["setpriv", "--bounding-set=-net_raw"], &args);
+    assert_fails(&bed, &out, 1, &["CAP_NET_RAW"]);
+    // Without CAP_IPC_LOCK the UMEM counts against RLIMIT_MEMLOCK (64 KiB here).
+    let script = format!(
+        "ulimit -l 64; exec {} -i {} --port {PORT} --duration 1",
+        xdpstack_bin().display(),
+        bed.stack_if()
+    );
+    let out = run_wrapped(
+        &bed,
+        &["setpriv", "--bounding-set=-ipc_lock", "sh", "-c", &script],
+        &[],
+    );
+    // `run_wrapped` appended `-i IFACE` after the script: sh takes it as $0/$1.
+    assert_fails(&bed, &out, 1, &["RLIMIT_MEMLOCK", "ulimit -l"]);
+}
+
+#[test]
+fn bad_input_fails_before_anything_is_attached() {
+    let bed = testbed("barg", 2);
+    let port = PORT.to_string();
+    let cases: &[(&[&str], i32, &[&str])] = &[
+        (&["--port", "0"], 2, &["port 0"]),
+        (&["--port", "70000"], 2, &["70000"]),
+        (&["--port", &port, "--frames", "1000"], 2, &["power of two"]),
+        (
+            &["--port", &port, "--queues", "5"],
+            1,
+            &["queue 5 does not exist", "ethtool -l"],
+        ),
+        (
+            &["--port", &port, "-w", "/nonexistent-xdpstack-dir/x.pcap"],
+            1,
+            &["/nonexistent-xdpstack-dir/x.pcap", "does not exist"],
+        ),
+        (&["--capture", "udp"], 2, &["--port"]),
+        (
+            &["--port", &port, "--zero-copy", "on"],
+            1,
+            &["zero-copy", "--zero-copy off"],
+        ),
+    ];
+    for (args, code, needles) in cases {
+        let out = run_wrapped(&bed, &[], args);
+        assert_fails(&bed, &out, *code, needles);
+    }
+    // An MTU beyond what a 2048-byte frame holds.
+    let status = Command::new("ip")
+        .args(["-n", &bed.stack_ns(), "link", "set", "dev", &bed.stack_if()])
+        .args(["mtu", "3000"])
+        .status()
+        .expect("ip link set mtu");
+    assert!(status.success());
+    let out = run_wrapped(&bed, &[], &["--port", &port]);
+    assert_fails(
+        &bed,
+        &out,
+        1,
+        &["MTU 3000", "mtu 1770", "--frame-size 4096"],
+    );
+    // ... which 4096-byte frames do hold.
+    let out = run_wrapped(
+        &bed,
+        &[],
+        &["--port", &port, "--frame-size", "4096", "--duration", "0.5"],
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn stops_cleanly_when(tag: &str, action: &[&str], what: &str) {
+    let bed = testbed(tag, 2);
+    let mut stack = StackProcess::start(&bed, &["--port", &PORT.to_string(), "--app", "echo"]);
+    stack.wait_attached(&bed);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("ip")
+        .args(["-n", &bed.stack_ns(), "link"])
+        .args(action)
+        .arg(bed.stack_if())
+        .status()
+        .expect("ip link");
+    assert!(status.success());
+    let out = stack.wait(Duration::from_secs(5));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("interface {} {what}", bed.stack_if())),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("nothing left attached"), "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+    if what == "went down" {
+        assert_eq!(wait_detached(&bed), None);
+    }
+}
+
+#[test]
+fn interface_set_down_mid_run_stops_the_stack() {
+    stops_cleanly_when("down", &["set", "down", "dev"], "went down");
+}
+
+#[test]
+fn interface_deleted_mid_run_stops_the_stack() {
+    stops_cleanly_when("gone", &["del", "dev"], "disappeared");
+}

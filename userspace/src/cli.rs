@@ -149,73 +149,98 @@ pub struct Cli {
     #[arg(short = 'i', long = "interface", value_name = "IFACE", required = true)]
     pub iface: Option<String>,
 
-    /// Log more (to stderr): -v for the steps taken, -vv for debugging detail.
-    /// `XDPSTACK_LOG` (a tracing filter) overrides it.
-    #[arg(short = 'v', action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
     /// RX queues to serve: `all`, `N`, or `A-B`.
-    #[arg(long, default_value = "all", value_name = "all|N|A-B")]
+    #[arg(
+        long,
+        default_value = "all",
+        value_name = "all|N|A-B",
+        help_heading = "Traffic"
+    )]
     pub queues: QueueSpec,
 
     /// UDP destination port or range to steer (repeatable, comma-separated).
-    #[arg(long = "port", value_name = "P|A-B", value_delimiter = ',')]
+    #[arg(
+        long = "port",
+        value_name = "P|A-B",
+        value_delimiter = ',',
+        help_heading = "Traffic"
+    )]
     pub ports: Vec<PortRange>,
 
     /// What to steer into the stack: UDP to the ports, or every frame.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_enum, default_value_t, help_heading = "Traffic")]
     pub capture: CaptureChoice,
 
     /// What to do with the datagrams: count them per port (`sink`), answer
     /// them (`echo`), or nothing (`none`, capture only).
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_enum, default_value_t, help_heading = "Traffic")]
     pub app: App,
 
     /// XDP attach mode.
-    #[arg(long = "xdp-mode", value_enum, default_value_t)]
+    #[arg(
+        long = "xdp-mode",
+        value_enum,
+        default_value_t,
+        help_heading = "XDP and AF_XDP"
+    )]
     pub xdp_mode: XdpModeChoice,
 
     /// AF_XDP zero-copy: `auto` takes it when the driver offers it.
-    #[arg(long = "zero-copy", value_enum, default_value_t)]
+    #[arg(
+        long = "zero-copy",
+        value_enum,
+        default_value_t,
+        help_heading = "XDP and AF_XDP"
+    )]
     pub zero_copy: ZeroCopy,
 
     /// Stop after this many seconds.
-    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    #[arg(long, value_name = "S", value_parser = parse_seconds, help_heading = "Run and report")]
     pub duration: Option<Duration>,
 
     /// Stop after this many packets.
-    #[arg(short = 'c', long = "count", value_name = "COUNT")]
+    #[arg(
+        short = 'c',
+        long = "count",
+        value_name = "COUNT",
+        help_heading = "Run and report"
+    )]
     pub count: Option<u64>,
 
     /// Descriptors handled per poll round.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "XDP and AF_XDP")]
     pub budget: u32,
 
     /// Frames in each queue's UMEM (a power of two).
-    #[arg(long, default_value_t = 4096, value_parser = parse_frames)]
+    #[arg(long, default_value_t = 4096, value_parser = parse_frames, help_heading = "XDP and AF_XDP")]
     pub frames: u32,
 
     /// Bytes per UMEM frame.
-    #[arg(long = "frame-size", default_value_t = 2048, value_parser = parse_frame_size)]
+    #[arg(long = "frame-size", default_value_t = 2048, value_parser = parse_frame_size, help_heading = "XDP and AF_XDP")]
     pub frame_size: u32,
 
     /// Busy polling: SO_PREFER_BUSY_POLL, and the poller never sleeps.
-    #[arg(long = "busy-poll")]
+    #[arg(long = "busy-poll", help_heading = "XDP and AF_XDP")]
     pub busy_poll: bool,
 
     /// Pin queue i's poller thread to CPU i.
-    #[arg(long = "pin-cpus")]
+    #[arg(long = "pin-cpus", help_heading = "XDP and AF_XDP")]
     pub pin_cpus: bool,
 
     /// Print live statistics every S seconds (default: every second when
     /// standard error is a terminal, redrawn in place).
-    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    #[arg(long, value_name = "S", value_parser = parse_seconds, help_heading = "Run and report")]
     pub stats: Option<Duration>,
 
     /// JSON on standard output: with --stats one object per interval (NDJSON,
     /// `"type": "interval"`), and the summary at exit (`"type": "summary"`).
-    #[arg(long)]
+    #[arg(long, help_heading = "Run and report")]
     pub json: bool,
+
+    /// Log more (to stderr): -v for the steps taken, -vv for debugging detail.
+    /// `XDPSTACK_LOG` (a tracing filter) overrides it.
+    #[arg(short = 'v', action = clap::ArgAction::Count, help_heading = "Run and report")]
+    pub verbose: u8,
 
     /// Write the frames to a capture file (`-` for standard output), like
     /// tcpdump -w.

@@ -741,7 +741,7 @@ fn interval(probes: &[QueueProbe], last: &mut [(u64, u64)], secs: f64, t: f64) -
 /// The text form of an interval: a line per queue and a total.
 fn render_interval(iv: &Interval) -> String {
     use std::fmt::Write as _;
-    let mut out = format!("xdpstack: {:.1} s\n", iv.t);
+    let mut out = format!("xdpstack: {:.2} s\n", iv.t);
     for q in &iv.queues {
         let _ = write!(
             out,

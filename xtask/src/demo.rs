@@ -100,7 +100,7 @@ pub fn demo(bin: &Path) -> Result<()> {
         .join("xsdemo.pcapng");
     std::fs::create_dir_all(capture.parent().expect("has a parent"))?;
     eprintln!(
-        "==> xdpstack -i {} --port {PORT} --app echo -c {total} -w {} --pcapng (in netns {})",
+        "==> xdpstack -i {} --port {PORT} --app echo -c {total} --stats 0.05 -w {} --pcapng (in netns {})",
         bed.stack_if(),
         capture.display(),
         bed.stack_ns()
@@ -121,6 +121,9 @@ pub fn demo(bin: &Path) -> Result<()> {
             "--duration",
             "20",
             "--pcapng",
+            // Live statistics while the demo traffic runs.
+            "--stats",
+            "0.05",
             "-w",
         ])
         .arg(&capture)
@@ -193,6 +196,25 @@ pub fn demo(bin: &Path) -> Result<()> {
     eprintln!("==> testbed {NAME} removed");
     if !ping.status.success() || attached.is_some() || !all_echoed {
         bail!("demo failed");
+    }
+    // What Wireshark's own reader makes of the file.
+    match Command::new("tshark").arg("-r").arg(&capture).output() {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "==> tshark reads {} packets from the capture; the first two:",
+                lines.len()
+            );
+            for l in lines.iter().take(2) {
+                eprintln!("    {}", l.trim());
+            }
+        }
+        Ok(out) => bail!(
+            "tshark could not read the capture: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(_) => eprintln!("==> (tshark is not installed: `cargo xtask setup` installs it)"),
     }
     eprintln!(
         "==> the capture is {}; look at it with:\n    tshark -r {}",

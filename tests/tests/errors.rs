@@ -125,13 +125,21 @@ fn bad_input_fails_before_anything_is_attached() {
         let out = run_wrapped(&bed, &[], args);
         assert_fails(&bed, &out, *code, needles);
     }
+    // An interface that is down.
+    let link = |args: &[&str]| {
+        let status = Command::new("ip")
+            .args(["-n", &bed.stack_ns(), "link", "set", "dev", &bed.stack_if()])
+            .args(args)
+            .status()
+            .expect("ip link set");
+        assert!(status.success());
+    };
+    link(&["down"]);
+    let out = run_wrapped(&bed, &[], &["--port", &port]);
+    assert_fails(&bed, &out, 1, &["is down", "ip link set dev"]);
+    link(&["up"]);
     // An MTU beyond what a 2048-byte frame holds.
-    let status = Command::new("ip")
-        .args(["-n", &bed.stack_ns(), "link", "set", "dev", &bed.stack_if()])
-        .args(["mtu", "3000"])
-        .status()
-        .expect("ip link set mtu");
-    assert!(status.success());
+    link(&["mtu", "3000"]);
     let out = run_wrapped(&bed, &[], &["--port", &port]);
     assert_fails(
         &bed,

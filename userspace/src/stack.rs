@@ -162,6 +162,9 @@ pub enum StackError {
     /// No such interface.
     #[error("interface {0} not found (see `ip link`)")]
     UnknownInterface(String),
+    /// The interface is administratively down.
+    #[error("interface {0} is down: bring it up (`ip link set dev {0} up`) and start again")]
+    InterfaceDown(String),
     /// Bad `--queues`.
     #[error("{0}")]
     Queues(String),
@@ -448,11 +451,20 @@ fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Er
     })
 }
 
-/// The RX queues `opts` asks for, checked against the interface.
-pub fn resolve_queues(opts: &StackOptions) -> Result<Vec<u32>, StackError> {
+/// The interface exists and is up.
+fn check_interface(opts: &StackOptions) -> Result<(), StackError> {
     if if_index(&opts.iface).is_none() {
         return Err(StackError::UnknownInterface(opts.iface.clone()));
     }
+    if let Ok(false) = crate::ifinfo::is_up(&opts.iface) {
+        return Err(StackError::InterfaceDown(opts.iface.clone()));
+    }
+    Ok(())
+}
+
+/// The RX queues `opts` asks for, checked against the interface.
+pub fn resolve_queues(opts: &StackOptions) -> Result<Vec<u32>, StackError> {
+    check_interface(opts)?;
     let available = crate::ifinfo::rx_queues(&opts.iface).unwrap_or(1);
     opts.queues.resolve(available).map_err(StackError::Queues)
 }
@@ -466,9 +478,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
 ) -> Result<Summary, StackError> {
-    if if_index(&opts.iface).is_none() {
-        return Err(StackError::UnknownInterface(opts.iface.clone()));
-    }
+    check_interface(opts)?;
     let available = crate::ifinfo::rx_queues(&opts.iface).unwrap_or(1);
     let queues = opts.queues.resolve(available).map_err(StackError::Queues)?;
     let max_mtu = opts

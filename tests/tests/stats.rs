@@ -87,6 +87,17 @@ fn json_stats_stream_is_ndjson_monotonic_and_matches_the_summary() {
             );
         }
     }
+    // The UDP consumer's own counters are in the stream too, and the mode.
+    let live_datagrams: u64 = (0..queues)
+        .map(|q| {
+            final_iv["queues"][q]["counters"]["udp_datagrams"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(live_datagrams, sent as u64, "{final_iv}");
+    assert_eq!(final_iv["xdp_mode"], summary["xdp_mode"]);
+    assert_eq!(final_iv["zero_copy"], summary["zero_copy"]);
     assert_eq!(summary["packets"], sent as u64, "{summary}");
     assert_eq!(summary["udp"]["datagrams"], sent as u64);
     assert_eq!(wait_detached(&bed), None);

@@ -166,6 +166,7 @@ fn main() -> ExitCode {
             }
         };
         if let Some(udp) = udp {
+            ctx.show_live(udp.stats());
             udp_stats
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -130,9 +130,16 @@ impl ConsumerSpec {
     }
 }
 
+/// Counters a consumer shows in the live statistics (`--stats`), by name.
+pub trait LiveCounters: Send + Sync {
+    /// The counters now; zeros may be left out.
+    fn counters(&self) -> Vec<(&'static str, u64)>;
+}
+
 /// What the consumer factory of [`run`] gets for each queue.
 pub struct QueueContext<'a> {
     poller: &'a mut Poller<XskSocket>,
+    live: Vec<Arc<dyn LiveCounters>>,
 }
 
 impl std::fmt::Debug for QueueContext<'_> {
@@ -153,6 +160,11 @@ impl QueueContext<'_> {
     /// consumers never ask for one run no transmit code at all.
     pub fn transmitter(&mut self) -> Transmitter {
         self.poller.transmitter()
+    }
+
+    /// Show `counters` in this queue's live statistics.
+    pub fn show_live(&mut self, counters: Arc<dyn LiveCounters>) {
+        self.live.push(counters);
     }
 }
 
@@ -414,6 +426,7 @@ fn consumer_thread(rx: ThreadedReceiver, mut consumer: Box<dyn Consumer>, done: 
 struct QueueRun<R: XskRings> {
     poller: Poller<R>,
     names: Vec<String>,
+    live: Vec<Arc<dyn LiveCounters>>,
 }
 
 fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Error> {
@@ -514,9 +527,12 @@ pub fn run(
         program.register_socket(q, socket.raw_fd())?;
         let mut poller = Poller::new(socket, pool, q, opts.poller);
         let mut names = Vec::new();
-        let specs = consumers(&mut QueueContext {
+        let mut ctx = QueueContext {
             poller: &mut poller,
-        });
+            live: Vec::new(),
+        };
+        let specs = consumers(&mut ctx);
+        let live = ctx.live;
         for spec in specs {
             names.push(spec.name().to_string());
             match spec {
@@ -538,7 +554,11 @@ pub fn run(
         // frames steered to this queue find buffers instead of being dropped
         // (rx_fill_ring_empty_descs) while the poller thread starts.
         poller.refill();
-        runs.push(QueueRun { poller, names });
+        runs.push(QueueRun {
+            poller,
+            names,
+            live,
+        });
     }
     let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());
     let xdp_mode = program.attach(&opts.iface, opts.xdp_mode)?;
@@ -557,6 +577,7 @@ pub fn run(
             pool: r.poller.pool().probe(),
             fd: r.poller.rings().raw_fd(),
             consumers: r.names.clone(),
+            live: r.live.clone(),
         })
         .collect();
     let (results, lost): (Vec<Result<(), StackError>>, Option<LinkLost>) =
@@ -594,7 +615,12 @@ pub fn run(
                     })
                 })
                 .collect();
-            let lost = supervise(opts, &stop, &probes, deadline, started);
+            let mode = Mode {
+                iface: opts.iface.clone(),
+                xdp_mode,
+                zero_copy,
+            };
+            let lost = supervise(opts, &mode, &stop, &probes, deadline, started);
             let results = pollers
                 .into_iter()
                 .map(|h| h.join().expect("poller thread panicked"))
@@ -657,6 +683,7 @@ struct QueueProbe {
     pool: PoolProbe,
     fd: std::os::fd::RawFd,
     consumers: Vec<String>,
+    live: Vec<Arc<dyn LiveCounters>>,
 }
 
 /// One queue in a `--stats` interval.
@@ -682,6 +709,9 @@ pub struct QueueInterval {
     pub consumers: Vec<ConsumerSummary>,
     /// The transmit side since the start.
     pub tx: TxSummary,
+    /// The consumers' own counters (the UDP consumer's datagrams and rejects by
+    /// reason), by name.
+    pub counters: BTreeMap<&'static str, u64>,
 }
 
 /// A `--stats` interval: every queue and the total.
@@ -692,6 +722,12 @@ pub struct Interval {
     pub kind: &'static str,
     /// Seconds since attach.
     pub t: f64,
+    /// The interface.
+    pub iface: String,
+    /// XDP attach mode.
+    pub xdp_mode: String,
+    /// True when every socket is zero-copy.
+    pub zero_copy: bool,
     /// Per queue.
     pub queues: Vec<QueueInterval>,
     /// Packets per second, all queues.
@@ -703,7 +739,13 @@ pub struct Interval {
 /// Read every queue's counters: rates since the last interval (`last` keeps
 /// packets and bytes per queue), drops by cause, and where the frames are (the
 /// kernel's rings, free, held by each consumer) - an `ss -m` for AF_XDP.
-fn interval(probes: &[QueueProbe], last: &mut [(u64, u64)], secs: f64, t: f64) -> Interval {
+fn interval(
+    mode: &Mode,
+    probes: &[QueueProbe],
+    last: &mut [(u64, u64)],
+    secs: f64,
+    t: f64,
+) -> Interval {
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let secs = secs.max(1e-9);
     let queues: Vec<QueueInterval> = probes
@@ -736,12 +778,16 @@ fn interval(probes: &[QueueProbe], last: &mut [(u64, u64)], secs: f64, t: f64) -
                     })
                     .collect(),
                 tx: s.tx.summary(),
+                counters: probe.live.iter().flat_map(|l| l.counters()).collect(),
             }
         })
         .collect();
     Interval {
         kind: "interval",
         t,
+        iface: mode.iface.clone(),
+        xdp_mode: mode.xdp_mode.to_string(),
+        zero_copy: mode.zero_copy,
         pps: queues.iter().map(|q| q.pps).sum(),
         mbps: queues.iter().map(|q| q.mbps).sum(),
         queues,
@@ -751,7 +797,13 @@ fn interval(probes: &[QueueProbe], last: &mut [(u64, u64)], secs: f64, t: f64) -
 /// The text form of an interval: a line per queue and a total.
 fn render_interval(iv: &Interval) -> String {
     use std::fmt::Write as _;
-    let mut out = format!("xdpstack: {:.2} s\n", iv.t);
+    let mut out = format!(
+        "xdpstack: {:.2} s on {} ({} mode, {})\n",
+        iv.t,
+        iv.iface,
+        iv.xdp_mode,
+        if iv.zero_copy { "zero-copy" } else { "copy" }
+    );
     for q in &iv.queues {
         let _ = write!(
             out,
@@ -769,6 +821,9 @@ fn render_interval(iv: &Interval) -> String {
         for c in &q.consumers {
             let _ = write!(out, " {}: held {} dropped {}", c.name, c.held, c.dropped);
         }
+        for (name, n) in &q.counters {
+            let _ = write!(out, " {name} {n}");
+        }
         if q.tx.sent + q.tx.queue_full + q.tx.no_frame > 0 {
             let _ = write!(
                 out,
@@ -782,6 +837,13 @@ fn render_interval(iv: &Interval) -> String {
     out
 }
 
+/// How the stack is attached, for the live statistics.
+struct Mode {
+    iface: String,
+    xdp_mode: AttachedMode,
+    zero_copy: bool,
+}
+
 /// The interface went away under the stack: how, and when.
 struct LinkLost {
     what: &'static str,
@@ -793,6 +855,7 @@ struct LinkLost {
 /// interface goes down or disappears.
 fn supervise(
     opts: &StackOptions,
+    mode: &Mode,
     stop: &AtomicBool,
     probes: &[QueueProbe],
     deadline: Option<Instant>,
@@ -837,6 +900,7 @@ fn supervise(
         {
             let secs = now.duration_since(last_time).as_secs_f64();
             let iv = interval(
+                mode,
                 probes,
                 &mut last,
                 secs,

@@ -84,6 +84,25 @@ impl UdpStats {
     }
 }
 
+/// In the live statistics: datagrams delivered, to no handler, and each reason
+/// frames were rejected for (the ones seen so far).
+impl crate::stack::LiveCounters for UdpStats {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = vec![
+            ("udp_datagrams", get(&self.datagrams)),
+            ("udp_unmatched", get(&self.unmatched)),
+        ];
+        out.extend(
+            Reject::ALL
+                .into_iter()
+                .map(|r| (r.name(), get(&self.rejected[r as usize])))
+                .filter(|(_, n)| *n > 0),
+        );
+        out
+    }
+}
+
 impl std::ops::AddAssign<&UdpSummary> for UdpSummary {
     fn add_assign(&mut self, o: &UdpSummary) {
         self.datagrams += o.datagrams;

@@ -180,11 +180,8 @@ fn main() -> ExitCode {
         specs.extend(capture.iter().map(|c| ConsumerSpec::Threaded {
             name: "pcap".into(),
             consumer: Box::new(c.consumer()),
-            // At most half the queue's frames wait for the writer: when it falls
-            // behind, the capture loses views (counted) while the other half keeps
-            // the fill ring going for the UDP consumer, instead of the kernel
-            // dropping frames for everyone.
-            capacity: (cli.frames / 2) as usize,
+            // The stack bounds it to half the queue's frames.
+            capacity: cli.frames as usize,
             overflow: cli.pcap_overflow,
         }));
         specs

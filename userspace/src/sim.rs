@@ -30,7 +30,6 @@ pub struct SimRings {
     comp: VecDeque<u64>,
     sent: Vec<TxDesc>,
     tx_stalled: bool,
-    kicks: u64,
 }
 
 impl SimRings {
@@ -50,7 +49,6 @@ impl SimRings {
             comp: VecDeque::new(),
             sent: Vec::new(),
             tx_stalled: false,
-            kicks: 0,
         }
     }
 
@@ -64,11 +62,6 @@ impl SimRings {
     /// them).
     pub fn sent(&self) -> &[TxDesc] {
         &self.sent
-    }
-
-    /// Kicks the poller made.
-    pub fn kicks(&self) -> u64 {
-        self.kicks
     }
 
     /// `n` packets of `len` bytes arrive. Like the kernel, a full RX ring drops
@@ -192,7 +185,6 @@ unsafe impl XskRings for SimRings {
     }
 
     fn tx_kick(&mut self) -> io::Result<()> {
-        self.kicks += 1;
         if !self.tx_stalled {
             for desc in self.tx.drain(..) {
                 self.sent.push(desc);

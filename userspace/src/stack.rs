@@ -96,7 +96,10 @@ pub enum ConsumerSpec {
         name: String,
         /// The consumer, moved to its thread.
         consumer: Box<dyn Consumer>,
-        /// Queue capacity in views.
+        /// Queue capacity in views, at most half the queue's frames: a consumer
+        /// that falls behind then loses views (counted) while the other half keeps
+        /// the fill ring going for the other consumers, instead of the kernel
+        /// dropping frames for everyone.
         capacity: usize,
         /// What a full queue does.
         overflow: Overflow,
@@ -429,23 +432,28 @@ struct QueueRun<R: XskRings> {
     live: Vec<Arc<dyn LiveCounters>>,
 }
 
-fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Error> {
-    let s = run.poller.stats();
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let consumers = run
-        .names
+/// Each consumer's figures: `held(id)` scans the pool's side table.
+fn consumer_summaries(
+    names: &[String],
+    stats: &QueueStats,
+    held: impl Fn(crate::frame::ConsumerId) -> u64,
+) -> Vec<ConsumerSummary> {
+    names
         .iter()
         .enumerate()
         .map(|(i, name)| ConsumerSummary {
             name: name.clone(),
-            delivered: get(&s.consumers[i].delivered),
-            dropped: get(&s.consumers[i].dropped),
-            held: run
-                .poller
-                .pool()
-                .held_by(crate::frame::FramePool::consumer_id(i)),
+            delivered: stats.consumers[i].delivered.load(Ordering::Relaxed),
+            dropped: stats.consumers[i].dropped.load(Ordering::Relaxed),
+            held: held(crate::frame::FramePool::consumer_id(i)),
         })
-        .collect();
+        .collect()
+}
+
+fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Error> {
+    let s = run.poller.stats();
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let consumers = consumer_summaries(&run.names, &s, |id| run.poller.pool().held_by(id));
     Ok(QueueSummary {
         queue: run.poller.queue(),
         packets: get(&s.rx_packets),
@@ -545,7 +553,8 @@ pub fn run(
                     overflow,
                     ..
                 } => {
-                    let (id, rx) = poller.add_threaded(capacity, overflow);
+                    let bound = (opts.xsk.frame_count / 2).max(1) as usize;
+                    let (id, rx) = poller.add_threaded(capacity.min(bound), overflow);
                     threaded.push((runs.len(), id, rx, consumer));
                 }
             }
@@ -766,17 +775,7 @@ fn interval(
                 xsk: crate::xsk::read_statistics(probe.fd).unwrap_or_default(),
                 frames_in_kernel: get(&s.in_kernel),
                 frames_free: get(&s.free),
-                consumers: probe
-                    .consumers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| ConsumerSummary {
-                        name: name.clone(),
-                        delivered: get(&s.consumers[i].delivered),
-                        dropped: get(&s.consumers[i].dropped),
-                        held: probe.pool.held_by(crate::frame::FramePool::consumer_id(i)),
-                    })
-                    .collect(),
+                consumers: consumer_summaries(&probe.consumers, s, |id| probe.pool.held_by(id)),
                 tx: s.tx.summary(),
                 counters: probe.live.iter().flat_map(|l| l.counters()).collect(),
             }

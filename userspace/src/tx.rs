@@ -102,20 +102,6 @@ impl TxStats {
     }
 }
 
-impl std::ops::AddAssign<&TxSummary> for TxSummary {
-    fn add_assign(&mut self, o: &TxSummary) {
-        self.sent += o.sent;
-        self.completed += o.completed;
-        self.in_place += o.in_place;
-        self.copied += o.copied;
-        self.ring_full += o.ring_full;
-        self.queue_full += o.queue_full;
-        self.no_frame += o.no_frame;
-        self.reply_errors += o.reply_errors;
-        self.kicks += o.kicks;
-    }
-}
-
 /// Why a reply was not queued. Each is also counted in [`TxStats`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {

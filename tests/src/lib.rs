@@ -198,7 +198,7 @@ pub fn send_udp(bed: &Testbed, v6: bool, port: u16, count: usize, sizes: &[usize
             .parse()
             .expect("literal");
         let sock = UdpSocket::bind(bind).expect("bind in peer netns");
-        let payload: Vec<u8> = (0..1472u32).map(|i| i as u8).collect();
+        let payload: Vec<u8> = (0..9000u32).map(|i| i as u8).collect();
         for i in 0..count {
             sock.send_to(&payload[..sizes[i % sizes.len()]], to)
                 .expect("send_to");

@@ -264,10 +264,15 @@ fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     None
 }
 
+/// How long a bind that finds its queue taken (EBUSY) is retried.
+const BIND_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl XskSocket {
     /// Create a UMEM and a socket bound to `iface` queue `queue`. Returns the
     /// socket and the pool of its frames (none of which is in a ring yet: the
-    /// poller's first round fills).
+    /// poller's first round fills). A queue that is busy (EBUSY) is retried for
+    /// 2 s, the time the kernel may take to release a socket that was
+    /// just closed.
     pub fn open(
         iface: &str,
         queue: u32,
@@ -327,9 +332,28 @@ impl XskSocket {
                 .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
                 .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
                 .build();
-            // SAFETY: `umem` is a fresh UMEM used by this socket only, and its frames
-            // are handed to the kernel only through this socket's fill ring below.
-            match unsafe { Socket::new(socket_config, &umem, &if_name, queue) } {
+            // A socket on this queue that was just closed (the previous run's,
+            // killed a moment ago) is torn down by the kernel in deferred work, and
+            // until then binding says EBUSY: retry for a while before calling the
+            // queue taken.
+            let busy_until = std::time::Instant::now() + BIND_BUSY_RETRY;
+            let bound = loop {
+                // SAFETY: `umem` is a fresh UMEM used by this socket only, and its
+                // frames are handed to the kernel only through this socket's fill
+                // ring, by the poller.
+                let result = unsafe { Socket::new(socket_config, &umem, &if_name, queue) };
+                match &result {
+                    Err(e)
+                        if errno_of(e) == Some(libc::EBUSY)
+                            && std::time::Instant::now() < busy_until =>
+                    {
+                        tracing::debug!(queue, "queue busy (a socket being torn down?), retrying");
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    _ => break result,
+                }
+            };
+            match bound {
                 Ok((tx, rx, Some((fill, comp)))) => {
                     let batch = Vec::with_capacity(template.len());
                     let mut socket = Self {
@@ -356,7 +380,9 @@ impl XskSocket {
                         Some(libc::EOPNOTSUPP) if zc => {
                             " (the driver has no zero-copy AF_XDP; use --zero-copy off or auto)"
                         }
-                        Some(libc::EBUSY) => " (another AF_XDP socket is bound to this queue)",
+                        Some(libc::EBUSY) => {
+                            " (another AF_XDP socket is bound to this queue: still busy after 2 s)"
+                        }
                         Some(libc::EINVAL) => {
                             " (no such RX queue? see `ethtool -l`; or MTU larger than the frame)"
                         }

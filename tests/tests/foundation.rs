@@ -90,7 +90,8 @@ fn kernel_verdicts_match_the_corpus() {
 }
 
 /// With an AF_XDP socket in the XSKMAP for the frame's RX queue, a steered frame is
-/// redirected; on a queue without a socket it passes.
+/// redirected; on a queue without a socket it passes; removed from the XSKMAP and
+/// restored at run time, the socket stops and starts receiving.
 #[test]
 fn steered_frames_redirect_only_where_a_socket_is_bound() {
     let bed = testbed("rdr", 2);
@@ -135,6 +136,12 @@ fn steered_frames_redirect_only_where_a_socket_is_bound() {
         program.unregister_socket(0).expect("unregister");
         let action = program.test_run(&steered, Some((ifindex, 0))).unwrap();
         assert_eq!(action, XDP_PASS, "socket removed from the XSKMAP");
+
+        program
+            .register_socket(0, socket.raw_fd())
+            .expect("register again");
+        let action = program.test_run(&steered, Some((ifindex, 0))).unwrap();
+        assert_eq!(action, XDP_REDIRECT, "socket restored in the XSKMAP");
     })
     .expect("netns");
 }
@@ -365,4 +372,113 @@ fn bad_arguments_fail_clearly() {
     let out = run(&["-i", "lo", "--port", "9000", "--queues", "7"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("queue 7 does not exist"));
+}
+
+/// Send `count` datagrams to the stack's `port` from a peer thread pinned to `cpu`.
+/// With [`xps_by_cpu`], the peer transmits on queue `cpu`, which a veth delivers on
+/// the same RX queue of the stack side.
+fn send_from_cpu(bed: &xdpstack_tests::Testbed, cpu: usize, count: usize) {
+    let to = std::net::SocketAddr::new(xdpstack_tests::Testbed::stack_addr(false), PORT);
+    bed.in_peer(|| {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+        // sched_setaffinity(0, ...) act on this thread only.
+        #[expect(unsafe_code, reason = "libc::sched_setaffinity")]
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                0,
+                "pinning the sender to CPU {cpu}"
+            );
+        }
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind in peer netns");
+        for i in 0..count {
+            sock.send_to(&[0x5a; 32], to).expect("send_to");
+            if i % 32 == 31 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    })
+    .expect("entering the peer netns");
+}
+
+/// Transmit Packet Steering on the peer: CPU i sends on TX queue i (otherwise the
+/// queue follows the flow's hash).
+fn xps_by_cpu(bed: &xdpstack_tests::Testbed) {
+    for (queue, mask) in [(0, "1"), (1, "2")] {
+        let path = format!(
+            "/sys/class/net/{}/queues/tx-{queue}/xps_cpus",
+            bed.peer_if()
+        );
+        let out = bed
+            .peer_command("sh")
+            .args(["-c", &format!("echo {mask} > {path}")])
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "setting {path}: {out:?}");
+    }
+}
+
+/// xdpstack on queue 0 only of a 2-queue veth: what arrives on queue 1 has no
+/// socket in the XSKMAP and falls back to the kernel (`pass_no_socket`), where a
+/// kernel UDP socket on the same port receives it. Nothing vanishes: every frame
+/// is either redirected and received, or passed and delivered by the kernel.
+#[test]
+fn traffic_on_a_queue_without_a_socket_reaches_the_kernel() {
+    let bed = testbed("qmm", 2);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        eprintln!("skipped: one CPU, so a veth uses one RX queue");
+        return;
+    }
+    const EACH: usize = 200;
+    let kernel_socket = bed
+        .in_stack(|| std::net::UdpSocket::bind(("0.0.0.0", PORT)).expect("kernel socket"))
+        .expect("entering the stack netns");
+    kernel_socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut stack = StackProcess::start(
+        &bed,
+        &[
+            "--port",
+            &PORT.to_string(),
+            "--queues",
+            "0",
+            "--duration",
+            "30",
+            "--json",
+        ],
+    );
+    stack.wait_attached(&bed);
+    xps_by_cpu(&bed);
+    // Read the kernel socket while sending, so that its buffer never overflows.
+    let kernel_got = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut buf = [0u8; 64];
+            let mut got = 0;
+            while got < EACH && kernel_socket.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        });
+        send_from_cpu(&bed, 0, EACH);
+        send_from_cpu(&bed, 1, EACH);
+        reader.join().expect("reader")
+    });
+    stack.signal(libc::SIGINT);
+    let done = stack.wait(Duration::from_secs(20));
+    assert!(done.status.success(), "{done:?}");
+    let json = done.json();
+    let xdp = &json["xdp"];
+    assert_eq!(json["queues"].as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(
+        json["packets"].as_u64(),
+        Some(EACH as u64),
+        "queue 0's: {json}"
+    );
+    assert_eq!(xdp["redirected"].as_u64(), Some(EACH as u64), "{json}");
+    assert_eq!(xdp["pass_no_socket"].as_u64(), Some(EACH as u64), "{json}");
+    assert_eq!(kernel_got, EACH, "queue 1's, through the kernel: {json}");
 }

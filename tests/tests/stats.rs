@@ -1,6 +1,7 @@
 //! Live statistics as scripts see them: `--json --stats S` prints one JSON object
 //! per interval (NDJSON) and the summary last; every line is well-formed, the
-//! counters never go backwards, and the last interval agrees with the summary.
+//! counters never go backwards, the last interval agrees with the summary, and
+//! both show where the frames are (fill ring, RX ring).
 //! Needs root; run through `cargo xtask test`.
 
 use std::time::Duration;
@@ -84,6 +85,21 @@ fn json_stats_stream_is_ndjson_monotonic_and_matches_the_summary() {
             assert_eq!(
                 final_iv["queues"][q]["xsk"][key], summary["queues"][q]["xsk"][key],
                 "kernel counter {key} on queue {q}"
+            );
+        }
+    }
+    // Where the frames are, ring by ring: idle at the end, every frame the kernel
+    // holds is waiting on the fill ring, in the last interval and in the summary.
+    for q in 0..queues {
+        for (what, v) in [("last interval", final_iv), ("summary", summary)] {
+            let queue = &v["queues"][q];
+            assert_eq!(
+                (
+                    queue["rings"]["fill_ring"].as_u64(),
+                    queue["rings"]["rx_ring"].as_u64()
+                ),
+                (queue["frames_in_kernel"].as_u64(), Some(0)),
+                "{what}, queue {q}: {queue}"
             );
         }
     }

@@ -108,6 +108,22 @@ pub unsafe trait XskRings {
     /// Move up to `out.len()` addresses off the completion ring: frames the
     /// kernel has sent.
     fn comp_consume(&mut self, out: &mut [u64]) -> usize;
+    /// Descriptors on the RX ring and on the fill ring right now, read from the
+    /// kernel's indexes (not the cached ones), in that order: a frame the kernel
+    /// moves from the fill ring to the RX ring between the two reads is counted in
+    /// neither, never twice.
+    fn occupancy(&mut self) -> RingOccupancy;
+}
+
+/// Where the frames a poller gave the kernel are, as far as the rings show; the
+/// rest of [`Poller::frames_in_kernel`] is in the kernel's hands between the two
+/// (in copy mode, buffers it took off the fill ring and has not yet filled).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RingOccupancy {
+    /// Frames on the RX ring, received and not yet taken by the poller.
+    pub rx_ring: u32,
+    /// Frames on the fill ring, waiting for packets.
+    pub fill_ring: u32,
 }
 
 /// Receives frames, run-to-completion: the frame is lent for the call, as the
@@ -239,6 +255,15 @@ pub struct QueueStats {
     pub free: AtomicU64,
     /// Frames the kernel holds right now (fill ring + RX ring + in flight).
     pub in_kernel: AtomicU64,
+    /// Frames on the fill ring at the last sample (see `sample_rings`).
+    pub fill_ring: AtomicU64,
+    /// Frames on the RX ring at the last sample.
+    pub rx_ring: AtomicU64,
+    /// Set by a reader (the live statistics) to ask the poller for a fresh
+    /// sample of the rings' occupancy; the poller clears it when it has taken
+    /// one. Reading the kernel's ring indexes costs a cache miss each, so the
+    /// poller does it on request, not every round.
+    pub sample_rings: AtomicBool,
     /// Per consumer, in registration order.
     pub consumers: [ConsumerStats; MAX_CONSUMERS],
     /// The transmit side.
@@ -740,8 +765,28 @@ impl<R: XskRings> Poller<R> {
         result
     }
 
+    /// Publish the rings' occupancy if a reader asked for it.
+    fn answer_ring_sample(&mut self) {
+        if self.stats.sample_rings.load(Ordering::Relaxed) {
+            let o = self.rings.occupancy();
+            self.stats
+                .rx_ring
+                .store(u64::from(o.rx_ring), Ordering::Relaxed);
+            self.stats
+                .fill_ring
+                .store(u64::from(o.fill_ring), Ordering::Relaxed);
+            self.stats.sample_rings.store(false, Ordering::Release);
+        }
+    }
+
+    /// The rings' occupancy now (exact; the poller's thread only).
+    pub fn ring_occupancy(&mut self) -> RingOccupancy {
+        self.rings.occupancy()
+    }
+
     fn run_rounds(&mut self, stop: &AtomicBool) -> io::Result<()> {
         while !stop.load(Ordering::Relaxed) {
+            self.answer_ring_sample();
             if self.poll_once() > 0 {
                 // Traffic: spin longer next time the ring runs dry.
                 self.spin = (self.spin * 2).clamp(16, self.config.max_spin.max(16));
@@ -922,6 +967,36 @@ mod tests {
             + p.pool().viewed_frames()
             + p.spare_frames();
         assert_eq!(total, p.pool().frame_count() as usize, "frame conservation");
+    }
+
+    /// The rings' occupancy is read only when a reader asks, and then matches
+    /// where the frames are.
+    #[test]
+    fn ring_occupancy_is_sampled_on_request() {
+        let mut p = poller(64, 64, 64, 16);
+        p.poll_once();
+        assert_eq!(p.rings_mut().arrive(10, 100), 10);
+        let stats = p.stats();
+        let sample = |s: &QueueStats| {
+            (
+                s.rx_ring.load(Ordering::Relaxed),
+                s.fill_ring.load(Ordering::Relaxed),
+            )
+        };
+        p.answer_ring_sample();
+        assert_eq!(sample(&stats), (0, 0), "nobody asked");
+        stats.sample_rings.store(true, Ordering::Relaxed);
+        p.answer_ring_sample();
+        assert!(!stats.sample_rings.load(Ordering::Relaxed), "answered");
+        assert_eq!(sample(&stats), (10, 54));
+        assert_eq!(10 + 54, p.frames_in_kernel());
+        assert_eq!(
+            p.ring_occupancy(),
+            RingOccupancy {
+                rx_ring: 10,
+                fill_ring: 54
+            }
+        );
     }
 
     #[test]

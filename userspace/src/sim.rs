@@ -7,7 +7,7 @@
 use std::{collections::VecDeque, io};
 
 use crate::{
-    poller::{RxDesc, TxDesc, XskRings},
+    poller::{RingOccupancy, RxDesc, TxDesc, XskRings},
     xsk::XskStats,
 };
 
@@ -200,5 +200,12 @@ unsafe impl XskRings for SimRings {
             *slot = addr;
         }
         n
+    }
+
+    fn occupancy(&mut self) -> RingOccupancy {
+        RingOccupancy {
+            rx_ring: self.rx.len() as u32,
+            fill_ring: self.fill.len() as u32,
+        }
     }
 }

@@ -20,7 +20,10 @@ use crate::{
     cli::QueueSpec,
     frame::PoolProbe,
     loader::{AttachedMode, LoaderError, XdpCounters, XdpModeChoice, XdpProgram, if_index},
-    poller::{Consumer, Overflow, Poller, PollerConfig, QueueStats, ThreadedReceiver, XskRings},
+    poller::{
+        Consumer, Overflow, Poller, PollerConfig, QueueStats, RingOccupancy, ThreadedReceiver,
+        XskRings,
+    },
     tx::{Transmitter, TxSummary},
     xsk::{XskConfig, XskError, XskSocket, XskStats},
 };
@@ -268,8 +271,11 @@ pub struct QueueSummary {
     pub fill_batches: u64,
     /// Frames in the free list at the end.
     pub frames_free: u64,
-    /// Frames the kernel held at the end (fill and RX rings).
+    /// Frames the kernel held at the end (fill and RX rings, and buffers it took
+    /// off the fill ring).
     pub frames_in_kernel: u64,
+    /// Of those, the frames on the RX ring and on the fill ring.
+    pub rings: RingOccupancy,
     /// Frames on the TX and completion rings at the end.
     pub frames_in_tx: u64,
     /// The transmit side.
@@ -450,7 +456,8 @@ fn consumer_summaries(
         .collect()
 }
 
-fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Error> {
+fn summarize<R: XskRings>(run: &mut QueueRun<R>) -> Result<QueueSummary, std::io::Error> {
+    let rings = run.poller.ring_occupancy();
     let s = run.poller.stats();
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let consumers = consumer_summaries(&run.names, &s, |id| run.poller.pool().held_by(id));
@@ -465,6 +472,7 @@ fn summarize<R: XskRings>(run: &QueueRun<R>) -> Result<QueueSummary, std::io::Er
         fill_batches: get(&s.fill_batches),
         frames_free: run.poller.free_frames() as u64,
         frames_in_kernel: run.poller.frames_in_kernel(),
+        rings,
         frames_in_tx: run.poller.frames_in_tx(),
         tx: s.tx.summary(),
         consumers,
@@ -665,7 +673,7 @@ pub fn run(
         run.poller.refill();
     }
     let mut per_queue = Vec::with_capacity(runs.len());
-    for run in &runs {
+    for run in &mut runs {
         per_queue.push(summarize(run).map_err(|source| StackError::Receive {
             iface: opts.iface.clone(),
             queue: run.poller.queue(),
@@ -695,6 +703,10 @@ struct QueueProbe {
     live: Vec<Arc<dyn LiveCounters>>,
 }
 
+/// How long before printing an interval the pollers are asked to sample their
+/// rings.
+const RING_SAMPLE_LEAD: Duration = Duration::from_millis(20);
+
 /// One queue in a `--stats` interval.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct QueueInterval {
@@ -710,8 +722,13 @@ pub struct QueueInterval {
     pub bytes: u64,
     /// The kernel's drop counters since the start.
     pub xsk: XskStats,
-    /// Frames the kernel holds (fill and RX rings).
+    /// Frames the kernel holds (fill and RX rings, and buffers it took off the
+    /// fill ring).
     pub frames_in_kernel: u64,
+    /// Of those, the frames on the fill ring and on the RX ring, sampled by the
+    /// poller shortly before the interval (an idle poller answers within its
+    /// poll(2) timeout, so its figures may be one interval old).
+    pub rings: RingOccupancy,
     /// Frames free in user space.
     pub frames_free: u64,
     /// Per consumer: views held now, delivered and dropped since the start.
@@ -774,6 +791,10 @@ fn interval(
                 bytes,
                 xsk: crate::xsk::read_statistics(probe.fd).unwrap_or_default(),
                 frames_in_kernel: get(&s.in_kernel),
+                rings: RingOccupancy {
+                    rx_ring: get(&s.rx_ring) as u32,
+                    fill_ring: get(&s.fill_ring) as u32,
+                },
                 frames_free: get(&s.free),
                 consumers: consumer_summaries(&probe.consumers, s, |id| probe.pool.held_by(id)),
                 tx: s.tx.summary(),
@@ -807,7 +828,7 @@ fn render_interval(iv: &Interval) -> String {
         let _ = write!(
             out,
             "  q{:<3} {:>10.0} pkt/s {:>9.1} Mbit/s  drops: ring_full {} fill_empty {} rx_dropped {}  \
-             frames: kernel {} free {}",
+             frames: kernel {} (fill {} rx {}) free {}",
             q.queue,
             q.pps,
             q.mbps,
@@ -815,6 +836,8 @@ fn render_interval(iv: &Interval) -> String {
             q.xsk.rx_fill_ring_empty_descs,
             q.xsk.rx_dropped,
             q.frames_in_kernel,
+            q.rings.fill_ring,
+            q.rings.rx_ring,
             q.frames_free,
         );
         for c in &q.consumers {
@@ -867,6 +890,8 @@ fn supervise(
     // On a terminal the text block is redrawn in place; piped, it is appended.
     let redraw = !opts.stats_json && std::io::stderr().is_terminal();
     let mut drawn_lines = 0;
+    // Whether the pollers were asked for a ring sample for the coming interval.
+    let mut rings_requested = false;
     let mut next_link_check = started;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5));
@@ -894,9 +919,21 @@ fn supervise(
         if opts.count.is_some_and(|c| packets >= c) || deadline.is_some_and(|d| now >= d) {
             stop.store(true, Ordering::Relaxed);
         }
+        // Ask the pollers to sample their rings a little before the interval is
+        // printed, so that busy ones have answered by then.
+        if let Some(at) = next_stats
+            && !rings_requested
+            && now + RING_SAMPLE_LEAD >= at
+        {
+            for p in probes {
+                p.stats.sample_rings.store(true, Ordering::Relaxed);
+            }
+            rings_requested = true;
+        }
         if let (Some(at), Some(every)) = (next_stats, opts.stats_interval)
             && now >= at
         {
+            rings_requested = false;
             let secs = now.duration_since(last_time).as_secs_f64();
             let iv = interval(
                 mode,

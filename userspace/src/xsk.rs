@@ -20,7 +20,7 @@ use xsk_rs::{
 
 use crate::{
     frame::{FrameMemory, FramePool},
-    poller::{RxDesc, TxDesc, XskRings},
+    poller::{RingOccupancy, RxDesc, TxDesc, XskRings},
 };
 
 /// `--zero-copy auto|on|off`.
@@ -151,6 +151,8 @@ pub fn read_statistics(fd: RawFd) -> io::Result<XskStats> {
 pub struct XskSocket {
     zero_copy: bool,
     frame_size: u32,
+    /// Slots in the fill ring.
+    fill_size: u32,
     fill: FillQueue,
     comp: CompQueue,
     tx: TxQueue,
@@ -359,6 +361,7 @@ impl XskSocket {
                     let mut socket = Self {
                         zero_copy: false,
                         frame_size: config.frame_size,
+                        fill_size: config.frame_count.next_power_of_two(),
                         fill,
                         comp,
                         tx,
@@ -593,6 +596,14 @@ unsafe impl XskRings for XskSocket {
         // sendto(MSG_DONTWAIT); xsk-rs absorbs EAGAIN/EBUSY/ENOBUFS/ENETDOWN,
         // which mean "the kernel is busy, kick again later".
         self.tx.wakeup()
+    }
+
+    fn occupancy(&mut self) -> RingOccupancy {
+        // RX first (see the trait): a frame moving to it meanwhile is missed, not
+        // counted twice.
+        let rx_ring = self.rx.nb_avail_exact();
+        let fill_ring = self.fill_size - self.fill.nb_free_exact();
+        RingOccupancy { rx_ring, fill_ring }
     }
 
     fn comp_consume(&mut self, out: &mut [u64]) -> usize {

@@ -156,6 +156,48 @@ fn bad_input_fails_before_anything_is_attached() {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// A driver without native XDP: the namespace's loopback device (veth has native
+/// XDP, and this kernel has no dummy driver). `--xdp-mode drv` names the driver's
+/// lack and the fix; `auto` falls back to generic (skb) mode and runs.
+#[test]
+fn driver_without_native_xdp_is_named() {
+    let bed = testbed("nodr", 1);
+    let ip_lo = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["-n", &bed.stack_ns()])
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Up, and an MTU that 2048-byte frames hold.
+    ip_lo(&["link", "set", "dev", "lo", "up", "mtu", "1500"]);
+    let run = |mode: &str| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &bed.stack_ns()])
+            .arg(xdpstack_bin())
+            .args(["-i", "lo", "--port", &PORT.to_string(), "--xdp-mode", mode])
+            .args(["--duration", "0.3", "--json"]);
+        output_within(cmd, Duration::from_secs(20))
+    };
+    let out = run("drv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for needle in ["lo", "no native XDP", "--xdp-mode skb"] {
+        assert!(stderr.contains(needle), "`{needle}` missing from: {stderr}");
+    }
+    let attached = |show: &str| xdpstack_testbed::parse_xdp_prog_id(show);
+    assert_eq!(attached(&ip_lo(&["link", "show", "dev", "lo"])), None);
+
+    let out = run("auto");
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(json["xdp_mode"], "skb", "{json}");
+    assert_eq!(attached(&ip_lo(&["link", "show", "dev", "lo"])), None);
+}
+
 fn stops_cleanly_when(tag: &str, action: &[&str], what: &str) {
     let bed = testbed(tag, 2);
     let mut stack = StackProcess::start(&bed, &["--port", &PORT.to_string(), "--app", "echo"]);

@@ -88,6 +88,16 @@ fn json_stats_stream_is_ndjson_monotonic_and_matches_the_summary() {
             );
         }
     }
+    // The XDP program's verdicts are in the stream: monotonic, and the last
+    // interval's redirections are the summary's.
+    let mut last_seen = 0;
+    for iv in intervals {
+        let seen = iv["xdp"]["seen"].as_u64().expect("xdp.seen");
+        assert!(seen >= last_seen, "xdp.seen went backwards: {iv}");
+        last_seen = seen;
+    }
+    assert_eq!(final_iv["xdp"]["redirected"], summary["xdp"]["redirected"]);
+    assert_eq!(summary["xdp"]["redirected"], sent as u64, "{summary}");
     // Where the frames are, ring by ring: idle at the end, every frame the kernel
     // holds is waiting on the fill ring, in the last interval and in the summary.
     for q in 0..queues {

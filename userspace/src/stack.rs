@@ -366,16 +366,22 @@ impl Summary {
             }
             s.push('\n');
         }
-        let _ = write!(s, "  xdp:");
-        for counter in Counter::ALL {
-            let v = self.xdp.get(counter.name()).copied().unwrap_or(0);
-            if v != 0 || counter == Counter::Seen {
-                let _ = write!(s, " {} {v}", counter.name());
-            }
-        }
-        s.push('\n');
+        write_xdp_counters(&mut s, &self.xdp);
         s
     }
+}
+
+/// `  xdp: seen N` and every other non-zero counter of the XDP program, a line.
+fn write_xdp_counters(out: &mut String, xdp: &BTreeMap<&'static str, u64>) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "  xdp:");
+    for counter in Counter::ALL {
+        let v = xdp.get(counter.name()).copied().unwrap_or(0);
+        if v != 0 || counter == Counter::Seen {
+            let _ = write!(out, " {} {v}", counter.name());
+        }
+    }
+    out.push('\n');
 }
 
 fn counters_by_name(c: &XdpCounters) -> BTreeMap<&'static str, u64> {
@@ -637,7 +643,14 @@ pub fn run(
                 xdp_mode,
                 zero_copy,
             };
-            let lost = supervise(opts, &mode, &stop, &probes, deadline, started);
+            // The XDP program's verdicts since attach, for the live statistics.
+            let xdp = || {
+                program
+                    .counters()
+                    .map(|now| counters_by_name(&now.since(&before)))
+                    .unwrap_or_default()
+            };
+            let lost = supervise(opts, &mode, &stop, &probes, &xdp, deadline, started);
             let results = pollers
                 .into_iter()
                 .map(|h| h.join().expect("poller thread panicked"))
@@ -760,6 +773,9 @@ pub struct Interval {
     pub pps: f64,
     /// Megabits per second, all queues.
     pub mbps: f64,
+    /// The XDP program's counters since attach, by name (all queues): what was
+    /// redirected, passed for each reason, and found malformed.
+    pub xdp: BTreeMap<&'static str, u64>,
 }
 
 /// Read every queue's counters: rates since the last interval (`last` keeps
@@ -768,6 +784,7 @@ pub struct Interval {
 fn interval(
     mode: &Mode,
     probes: &[QueueProbe],
+    xdp: BTreeMap<&'static str, u64>,
     last: &mut [(u64, u64)],
     secs: f64,
     t: f64,
@@ -811,6 +828,7 @@ fn interval(
         pps: queues.iter().map(|q| q.pps).sum(),
         mbps: queues.iter().map(|q| q.mbps).sum(),
         queues,
+        xdp,
     }
 }
 
@@ -856,6 +874,7 @@ fn render_interval(iv: &Interval) -> String {
         out.push('\n');
     }
     let _ = writeln!(out, "  all  {:>10.0} pkt/s {:>9.1} Mbit/s", iv.pps, iv.mbps);
+    write_xdp_counters(&mut out, &iv.xdp);
     out
 }
 
@@ -880,6 +899,7 @@ fn supervise(
     mode: &Mode,
     stop: &AtomicBool,
     probes: &[QueueProbe],
+    xdp: &dyn Fn() -> BTreeMap<&'static str, u64>,
     deadline: Option<Instant>,
     started: Instant,
 ) -> Option<LinkLost> {
@@ -938,6 +958,7 @@ fn supervise(
             let iv = interval(
                 mode,
                 probes,
+                xdp(),
                 &mut last,
                 secs,
                 now.duration_since(started).as_secs_f64(),

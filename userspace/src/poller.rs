@@ -220,6 +220,11 @@ fn wake(sleeping: &AtomicBool, thread: Option<&Thread>) {
     }
 }
 
+/// How long a consumer may make no progress on its backlog at stop before the
+/// rest is dropped (counted). Generous: a capture writer flushing its buffer into
+/// a slow FIFO takes seconds between two views.
+const BACKLOG_STALL: Duration = Duration::from_secs(10);
+
 /// Per-consumer counters.
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
@@ -749,6 +754,47 @@ impl<R: XskRings> Poller<R> {
         }
     }
 
+    /// At stop: hand the lossless backlogs to their consumers, whose threads run
+    /// until the pollers are done, for as long as they make progress, so that
+    /// `--pcap-overflow wait` loses nothing at the end either. What a consumer
+    /// stalled for `stall` has not taken is dropped and counted (moved from
+    /// `delivered` to `dropped`), so that a stuck consumer cannot hold the stack
+    /// up forever.
+    pub fn flush_backlogs(&mut self, stall: Duration) {
+        let mut left = self.backlogged();
+        let mut progress = std::time::Instant::now();
+        while left > 0 {
+            self.drain_backlogs();
+            let now = self.backlogged();
+            if now < left {
+                left = now;
+                progress = std::time::Instant::now();
+            } else if progress.elapsed() >= stall {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if let Sink::Threaded { backlog, .. } = sink
+                && !backlog.is_empty()
+            {
+                let n = backlog.len() as u64;
+                let c = &self.stats.consumers[i];
+                tracing::warn!(
+                    queue = self.queue,
+                    consumer = i,
+                    n,
+                    "consumer stalled at stop: dropping its backlog"
+                );
+                c.delivered
+                    .store(c.delivered.load(Ordering::Relaxed) - n, Ordering::Relaxed);
+                QueueStats::add(&c.dropped, n);
+                c.backlog.store(0, Ordering::Relaxed);
+                backlog.clear();
+            }
+        }
+    }
+
     /// Run rounds until `stop` is set. When the RX ring is empty: spin (up to an
     /// adaptive number of empty rounds), then kick the kernel if it asked and sleep
     /// in poll(2).
@@ -758,6 +804,7 @@ impl<R: XskRings> Poller<R> {
         let bound = self.pool.bind_to_current_thread();
         debug_assert!(bound, "the poller runs before any frame is viewed");
         let result = self.run_rounds(stop);
+        self.flush_backlogs(BACKLOG_STALL);
         self.drain_tx(Duration::from_millis(500));
         // Hand frames released on this thread back before it ends, so the pool
         // can be used (and dropped) from another thread.
@@ -1104,6 +1151,47 @@ mod tests {
         assert_eq!(got.len(), 16);
         assert_eq!(p.backlogged(), 0);
         assert_eq!(p.frames_in_kernel(), 16);
+    }
+
+    /// At stop, a lossless backlog goes to its consumer, still running, in full;
+    /// a consumer that takes nothing has it dropped and counted.
+    #[test]
+    fn backlogs_are_flushed_at_stop() {
+        for reads in [true, false] {
+            let mut p = poller(16, 16, 16, 16);
+            let (id, rx) = p.add_threaded(2, Overflow::Wait);
+            p.poll_once();
+            assert_eq!(p.rings_mut().arrive(16, 64), 16);
+            p.poll_once();
+            assert_eq!(p.backlogged(), 14);
+            let got = std::thread::scope(|s| {
+                let reader = s.spawn(|| {
+                    let mut got = 0;
+                    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                    while reads && got < 16 && std::time::Instant::now() < deadline {
+                        match rx.try_recv() {
+                            Some(_) => got += 1,
+                            None => std::thread::yield_now(),
+                        }
+                    }
+                    got
+                });
+                p.flush_backlogs(Duration::from_millis(if reads { 2000 } else { 50 }));
+                reader.join().unwrap()
+            });
+            assert_eq!(p.backlogged(), 0);
+            let c = &p.stats().consumers[usize::from(id.0)];
+            let (delivered, dropped) = (
+                c.delivered.load(Ordering::Relaxed),
+                c.dropped.load(Ordering::Relaxed),
+            );
+            if reads {
+                assert_eq!((got, delivered, dropped), (16, 16, 0));
+            } else {
+                // The two in its queue stay delivered; the backlog is dropped.
+                assert_eq!((got, delivered, dropped), (0, 2, 14));
+            }
+        }
     }
 
     #[derive(Clone, Debug)]

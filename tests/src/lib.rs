@@ -243,3 +243,28 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The frames of a classic pcap file (read with `pcap-file`: either byte order, µs
+/// or ns timestamps), in file order. Panics on anything malformed, a cut record
+/// included, on a link type other than Ethernet, and on a record cut short by a
+/// snaplen.
+pub fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut reader = pcap_file::pcap::PcapReader::new(bytes).expect("a pcap file header");
+    assert_eq!(
+        reader.header().datalink,
+        pcap_file::DataLink::ETHERNET,
+        "link type Ethernet"
+    );
+    let mut frames = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.unwrap_or_else(|e| panic!("record {}: {e}", frames.len()));
+        assert_eq!(
+            packet.orig_len as usize,
+            packet.data.len(),
+            "record {} cut by a snaplen",
+            frames.len()
+        );
+        frames.push(packet.data.into_owned());
+    }
+    frames
+}

@@ -23,7 +23,7 @@ use std::{
 
 use serde_json::Value;
 use xdpstack_testbed::{PEER_V4, PEER_V6, STACK_V4, STACK_V6, in_netns};
-use xdpstack_tests::{PORT, StackProcess, TempDir, Testbed, testbed, wait_detached};
+use xdpstack_tests::{PORT, StackProcess, TempDir, Testbed, pcap_frames, testbed, wait_detached};
 
 // ---------------------------------------------------------------------------------
 // The JSON summary: one accessor per field, so a renamed field is a one-line fix.
@@ -803,39 +803,6 @@ impl<'a> Datagram<'a> {
 
 // ---------------------------------------------------------------------------------
 // Capture files.
-
-/// The frames of a classic pcap file (either byte order, µs or ns); panics on
-/// anything malformed, a cut record included.
-fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
-    assert!(bytes.len() >= 24, "no pcap header: {} bytes", bytes.len());
-    let big_endian = match bytes[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => false,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => true,
-        _ => panic!("not a pcap file: magic {:02x?}", &bytes[..4]),
-    };
-    let u32_at = |at: usize| {
-        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        let v = if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        };
-        v as usize
-    };
-    assert_eq!(u32_at(20), 1, "link type Ethernet");
-    let mut frames = Vec::new();
-    let mut at = 24;
-    while at < bytes.len() {
-        assert!(at + 16 <= bytes.len(), "cut record header at {at}");
-        let (caplen, len) = (u32_at(at + 8), u32_at(at + 12));
-        assert_eq!(caplen, len, "record at {at} cut by a snaplen");
-        at += 16;
-        assert!(at + caplen <= bytes.len(), "cut record at {at}");
-        frames.push(bytes[at..at + caplen].to_vec());
-        at += caplen;
-    }
-    frames
-}
 
 /// The UDP payloads of the captured frames, each checked to be a sound datagram
 /// to `port`.

@@ -198,6 +198,52 @@ fn driver_without_native_xdp_is_named() {
     assert_eq!(attached(&ip_lo(&["link", "show", "dev", "lo"])), None);
 }
 
+/// The MTU raised under a running stack (veth allows it with XDP attached): the
+/// stack says once why the frames that no longer fit a UMEM frame are dropped,
+/// and the kernel's rx_dropped counts them; the rest keeps flowing.
+#[test]
+fn mtu_raised_mid_run_is_reported() {
+    let bed = testbed("mtur", 1);
+    let mut stack = StackProcess::start(
+        &bed,
+        &["--port", &PORT.to_string(), "--duration", "30", "--json"],
+    );
+    stack.wait_attached(&bed);
+    for (ns, dev) in [
+        (bed.stack_ns(), bed.stack_if()),
+        (bed.peer_ns(), bed.peer_if()),
+    ] {
+        let status = Command::new("ip")
+            .args(["-n", &ns, "link", "set", "dev", &dev, "mtu", "3000"])
+            .status()
+            .expect("ip link set mtu");
+        assert!(status.success(), "raising the MTU of {dev}");
+    }
+    // The supervisor looks every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    // 100-byte and 2900-byte payloads, alternately: the large ones do not fit.
+    xdpstack_tests::send_udp(&bed, false, PORT, 20, &[100, 2900]);
+    std::thread::sleep(Duration::from_millis(200));
+    stack.signal(libc::SIGINT);
+    let done = stack.wait(Duration::from_secs(20));
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        done.stderr.matches("was raised to 3000").count(),
+        1,
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("--frame-size"), "{}", done.stderr);
+    let json = done.json();
+    assert_eq!(json["packets"].as_u64(), Some(10), "{json}");
+    assert_eq!(
+        json["queues"][0]["xsk"]["rx_dropped"].as_u64(),
+        Some(10),
+        "{json}"
+    );
+    assert_eq!(json["xdp"]["redirected"].as_u64(), Some(20), "{json}");
+}
+
 fn stops_cleanly_when(tag: &str, action: &[&str], what: &str) {
     let bed = testbed(tag, 2);
     let mut stack = StackProcess::start(&bed, &["--port", &PORT.to_string(), "--app", "echo"]);

@@ -642,6 +642,7 @@ pub fn run(
                 iface: opts.iface.clone(),
                 xdp_mode,
                 zero_copy,
+                max_mtu,
             };
             // The XDP program's verdicts since attach, for the live statistics.
             let xdp = || {
@@ -883,6 +884,8 @@ struct Mode {
     iface: String,
     xdp_mode: AttachedMode,
     zero_copy: bool,
+    /// The largest MTU whose frames fit a UMEM frame.
+    max_mtu: u32,
 }
 
 /// The interface went away under the stack: how, and when.
@@ -912,12 +915,28 @@ fn supervise(
     let mut drawn_lines = 0;
     // Whether the pollers were asked for a ring sample for the coming interval.
     let mut rings_requested = false;
+    let mut mtu_warned = false;
     let mut next_link_check = started;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
         if now >= next_link_check {
             next_link_check = now + Duration::from_millis(100);
+            // An MTU raised under the running stack: frames that no longer fit a
+            // UMEM frame are dropped by the kernel (rx_dropped). Say why, once.
+            if !mtu_warned
+                && let Ok(mtu) = crate::ifinfo::mtu(&opts.iface)
+                && mtu > mode.max_mtu
+            {
+                mtu_warned = true;
+                tracing::warn!(
+                    "the MTU of {} was raised to {mtu} while running: frames longer than \
+                     {} bytes no longer fit a UMEM frame and are dropped by the kernel \
+                     (counted in rx_dropped); restart with a larger --frame-size",
+                    opts.iface,
+                    mode.max_mtu + L2_OVERHEAD
+                );
+            }
             let what = match crate::ifinfo::is_up(&opts.iface) {
                 Ok(true) => None,
                 Ok(false) => Some("went down"),

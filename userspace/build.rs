@@ -6,9 +6,14 @@ use std::{path::PathBuf, process::Command};
 use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
-    // Under Miri (which runs the frame pool's tests) nothing loads the object, and
-    // the nested cargo build cannot run through Miri's wrapper: embed an empty one.
-    if std::env::var_os("CARGO_CFG_MIRI").is_some() {
+    // Nothing loads the object under Miri (which runs the frame pool's tests) or in
+    // cargo-fuzz builds (`--cfg fuzzing`: the targets in fuzz/ parse frames and
+    // write captures, they attach nothing): embed an empty one. The nested cargo
+    // build cannot run through Miri's wrapper, and would only add a build of the
+    // XDP program (and a need for bpf-linker) to every fuzz build.
+    if std::env::var_os("CARGO_CFG_MIRI").is_some()
+        || std::env::var_os("CARGO_CFG_FUZZING").is_some()
+    {
         let out = PathBuf::from(std::env::var("OUT_DIR")?).join("xdpstack-xdp");
         std::fs::write(out, [])?;
         return Ok(());

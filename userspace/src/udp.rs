@@ -50,6 +50,9 @@ use serde::Serialize;
 use crate::frame::FrameView;
 
 mod handler;
+#[cfg(any(test, feature = "oracle"))]
+#[doc(hidden)]
+pub mod oracle;
 mod parse;
 mod reply;
 #[cfg(test)]

@@ -1685,6 +1685,33 @@ mod tests {
         assert_eq!(got, [Verdict::Pass(Counter::MalformedBadLength); 3]);
     }
 
+    /// RFC 8200 4.5: a Fragment header with M = 1 makes the packet a fragment
+    /// ("M flag. 1 = more fragments"); an atomic Fragment header (offset 0, M 0, RFC
+    /// 6946) behind it does not make it whole again, and neither does one before
+    /// it. `classify` let the last Fragment header decide, so the first fragment
+    /// of a datagram with a second, atomic Fragment header behind the first had
+    /// its UDP length checked against the fragment and was passed as
+    /// `malformed_bad_length` instead of steered like any first fragment (the user
+    /// space parser, which ORs the M flags, called it a fragment). Found by the
+    /// `udp_parse` fuzz target (fuzz/), comparing the two.
+    #[test]
+    fn divergence_atomic_fragment_header_does_not_undo_a_first_fragment() {
+        // A 3008-byte datagram, its first 1224 bytes in this fragment.
+        let d = udp(Pseudo::V6, SRC_PORT, STEERED_PORT, &payload(3000));
+        let first = Ext::Fragment {
+            offset: 0,
+            more: true,
+        };
+        let atomic = Ext::Fragment {
+            offset: 0,
+            more: false,
+        };
+        for exts in [[first, atomic], [atomic, first]] {
+            let f = frame(&[], ETH_P_IPV6, &ipv6(&exts, IPPROTO_UDP, &d[..1224]));
+            assert_eq!(udp_mode(&f), Verdict::Steer, "{exts:?}");
+        }
+    }
+
     // -----------------------------------------------------------------------------
     // Property tests.
 

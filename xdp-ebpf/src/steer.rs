@@ -238,7 +238,9 @@ fn ipv6<P: PacketBytes + ?Sized>(frame: &P, l3: usize) -> Parse<Option<u16>> {
                 if offset_flags & IPV6_FRAG_OFFSET_MASK != 0 {
                     return Err(Counter::PassFragment);
                 }
-                first_fragment = offset_flags & IPV6_FRAG_MORE != 0;
+                // M set in any Fragment header makes the packet a fragment; an
+                // atomic one (RFC 6946) before or behind it does not undo that.
+                first_fragment |= offset_flags & IPV6_FRAG_MORE != 0;
                 8
             }
             // No Next Header (59), ICMPv6, TCP, ESP, ...: not ours. AH (51) too:

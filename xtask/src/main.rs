@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -24,7 +25,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Install every prerequisite that is missing (apt packages, nightly rust-src,
-    /// bpf-linker). Idempotent.
+    /// bpf-linker, cargo-fuzz). Idempotent.
     Setup,
     /// Set up and build the `xdpstack` binary (the XDP program is embedded in it).
     Build {
@@ -56,6 +57,16 @@ enum Cmd {
         /// Only these payload sizes (repeatable).
         #[arg(long = "payload")]
         payloads: Vec<u64>,
+    },
+    /// Fuzz the UDP parser, the XDP steering logic and the capture writer
+    /// (cargo-fuzz targets in fuzz/): builds, seeds from the XDP program's test
+    /// corpus, runs each target; a crash fails with the input and how to reproduce.
+    Fuzz {
+        /// Seconds per target (`cargo xtask test` runs 20).
+        #[arg(long, default_value_t = fuzz::LONG_SECONDS)]
+        seconds: u64,
+        /// Only these targets: udp_parse, steer, pcap_record [default: all].
+        targets: Vec<String>,
     },
     /// Create or remove a veth testbed in two network namespaces.
     Testbed {
@@ -239,6 +250,7 @@ fn test(extra: &[String]) -> Result<()> {
             "-Zmiri-disable-isolation -Zmiri-ignore-leaks",
         ),
     )?;
+    fuzz::short()?;
     require_root("the integration tests")?;
     let bin = build(false)?;
     step(
@@ -321,6 +333,9 @@ fn main() -> ExitCode {
             )?;
             bench::bench(&binary(true), quick, &receivers, &payloads)
         }),
+        Cmd::Fuzz { seconds, targets } => {
+            setup::setup().and_then(|()| fuzz::fuzz(seconds, &targets))
+        }
         Cmd::Testbed { action } => testbed(action),
     };
     match result {

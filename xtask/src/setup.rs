@@ -184,6 +184,22 @@ pub fn setup() -> Result<()> {
         did_something = true;
     }
 
+    // `cargo +nightly fuzz` through rustup, as `cargo xtask fuzz` calls it.
+    let cargo_fuzz =
+        || succeeds(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "--version"]));
+    if !cargo_fuzz() {
+        run(
+            "cargo install cargo-fuzz (builds and runs the fuzz targets in fuzz/; takes a minute)",
+            Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]),
+        )?;
+        if !cargo_fuzz() {
+            bail!(
+                "setup: cargo-fuzz was installed but `cargo +nightly fuzz` does not find it (add ~/.cargo/bin to PATH)"
+            );
+        }
+        did_something = true;
+    }
+
     if !did_something {
         eprintln!("setup: everything is installed");
     }

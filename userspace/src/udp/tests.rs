@@ -4,14 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use etherparse::{LinkExtSlice, NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use xdp_ebpf::corpus::{self, STEERED_PORT};
-use xdp_ebpf::{
-    Counter, MAX_HEADER_BYTES, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, SteerMode, Verdict, classify,
-};
+use xdp_ebpf::{Counter, SteerMode, Verdict, classify};
 
+use super::oracle::{agrees_with_steer, etherparse_verdict, reject_for, rfc1071};
 use super::*;
 use crate::frame::{FramePool, HeapMemory, RxMeta};
 
@@ -121,18 +120,6 @@ fn be16(f: &[u8], off: usize) -> u16 {
 
 fn put16(f: &mut [u8], off: usize, v: u16) {
     f[off..off + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// A reference Internet checksum (RFC 1071), written for clarity, not speed.
-fn rfc1071(data: &[u8]) -> u16 {
-    let mut sum: u64 = data
-        .chunks(2)
-        .map(|w| u64::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Recompute the IPv4 header checksum of the header at `l3` (IHL from the header).
@@ -330,22 +317,6 @@ const UDP_TO_OTHER_PORTS: [&str; 6] = [
     "pass_not_steered/udp6/hop-by-hop-dst-port-9001",
 ];
 
-/// The mapping table: the reason this parser gives for a frame the XDP program
-/// passes with `counter`.
-fn reject_for(counter: Counter) -> Reject {
-    match counter {
-        Counter::PassNotSteered | Counter::PassIeee8023 => Reject::NotUdp,
-        Counter::PassFragment => Reject::Fragment,
-        Counter::MalformedTruncated => Reject::Truncated,
-        Counter::MalformedBadIhl | Counter::MalformedBadVersion => Reject::BadIpHeader,
-        Counter::MalformedBadLength => Reject::BadLength,
-        Counter::MalformedTooManyHeaders => Reject::TooManyHeaders,
-        Counter::Seen | Counter::Redirected | Counter::PassNoSocket => {
-            unreachable!("not a verdict of classify on a frame: {counter:?}")
-        }
-    }
-}
-
 /// What `parse` must answer for a corpus case.
 ///
 /// The corpus computes correct IPv4 header and UDP checksums for its well-formed
@@ -365,7 +336,7 @@ fn expected(case: &corpus::Case) -> Result<(), Reject> {
         {
             Ok(())
         }
-        Verdict::Pass(counter) => Err(reject_for(counter)),
+        Verdict::Pass(counter) => Err(reject_for(counter).expect("a verdict of classify")),
     }
 }
 
@@ -1331,111 +1302,6 @@ fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// etherparse's verdict: `SlicedPacket::from_ethernet` (strict lengths) finds a
-/// UDP datagram whose checksums etherparse's own calculation confirms, minus the
-/// intentional differences of this parser, each named by its error:
-fn etherparse_verdict(frame: &[u8]) -> Result<(), &'static str> {
-    let p = SlicedPacket::from_ethernet(frame).map_err(|_| "etherparse: error")?;
-    if p.link_exts.len() > MAX_VLAN_TAGS {
-        return Err("difference: a third VLAN tag (steer.rs's limit)");
-    }
-    if p.link_exts
-        .iter()
-        .any(|e| !matches!(e, LinkExtSlice::Vlan(_)))
-    {
-        return Err("difference: MACsec is not walked");
-    }
-    let Some(TransportSlice::Udp(udp)) = &p.transport else {
-        return Err("etherparse: no UDP datagram (or a fragment)");
-    };
-    if udp.length() == 0 {
-        return Err("difference: UDP length 0 (etherparse: the rest of the IP payload)");
-    }
-    let l3 = 14 + 4 * p.link_exts.len();
-    match &p.net {
-        Some(NetSlice::Ipv4(ip)) => {
-            if ip.extensions().auth.is_some() {
-                return Err("difference: UDP behind AH is the kernel's");
-            }
-            // Not `to_header().calc_header_checksum()`: etherparse's Ipv4Header
-            // has no field for the reserved flag bit, so that is not the checksum
-            // of the bytes on the wire. And one's complement has two zeros: a
-            // stored 0xffff where the calculation gives 0x0000 is correct. So
-            // verify the RFC 1071 way, summing the header with its checksum.
-            if rfc1071(ip.header().slice()) != 0 {
-                return Err("IPv4 header checksum");
-            }
-            let h = ip.header().to_header();
-            if udp.checksum() != 0
-                && Ok(udp.checksum()) != udp.to_header().calc_checksum_ipv4(&h, udp.payload())
-            {
-                return Err("etherparse: UDP checksum");
-            }
-        }
-        Some(NetSlice::Ipv6(ip)) => {
-            if ip.header().payload_length() == 0 {
-                return Err("difference: IPv6 payload length 0 (jumbogram)");
-            }
-            let exts = ip.extensions();
-            let mut count = 0;
-            for ext in exts.clone() {
-                count += 1;
-                match ext {
-                    etherparse::Ipv6ExtensionSlice::Authentication(_) => {
-                        return Err("difference: UDP behind AH is the kernel's");
-                    }
-                    etherparse::Ipv6ExtensionSlice::Routing(r) if r.slice()[3] != 0 => {
-                        return Err("difference: Routing header with Segments Left");
-                    }
-                    _ => {}
-                }
-            }
-            if count > MAX_IPV6_EXT_HEADERS || l3 + 40 + exts.slice().len() > MAX_HEADER_BYTES {
-                return Err("difference: extension headers beyond steer.rs's limits");
-            }
-            if udp.checksum() == 0 {
-                return Err("etherparse: zero UDP checksum over IPv6");
-            }
-            let h = ip.header().to_header();
-            if Ok(udp.checksum()) != udp.to_header().calc_checksum_ipv6(&h, udp.payload()) {
-                return Err("etherparse: UDP checksum");
-            }
-        }
-        _ => return Err("etherparse: not IP"),
-    }
-    Ok(())
-}
-
-/// Whether steer.rs's verdict (with every port steered) and this parser's result
-/// agree, by the mapping table [`reject_for`] and the documented differences.
-fn agrees_with_steer(verdict: Verdict, ours: Result<(), Reject>) -> bool {
-    match (verdict, ours) {
-        (Verdict::Steer, Ok(())) => true,
-        // steer.rs verifies no checksum, steers first fragments, and does not look
-        // at Segments Left.
-        (
-            Verdict::Steer,
-            Err(
-                Reject::BadUdpChecksum
-                | Reject::ZeroUdpChecksumIpv6
-                | Reject::Fragment
-                | Reject::RoutingHeader,
-            ),
-        ) => true,
-        // The IPv4 header checksum is verified once the header's lengths are; the
-        // verdicts steer.rs reaches after that point are these.
-        (
-            Verdict::Steer
-            | Verdict::Pass(
-                Counter::PassNotSteered | Counter::PassFragment | Counter::MalformedBadLength,
-            ),
-            Err(Reject::BadIpv4Checksum),
-        ) => true,
-        (Verdict::Pass(counter), Err(reject)) => reject_for(counter) == reject,
-        (Verdict::Pass(_), Ok(())) | (Verdict::Steer, Err(_)) => false,
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(5000))]
 
@@ -1451,16 +1317,11 @@ proptest! {
             theirs.is_ok(),
             "ours {:?}, etherparse {:?}\n  frame: {:02x?}",
             ours.map(|_| ()),
-            theirs,
+            theirs.map(|_| ()),
             f
         );
-        if let Ok(p) = ours {
-            let sliced = SlicedPacket::from_ethernet(&f).unwrap();
-            let Some(TransportSlice::Udp(udp)) = sliced.transport else {
-                unreachable!("checked by etherparse_verdict");
-            };
-            prop_assert_eq!(p.payload, udp.payload());
-            prop_assert_eq!((p.src.port(), p.dst.port()), (udp.source_port(), udp.destination_port()));
+        if let (Ok(p), Ok((sport, dport, payload))) = (ours, theirs) {
+            prop_assert_eq!((p.src.port(), p.dst.port(), p.payload), (sport, dport, payload));
         }
     }
 

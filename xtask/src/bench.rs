@@ -13,7 +13,7 @@ use std::{
     fmt::Write as _,
     io::Read as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -73,13 +73,13 @@ struct Run {
 }
 
 /// A child process, ended by pid if still running when dropped.
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
     what: String,
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command, what: &str) -> Result<Self> {
+    pub(crate) fn spawn(cmd: &mut Command, what: &str) -> Result<Self> {
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -91,7 +91,7 @@ impl Proc {
         })
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid fits i32")
     }
 
@@ -102,18 +102,33 @@ impl Proc {
     }
 
     /// SIGTERM, then collect stdout and stderr (at most `timeout`).
-    fn stop(mut self, timeout: Duration) -> Result<(String, String)> {
+    fn stop(self, timeout: Duration) -> Result<(String, String)> {
+        self.stop_with("-TERM", timeout)
+            .map(|(_, out, err)| (out, err))
+    }
+
+    /// Send `signal` (`kill`'s spelling, e.g. `-INT`) to the running process, then
+    /// wait for it (at most `timeout`) and collect its exit status and whatever
+    /// stdout and stderr were not taken already.
+    pub(crate) fn stop_with(
+        mut self,
+        signal: &str,
+        timeout: Duration,
+    ) -> Result<(ExitStatus, String, String)> {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([signal, &self.pid().to_string()])
             .status();
         let deadline = Instant::now() + timeout;
-        while self.child.try_wait()?.is_none() {
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 bail!("{} did not stop within {timeout:?}", self.what);
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         let (mut out, mut err) = (String::new(), String::new());
         if let Some(mut o) = self.child.stdout.take() {
             o.read_to_string(&mut out)?;
@@ -121,7 +136,7 @@ impl Proc {
         if let Some(mut e) = self.child.stderr.take() {
             e.read_to_string(&mut err)?;
         }
-        Ok((out, err))
+        Ok((status, out, err))
     }
 }
 
@@ -162,7 +177,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// The interface's counters (`ip -s -j link`), inside its namespace.
-fn link_stats(ns: &str, dev: &str) -> Result<Value> {
+pub(crate) fn link_stats(ns: &str, dev: &str) -> Result<Value> {
     let out = Command::new("ip")
         .args(["-n", ns, "-s", "-j", "link", "show", "dev", dev])
         .output()
@@ -171,11 +186,11 @@ fn link_stats(ns: &str, dev: &str) -> Result<Value> {
     Ok(v[0]["stats64"].clone())
 }
 
-fn counter(stats: &Value, dir: &str, name: &str) -> u64 {
+pub(crate) fn counter(stats: &Value, dir: &str, name: &str) -> u64 {
     stats[dir][name].as_u64().unwrap_or(0)
 }
 
-fn mac_of(ns: &str, dev: &str) -> Result<String> {
+pub(crate) fn mac_of(ns: &str, dev: &str) -> Result<String> {
     let out = Command::new("ip")
         .args(["-n", ns, "-j", "link", "show", "dev", dev])
         .output()
@@ -187,7 +202,7 @@ fn mac_of(ns: &str, dev: &str) -> Result<String> {
         .context("no MAC address")
 }
 
-fn json_line(text: &str) -> Result<Value> {
+pub(crate) fn json_line(text: &str) -> Result<Value> {
     let line = text
         .lines()
         .rev()
@@ -212,7 +227,7 @@ struct Bins {
 /// it. Threaded NAPI pinned to CPU 0 puts the whole receive path (kernel and user
 /// space) on the receiver's core, and the generator on CPU 1 out-runs it: what the
 /// receiver cannot take is counted (veth ring full).
-fn threaded_napi(ns: &str, dev: &str, cpu: u32) -> Result<Vec<String>> {
+pub(crate) fn threaded_napi(ns: &str, dev: &str, cpu: u32) -> Result<Vec<String>> {
     let ok = |c: &mut Command, what: &str| -> Result<()> {
         let status = c.status().with_context(|| what.to_string())?;
         if !status.success() {

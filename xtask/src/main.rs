@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod setup;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
@@ -57,6 +58,17 @@ enum Cmd {
         /// Only these payload sizes (repeatable).
         #[arg(long = "payload")]
         payloads: Vec<u64>,
+    },
+    /// Soak test (not in CI): a flood with random consumer stalls and queue-full
+    /// events on a veth testbed, checked at the end; writes
+    /// target/soak/report.json.
+    Soak {
+        /// How long to run, in minutes.
+        #[arg(long)]
+        minutes: f64,
+        /// Seed of the random schedule [default: from the clock].
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Fuzz the UDP parser, the XDP steering logic and the capture writer
     /// (cargo-fuzz targets in fuzz/): builds, seeds from the XDP program's test
@@ -332,6 +344,14 @@ fn main() -> ExitCode {
                 cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
             )?;
             bench::bench(&binary(true), quick, &receivers, &payloads)
+        }),
+        Cmd::Soak { minutes, seed } => setup::setup().and_then(|()| {
+            require_root("the soak test")?;
+            step(
+                "build the release binaries (xdpstack, xdpstack-gen)",
+                cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
+            )?;
+            soak::soak(&binary(true), minutes, seed)
         }),
         Cmd::Fuzz { seconds, targets } => {
             setup::setup().and_then(|()| fuzz::fuzz(seconds, &targets))

@@ -47,6 +47,22 @@ pub fn testbed(tag: &str, queues: u32) -> Testbed {
     Testbed::create(&unique_name(tag), queues).expect("creating the testbed")
 }
 
+/// A one-queue testbed whose peer sends nothing of its own: IPv6 (router
+/// solicitations, MLD reports, neighbour discovery) is off on the peer's end, so
+/// that as long as no test sends IPv4 from a kernel socket there (no ARP either),
+/// every frame the stack side sees is the test's and counters compare exactly.
+pub fn quiet_testbed(tag: &str) -> Testbed {
+    let bed = testbed(tag, 1);
+    let sysctl = format!("net.ipv6.conf.{}.disable_ipv6=1", bed.peer_if());
+    let out = bed
+        .peer_command("sysctl")
+        .args(["-qw", &sysctl])
+        .output()
+        .expect("sysctl");
+    assert!(out.status.success(), "sysctl {sysctl}: {out:?}");
+    bed
+}
+
 /// The `xdpstack` binary: `$XDPSTACK_BIN` (set by `cargo xtask test`), or the
 /// workspace's debug build.
 pub fn xdpstack_bin() -> PathBuf {

@@ -55,7 +55,9 @@ use xdp_ebpf::{
     Counter, Verdict,
     corpus::{self, IpVersion, STEERED_PORT},
 };
-use xdpstack_tests::{PORT, StackProcess, TempDir, Testbed, pcap_frames, testbed, wait_detached};
+use xdpstack_tests::{
+    PORT, StackProcess, TempDir, Testbed, pcap_frames, quiet_testbed, wait_detached,
+};
 
 /// Each corpus frame is sent this many times.
 const ROUNDS: usize = 3;
@@ -140,18 +142,6 @@ fn link_counters(ns: &str, dev: &str) -> LinkCounters {
 
 fn set_mtu(ns: &str, dev: &str, mtu: usize) {
     ip(ns, &["link", "set", "dev", dev, "mtu", &mtu.to_string()]);
-}
-
-/// A one-queue testbed whose peer sends nothing of its own: IPv6 (router
-/// solicitations, MLD reports) is off on the peer's end, and no test sends IPv4
-/// from a kernel socket there (no ARP either).
-fn quiet_testbed(tag: &str) -> Testbed {
-    let bed = testbed(tag, 1);
-    run(bed.peer_command("sysctl").args([
-        "-qw",
-        &format!("net.ipv6.conf.{}.disable_ipv6=1", bed.peer_if()),
-    ]));
-    bed
 }
 
 /// `frame` with a unicast destination MAC replaced by `mac` (see the module

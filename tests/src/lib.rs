@@ -284,3 +284,70 @@ pub fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
     }
     frames
 }
+
+/// Run `cmd`; panic with its stderr unless it succeeds; its stdout.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip -n NS ARGS`; its stdout.
+pub fn ip(ns: &str, args: &[&str]) -> String {
+    run(std::process::Command::new("ip").args(["-n", ns]).args(args))
+}
+
+/// `ip -j [-s] link show dev DEV` in namespace `ns`: the link's JSON object.
+pub fn link_json(ns: &str, dev: &str, stats: bool) -> serde_json::Value {
+    let mut args = vec!["-j"];
+    if stats {
+        args.push("-s");
+    }
+    args.extend(["link", "show", "dev", dev]);
+    let out = ip(ns, &args);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j prints JSON");
+    v[0].clone()
+}
+
+/// The interface counters the tests compare (`ip -s -j link`, 64-bit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Frames the device could not send (a veth: the other end's ring full).
+    pub tx_dropped: u64,
+    /// Frames dropped on receive.
+    pub rx_dropped: u64,
+}
+
+/// The counters of `dev` in namespace `ns`.
+pub fn link_counters(ns: &str, dev: &str) -> LinkCounters {
+    let v = link_json(ns, dev, true);
+    let get = |dir: &str, key: &str| {
+        v["stats64"][dir][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stats64.{dir}.{key} in {v}"))
+    };
+    LinkCounters {
+        tx_packets: get("tx", "packets"),
+        tx_dropped: get("tx", "dropped"),
+        rx_dropped: get("rx", "dropped"),
+    }
+}
+
+/// The counter at `path` below `v` (a JSON summary); panics naming the path (a
+/// renamed field?).
+pub fn counter(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut at = v;
+    for key in path {
+        at = &at[*key];
+    }
+    at.as_u64()
+        .unwrap_or_else(|| panic!("no counter `{}` in {v}", path.join(".")))
+}

@@ -48,7 +48,7 @@
 //! peer's TX counter, so the XDP counters can be compared exactly.
 #![deny(unsafe_code)]
 
-use std::{collections::BTreeMap, io, path::Path, process::Command, time::Duration};
+use std::{collections::BTreeMap, io, path::Path, time::Duration};
 
 use serde_json::Value;
 use xdp_ebpf::{
@@ -56,7 +56,8 @@ use xdp_ebpf::{
     corpus::{self, IpVersion, STEERED_PORT},
 };
 use xdpstack_tests::{
-    PORT, StackProcess, TempDir, Testbed, pcap_frames, quiet_testbed, wait_detached,
+    PORT, StackProcess, TempDir, Testbed, counter, ip, link_counters, link_json, pcap_frames,
+    quiet_testbed, wait_detached,
 };
 
 /// Each corpus frame is sent this many times.
@@ -75,36 +76,6 @@ const VETH_SLACK: usize = 14 + 4;
 // ---------------------------------------------------------------------------------
 // The testbed.
 
-/// Run `cmd`; panic with its stderr unless it succeeds; its stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ip -n NS ARGS`.
-fn ip(ns: &str, args: &[&str]) -> String {
-    run(Command::new("ip").args(["-n", ns]).args(args))
-}
-
-/// `ip -j [-s] link show dev DEV` in `ns`, parsed.
-fn link_json(ns: &str, dev: &str, stats: bool) -> Value {
-    let mut args = vec!["-j"];
-    if stats {
-        args.push("-s");
-    }
-    args.extend(["link", "show", "dev", dev]);
-    let out = ip(ns, &args);
-    let v: Value = serde_json::from_str(&out).expect("ip -j prints JSON");
-    v[0].clone()
-}
-
 /// The ifindex and MAC address of `dev` in namespace `ns`.
 fn link(ns: &str, dev: &str) -> (i32, [u8; 6]) {
     let v = link_json(ns, dev, false);
@@ -116,28 +87,6 @@ fn link(ns: &str, dev: &str) -> (i32, [u8; 6]) {
         .collect();
     let mac = bytes.try_into().expect("6-byte MAC");
     (i32::try_from(ifindex).expect("ifindex fits"), mac)
-}
-
-/// The interface counters the tests compare (`ip -s -j link`, 64-bit).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct LinkCounters {
-    tx_packets: u64,
-    tx_dropped: u64,
-    rx_dropped: u64,
-}
-
-fn link_counters(ns: &str, dev: &str) -> LinkCounters {
-    let v = link_json(ns, dev, true);
-    let get = |dir: &str, key: &str| {
-        v["stats64"][dir][key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no stats64.{dir}.{key} in {v}"))
-    };
-    LinkCounters {
-        tx_packets: get("tx", "packets"),
-        tx_dropped: get("tx", "dropped"),
-        rx_dropped: get("rx", "dropped"),
-    }
 }
 
 fn set_mtu(ns: &str, dev: &str, mtu: usize) {
@@ -196,16 +145,6 @@ fn stop(bed: &Testbed, stack: StackProcess) -> Value {
     let json = done.json();
     assert_eq!(wait_detached(bed), None, "still attached after exit");
     json
-}
-
-/// The counter at `path` below `v`; panics naming the path.
-fn counter(v: &Value, path: &[&str]) -> u64 {
-    let mut at = v;
-    for key in path {
-        at = &at[*key];
-    }
-    at.as_u64()
-        .unwrap_or_else(|| panic!("no counter `{}` in {v}", path.join(".")))
 }
 
 /// Every XDP counter of the summary, by name.

@@ -21,7 +21,7 @@ use xdpstack::{
     poller::{RxDesc, XskRings},
     xsk::{XskConfig, XskSocket, XskStats, ZeroCopy},
 };
-use xdpstack_tests::{PORT, StackProcess, send_udp, testbed};
+use xdpstack_tests::{PORT, StackProcess, link_counters, send_udp, testbed};
 use xsk_rs::{
     CompQueue, FrameDesc, Socket, TxQueue, Umem,
     config::{BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
@@ -203,7 +203,7 @@ fn frames_too_big_for_a_umem_frame_count_as_rx_dropped() {
 fn invalid_tx_descriptors_are_counted_and_skipped() {
     let bed = testbed("kti", 1);
     let iface = bed.stack_if();
-    let tx_before = tx_packets(&bed);
+    let tx_before = link_counters(&bed.stack_ns(), &bed.stack_if()).tx_packets;
     let (seen, completed) = bed
         .in_stack(|| {
             let umem_config = |size: u32| {
@@ -271,20 +271,10 @@ fn invalid_tx_descriptors_are_counted_and_skipped() {
     assert_eq!(seen.tx_invalid_descs, 3, "{seen:?}");
     // The valid frame went out (the kernel may send a neighbour solicitation of
     // its own meanwhile, so at least one).
-    assert!(tx_packets(&bed) > tx_before, "the valid frame was sent");
-}
-
-/// Frames sent by the stack-side veth so far.
-fn tx_packets(bed: &xdpstack_tests::Testbed) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["-n", &bed.stack_ns(), "-s", "-j", "link", "show", "dev"])
-        .arg(bed.stack_if())
-        .output()
-        .expect("ip -s link");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-    v[0]["stats64"]["tx"]["packets"]
-        .as_u64()
-        .expect("tx packets")
+    assert!(
+        link_counters(&bed.stack_ns(), &bed.stack_if()).tx_packets > tx_before,
+        "the valid frame was sent"
+    );
 }
 
 /// Put `descs` on the TX ring and kick until the kernel has taken them all.

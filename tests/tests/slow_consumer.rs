@@ -21,7 +21,10 @@ use std::{
 };
 
 use serde_json::Value;
-use xdpstack_tests::{PORT, StackProcess, TempDir, pcap_frames, send_udp, testbed, wait_detached};
+use xdpstack_tests::{
+    PORT, StackProcess, TempDir, counter, link_counters, pcap_frames, send_udp, testbed,
+    wait_detached,
+};
 
 /// Frames in the queue's UMEM (`--frames`).
 const FRAMES: u64 = 4096;
@@ -81,16 +84,6 @@ fn slow_reader(
     })
 }
 
-/// The counter at `path` below `v`; panics naming the path.
-fn counter(v: &Value, path: &[&str]) -> u64 {
-    let mut at = v;
-    for key in path {
-        at = &at[*key];
-    }
-    at.as_u64()
-        .unwrap_or_else(|| panic!("no counter `{}` in {v}", path.join(".")))
-}
-
 /// The consumer named `name` of the one queue in a summary or an interval.
 fn consumer<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["queues"][0]["consumers"]
@@ -104,20 +97,6 @@ fn consumer<'a>(v: &'a Value, name: &str) -> &'a Value {
 /// The one socket's XDP_STATISTICS counter `name`.
 fn xsk(v: &Value, name: &str) -> u64 {
     counter(&v["queues"][0], &["xsk", name])
-}
-
-/// `tx_dropped` of `dev` in `ns` (`ip -s -j link`): frames the veth could not
-/// hand to the other end (its ring full).
-fn tx_dropped(ns: &str, dev: &str) -> u64 {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-s", "-j", "link", "show", "dev", dev])
-        .output()
-        .expect("ip link");
-    assert!(out.status.success(), "{out:?}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j prints JSON");
-    v[0]["stats64"]["tx"]["dropped"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no tx dropped in {v}"))
 }
 
 /// What a run left: the summary, the `--stats` intervals, the capture as read.
@@ -161,11 +140,11 @@ fn throttled_run(tag: &str, overflow: &str, pause: Duration) -> Outcome {
         ],
     );
     stack.wait_attached(&bed);
-    let veth_before = tx_dropped(&bed.peer_ns(), &bed.peer_if());
+    let veth_before = link_counters(&bed.peer_ns(), &bed.peer_if()).tx_dropped;
     assert_eq!(send_udp(&bed, false, PORT, SENT, &SIZES), SENT);
     // The UDP consumer runs on the poller: let it take in the last datagrams.
     std::thread::sleep(Duration::from_millis(500));
-    let veth_drops = tx_dropped(&bed.peer_ns(), &bed.peer_if()) - veth_before;
+    let veth_drops = link_counters(&bed.peer_ns(), &bed.peer_if()).tx_dropped - veth_before;
     stack.signal(libc::SIGINT);
     let done = stack.wait(EXIT_BOUND);
     assert!(done.status.success(), "{done:?}");

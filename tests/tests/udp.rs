@@ -23,20 +23,12 @@ use std::{
 
 use serde_json::Value;
 use xdpstack_testbed::{PEER_V4, PEER_V6, STACK_V4, STACK_V6, in_netns};
-use xdpstack_tests::{PORT, StackProcess, TempDir, Testbed, pcap_frames, testbed, wait_detached};
+use xdpstack_tests::{
+    PORT, StackProcess, TempDir, Testbed, counter, ip, pcap_frames, run, testbed, wait_detached,
+};
 
 // ---------------------------------------------------------------------------------
 // The JSON summary: one accessor per field, so a renamed field is a one-line fix.
-
-/// The counter at `path` below `v`; panics naming the path (a renamed field?).
-fn counter(v: &Value, path: &[&str]) -> u64 {
-    let mut at = v;
-    for key in path {
-        at = &at[*key];
-    }
-    at.as_u64()
-        .unwrap_or_else(|| panic!("no counter `{}` in {v}", path.join(".")))
-}
 
 /// The per-queue summaries.
 fn queues(json: &Value) -> &[Value] {
@@ -193,24 +185,6 @@ fn settle() {
 /// An MTU that carries a 1472-byte UDP payload over IPv6 (1520 bytes of IP),
 /// tagged, without fragments.
 const JUMBO_MTU: u32 = 1600;
-
-/// Run `cmd`; panic with its stderr unless it succeeds; its stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ip -n NS ARGS`.
-fn ip(ns: &str, args: &[&str]) -> String {
-    run(Command::new("ip").args(["-n", ns]).args(args))
-}
 
 /// Both veth ends of the testbed: (namespace, interface).
 fn veth_ends(bed: &Testbed) -> [(String, String); 2] {

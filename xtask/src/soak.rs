@@ -1108,15 +1108,7 @@ fn phase_checks(p: &Phase, bad_lines: u64, attached_after: Option<u32>) -> Vec<C
         return c;
     }
     let queues = s["queues"].as_array().cloned().unwrap_or_default();
-    let consumer = |q: &Value, name: &str, field: &str| -> u64 {
-        q["consumers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|x| x["name"] == name)
-            .map(|x| u(&x[field]))
-            .sum()
-    };
+    let consumer = consumer_field;
     let sum = |f: &dyn Fn(&Value) -> u64| queues.iter().map(f).sum::<u64>();
     let packets = u(&s["packets"]);
 
@@ -1397,15 +1389,18 @@ fn total(phases: &[Phase], f: &dyn Fn(&Value) -> u64) -> u64 {
 }
 
 fn consumer_total(phases: &[Phase], name: &str, field: &str) -> u64 {
-    total(phases, &|q| {
-        q["consumers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|x| x["name"] == name)
-            .map(|x| u(&x[field]))
-            .sum()
-    })
+    total(phases, &|q| consumer_field(q, name, field))
+}
+
+/// `field` of consumer `name` in a queue's summary (0 if it has none).
+fn consumer_field(q: &Value, name: &str, field: &str) -> u64 {
+    q["consumers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| x["name"] == name)
+        .map(|x| u(&x[field]))
+        .sum()
 }
 
 /// Run the soak for `minutes`, with the release `xdpstack` (its siblings next to

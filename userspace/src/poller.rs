@@ -803,6 +803,8 @@ impl<R: XskRings> Poller<R> {
         // come back without atomics.
         let bound = self.pool.bind_to_current_thread();
         debug_assert!(bound, "the poller runs before any frame is viewed");
+        // A first sample of the rings, so that readers never see none.
+        self.stats.sample_rings.store(true, Ordering::Relaxed);
         let result = self.run_rounds(stop);
         self.flush_backlogs(BACKLOG_STALL);
         self.drain_tx(Duration::from_millis(500));

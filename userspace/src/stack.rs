@@ -717,9 +717,12 @@ struct QueueProbe {
     live: Vec<Arc<dyn LiveCounters>>,
 }
 
-/// How long before printing an interval the pollers are asked to sample their
-/// rings.
-const RING_SAMPLE_LEAD: Duration = Duration::from_millis(20);
+/// How long the statistics wait for the pollers to sample their rings before
+/// printing an interval: a busy poller answers within a round (once the
+/// scheduler runs it: on a loaded machine that can take several milliseconds),
+/// one sleeping on a busy queue within its 1 ms poll(2); an idle one (100 ms) is
+/// left with its last sample, which an idle queue does not change.
+const RING_SAMPLE_WAIT: Duration = Duration::from_millis(20);
 
 /// One queue in a `--stats` interval.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -740,8 +743,9 @@ pub struct QueueInterval {
     /// fill ring).
     pub frames_in_kernel: u64,
     /// Of those, the frames on the fill ring and on the RX ring, sampled by the
-    /// poller shortly before the interval (an idle poller answers within its
-    /// poll(2) timeout, so its figures may be one interval old).
+    /// poller when the interval is taken (a poller asleep on an idle queue
+    /// answers later: its last sample stands, which an idle queue does not
+    /// change).
     pub rings: RingOccupancy,
     /// Frames free in user space.
     pub frames_free: u64,
@@ -888,6 +892,23 @@ struct Mode {
     max_mtu: u32,
 }
 
+/// Ask every poller for a sample of its rings and wait (at most
+/// [`RING_SAMPLE_WAIT`]) until they have answered, so that the figures printed
+/// are of the same moment as the other counters.
+fn sample_rings(probes: &[QueueProbe]) {
+    for p in probes {
+        p.stats.sample_rings.store(true, Ordering::Relaxed);
+    }
+    let deadline = Instant::now() + RING_SAMPLE_WAIT;
+    while Instant::now() < deadline
+        && probes
+            .iter()
+            .any(|p| p.stats.sample_rings.load(Ordering::Acquire))
+    {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
 /// The interface went away under the stack: how, and when.
 struct LinkLost {
     what: &'static str,
@@ -913,8 +934,6 @@ fn supervise(
     // On a terminal the text block is redrawn in place; piped, it is appended.
     let redraw = !opts.stats_json && std::io::stderr().is_terminal();
     let mut drawn_lines = 0;
-    // Whether the pollers were asked for a ring sample for the coming interval.
-    let mut rings_requested = false;
     let mut mtu_warned = false;
     let mut next_link_check = started;
     while !stop.load(Ordering::Relaxed) {
@@ -958,21 +977,11 @@ fn supervise(
         if opts.count.is_some_and(|c| packets >= c) || deadline.is_some_and(|d| now >= d) {
             stop.store(true, Ordering::Relaxed);
         }
-        // Ask the pollers to sample their rings a little before the interval is
-        // printed, so that busy ones have answered by then.
-        if let Some(at) = next_stats
-            && !rings_requested
-            && now + RING_SAMPLE_LEAD >= at
-        {
-            for p in probes {
-                p.stats.sample_rings.store(true, Ordering::Relaxed);
-            }
-            rings_requested = true;
-        }
         if let (Some(at), Some(every)) = (next_stats, opts.stats_interval)
             && now >= at
         {
-            rings_requested = false;
+            sample_rings(probes);
+            let now = Instant::now();
             let secs = now.duration_since(last_time).as_secs_f64();
             let iv = interval(
                 mode,

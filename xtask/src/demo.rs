@@ -34,9 +34,14 @@ struct Echoes {
 }
 
 /// Send `count` distinct datagrams from a kernel UDP socket in the peer namespace
-/// to `to`, in bursts of 32, and read the echoes of each burst back, checking each
-/// byte for byte. Payload sizes cycle from 18 bytes to the largest that fits the
-/// MTU unfragmented.
+/// to `to`, in bursts of 32 paced [`BURST_GAP`] apart (so that the live
+/// statistics show the traffic flowing: unpaced, it is over before the first
+/// interval), and read the echoes of each burst back, checking each byte for
+/// byte. Payload sizes cycle from 18 bytes to the largest that fits the MTU
+/// unfragmented.
+/// The pause after each burst of 32 datagrams: 2000 datagrams take about 0.4 s.
+const BURST_GAP: Duration = Duration::from_millis(6);
+
 fn echo_from_peer(bed: &Testbed, to: SocketAddr, count: usize) -> Result<Echoes> {
     let echoes = bed.in_peer(|| -> std::io::Result<Echoes> {
         let bind: SocketAddr = if to.is_ipv6() {
@@ -64,6 +69,7 @@ fn echo_from_peer(bed: &Testbed, to: SocketAddr, count: usize) -> Result<Echoes>
                 waiting.insert(p);
                 sent += 1;
             }
+            std::thread::sleep(BURST_GAP);
             while !waiting.is_empty() {
                 match sock.recv_from(&mut buf) {
                     Ok((n, from)) if from == to && waiting.remove(&buf[..n]) => echoed += 1,
@@ -100,7 +106,7 @@ pub fn demo(bin: &Path) -> Result<()> {
         .join("xsdemo.pcapng");
     std::fs::create_dir_all(capture.parent().expect("has a parent"))?;
     eprintln!(
-        "==> xdpstack -i {} --port {PORT} --app echo -c {total} --stats 0.05 -w {} --pcapng (in netns {})",
+        "==> xdpstack -i {} --port {PORT} --app echo -c {total} --stats 0.1 -w {} --pcapng (in netns {})",
         bed.stack_if(),
         capture.display(),
         bed.stack_ns()
@@ -123,7 +129,7 @@ pub fn demo(bin: &Path) -> Result<()> {
             "--pcapng",
             // Live statistics while the demo traffic runs.
             "--stats",
-            "0.05",
+            "0.1",
             "-w",
         ])
         .arg(&capture)

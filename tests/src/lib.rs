@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod packet;
+
 pub use xdpstack_testbed::Testbed;
 
 /// The UDP port the tests steer.

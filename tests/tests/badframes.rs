@@ -56,8 +56,8 @@ use xdp_ebpf::{
     corpus::{self, IpVersion, STEERED_PORT},
 };
 use xdpstack_tests::{
-    PORT, StackProcess, TempDir, Testbed, counter, ip, link_counters, link_json, pcap_frames,
-    quiet_testbed, wait_detached,
+    PORT, StackProcess, TempDir, Testbed, counter, ip, link_counters, link_json,
+    packet::PacketSocket, pcap_frames, quiet_testbed, wait_detached,
 };
 
 /// Each corpus frame is sent this many times.
@@ -109,7 +109,7 @@ fn addressed_to(frame: &[u8], mac: [u8; 6]) -> Vec<u8> {
 fn send_frames(bed: &Testbed, frames: &[Vec<u8>]) -> Vec<io::Result<usize>> {
     let (ifindex, _) = link(&bed.peer_ns(), &bed.peer_if());
     bed.in_peer(|| {
-        let sock = sys::PacketSocket::sending(ifindex);
+        let sock = PacketSocket::sending(ifindex);
         frames
             .iter()
             .enumerate()
@@ -529,55 +529,4 @@ fn frames_beyond_the_mtu_are_dropped_by_the_veth_before_xdp() {
         got.iter().zip(&want).all(|(g, w)| g == *w),
         "the capture differs from the frames sent"
     );
-}
-
-// ---------------------------------------------------------------------------------
-// System calls std has no API for.
-
-#[expect(unsafe_code, reason = "packet sockets have no std API")]
-mod sys {
-    use std::{
-        io,
-        os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    };
-
-    /// An AF_PACKET socket that sends whole Ethernet frames out of one interface
-    /// (protocol 0: it receives nothing).
-    #[derive(Debug)]
-    pub struct PacketSocket(OwnedFd);
-
-    impl PacketSocket {
-        /// A socket bound to interface `ifindex` of the calling thread's namespace.
-        pub fn sending(ifindex: i32) -> Self {
-            // SAFETY: socket(2) with plain integer arguments.
-            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-            assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-            let sock = PacketSocket(unsafe { OwnedFd::from_raw_fd(fd) });
-            // SAFETY: sockaddr_ll is plain data; all zeros is a valid value.
-            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = ifindex;
-            let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>()).expect("fits");
-            // SAFETY: `addr` is a valid sockaddr_ll of `len` bytes for the call.
-            let rc = unsafe {
-                libc::bind(
-                    sock.0.as_raw_fd(),
-                    (&raw const addr).cast::<libc::sockaddr>(),
-                    len,
-                )
-            };
-            assert_eq!(rc, 0, "bind AF_PACKET: {}", io::Error::last_os_error());
-            sock
-        }
-
-        /// Send one frame (destination MAC first, no FCS) as it is; the bytes
-        /// sent, or the kernel's error.
-        pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-            // SAFETY: the descriptor is open; `frame` is readable for its length.
-            let n =
-                unsafe { libc::send(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-            usize::try_from(n).map_err(|_| io::Error::last_os_error())
-        }
-    }
 }

@@ -302,7 +302,9 @@ pub struct GenReport {
     /// Bytes the interface transmitted (`tx_bytes`).
     pub bytes: u64,
     /// Frames the interface dropped (`tx_dropped`): on a veth, the peer's ring was
-    /// full.
+    /// full. The counter is the interface's, so a frame the kernel sent on its
+    /// own meanwhile (a router solicitation, an MLD report) and dropped for the
+    /// same reason counts here too: exact figures need a quiet interface.
     pub dropped: u64,
     /// Frames the program dropped itself (a template it could not handle; zero).
     pub dropped_in_program: u64,

@@ -152,8 +152,12 @@ fn get16(buf: &[u8], off: usize) -> u16 {
     u16::from_be_bytes([buf[off], buf[off + 1]])
 }
 
-/// The Internet checksum (RFC 1071) of `data`.
-fn checksum(data: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071) of `data`, written for clarity, not speed:
+/// the one's complement of the one's complement sum of the 16-bit words (a
+/// trailing odd byte padded with zero). Summed over data that includes a correct
+/// checksum field, it is 0. Also the reference the user-space parser's tests and
+/// fuzz target check against.
+pub fn checksum(data: &[u8]) -> u16 {
     let mut sum: u64 = data
         .chunks(2)
         .map(|w| u64::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))

@@ -9,20 +9,9 @@ use xdp_ebpf::{Counter, MAX_HEADER_BYTES, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, V
 
 use super::Reject;
 
-/// A reference Internet checksum (RFC 1071), written for clarity, not speed: the
-/// one's complement of the one's complement sum of the 16-bit words (a trailing
-/// odd byte padded with zero). Summed over data that includes a correct checksum
-/// field, it is 0.
-pub fn rfc1071(data: &[u8]) -> u16 {
-    let mut sum: u64 = data
-        .chunks(2)
-        .map(|w| u64::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// The reference Internet checksum (RFC 1071), the one the XDP corpus builds its
+/// frames with.
+pub use xdp_ebpf::corpus::checksum as rfc1071;
 
 /// etherparse's verdict: `SlicedPacket::from_ethernet` (strict lengths) finds a
 /// UDP datagram whose checksums etherparse's own calculation confirms, minus the

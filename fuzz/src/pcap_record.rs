@@ -1,4 +1,4 @@
-//! `pcap_record`: the capture writer (`xdpstack::pcap::CaptureWriter`, whose records
+//! `pcap_record`: the capture writer (`xdpstack::capture::CaptureWriter`, whose records
 //! and blocks `userspace/src/pcap/format.rs` encodes) with arbitrary frames,
 //! timestamps, RX queues, snapshot lengths and both formats, read back with the
 //! independent `pcap-file` crate.
@@ -51,7 +51,7 @@ use pcap_file::{
         },
     },
 };
-use xdpstack::pcap::{
+use xdpstack::capture::{
     CaptureConfig, CaptureRecord, CaptureWriter, Format, MAX_SNAPLEN, Output, QueueStats,
 };
 

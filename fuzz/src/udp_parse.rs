@@ -1,4 +1,4 @@
-//! `udp_parse`: `xdpstack::udp::parse` on arbitrary bytes (the input is the frame).
+//! `udp_parse`: `xdpstack::wire::parse` on arbitrary bytes (the input is the frame).
 //!
 //! Properties, beyond "never panics" (a panic is a crash to libFuzzer):
 //! 1. An accepted frame is what its bytes say: the payload is the subslice at the
@@ -20,7 +20,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use xdp_ebpf::{MAX_HEADER_BYTES, MAX_VLAN_TAGS, SteerMode, classify};
-use xdpstack::udp::{
+use xdpstack::wire::{
     IpVersion, Parsed, Reject,
     oracle::{agrees_with_steer, etherparse_verdict, rfc1071},
     parse,

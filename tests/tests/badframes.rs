@@ -184,7 +184,7 @@ fn captured(file: &Path) -> Vec<Vec<u8>> {
 ///   sent);
 /// - every redirected frame reached the socket (no kernel drop) and the UDP
 ///   consumer: datagrams plus rejects per reason are the packets, each frame
-///   accepted or rejected as `xdpstack::udp::parse` does with the bytes sent
+///   accepted or rejected as `xdpstack::wire::parse` does with the bytes sent
 ///   (first fragments: `fragment`);
 /// - the capture holds exactly the steered frames, in order, byte for byte.
 ///
@@ -284,13 +284,13 @@ fn every_corpus_frame_takes_its_verdict_through_the_whole_path() {
     }
 
     // The UDP consumer: each frame as the parser takes the bytes sent.
-    let mut want_rejects: BTreeMap<String, u64> = xdpstack::udp::Reject::ALL
+    let mut want_rejects: BTreeMap<String, u64> = xdpstack::wire::Reject::ALL
         .iter()
         .map(|r| (r.name().to_string(), 0))
         .collect();
     let (mut datagrams, mut payload_bytes) = (0u64, 0u64);
     for f in &steered {
-        match xdpstack::udp::parse(f) {
+        match xdpstack::wire::parse(f) {
             Ok(d) => {
                 assert_eq!(d.dst.port(), PORT);
                 datagrams += 1;

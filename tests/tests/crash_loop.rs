@@ -91,7 +91,7 @@ fn forty_crashes_leave_nothing_behind() {
         for round in 0..ROUNDS_PER_MODE {
             let ending = [Ending::SigKill, Ending::SigTerm, Ending::Panic][round % 3];
             // The socket's debug log says when a bind found the queue busy.
-            let log = ("XDPSTACK_LOG", "xdpstack::xsk=debug");
+            let log = ("XDPSTACK_LOG", "xdpstack::sys::xsk=debug");
             let env: &[(&str, &str)] = match ending {
                 Ending::Panic => &[log, ("XDPSTACK_TEST_PANIC_AFTER_MS", "1000")],
                 _ => &[log],

@@ -13,11 +13,10 @@ use std::{
 
 use xdp_ebpf::SteerMode;
 use xdpstack::{
-    cli::QueueSpec,
     frame::FrameView,
     poller::Overflow,
-    stack::{self, ConsumerSpec, QueueContext, StackOptions, Summary},
-    xsk::XskConfig,
+    stack::{self, ConsumerSpec, QueueContext, QueueSpec, StackOptions, Summary},
+    sys::xsk::XskConfig,
 };
 
 /// Builds each queue's consumers.
@@ -55,7 +54,7 @@ fn run_stack(
     let summary = std::thread::scope(|s| {
         let stop2 = stop.clone();
         let handle = s.spawn(move || {
-            bed.in_stack(move || stack::run(&opts, stop2, &*consumers))
+            bed.in_stack(move || stack::run(&opts, stop2, &*consumers, &mut |_| {}))
                 .expect("netns")
         });
         bed.wait_xdp_attached(Duration::from_secs(15))

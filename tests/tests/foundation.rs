@@ -8,8 +8,9 @@ use xdp_ebpf::{
     Counter, SteerMode, Verdict,
     corpus::{self, STEERED_PORT},
 };
-use xdpstack::{
-    loader::{XdpCounters, XdpModeChoice, XdpProgram, if_index},
+use xdpstack::sys::{
+    ifinfo::if_index,
+    loader::{XdpCounters, XdpModeChoice, XdpProgram},
     xsk::{XskConfig, XskSocket},
 };
 use xdpstack_tests::{

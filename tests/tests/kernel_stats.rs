@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use xdp_ebpf::SteerMode;
 use xdpstack::{
-    loader::{XdpModeChoice, XdpProgram},
-    poller::{RxDesc, XskRings},
-    xsk::{XskConfig, XskSocket, XskStats, ZeroCopy},
+    ring::{Rings, RxDesc},
+    sys::{
+        loader::{XdpModeChoice, XdpProgram},
+        xsk::{XskConfig, XskSocket, XskStats, ZeroCopy},
+    },
 };
 use xdpstack_tests::{PORT, StackProcess, link_counters, send_udp, testbed};
 use xsk_rs::{
@@ -257,8 +259,9 @@ fn invalid_tx_descriptors_are_counted_and_skipped() {
                 completed.extend(done[..n].iter().map(|d| d.addr()));
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let stats = xdpstack::xsk::read_statistics(std::os::fd::AsRawFd::as_raw_fd(tx.fd()))
-                .expect("XDP_STATISTICS");
+            let stats =
+                xdpstack::sys::xsk::read_statistics(std::os::fd::AsRawFd::as_raw_fd(tx.fd()))
+                    .expect("XDP_STATISTICS");
             (stats, completed)
         })
         .expect("entering the stack netns");

@@ -174,7 +174,7 @@ fn throttled_run(tag: &str, overflow: &str, pause: Duration) -> Outcome {
     // the kernel refills other ones: nothing torn).
     let records = pcap_frames(&bytes);
     for (i, r) in records.iter().enumerate() {
-        let d = xdpstack::udp::parse(r).unwrap_or_else(|e| panic!("record {i}: {e}"));
+        let d = xdpstack::wire::parse(r).unwrap_or_else(|e| panic!("record {i}: {e}"));
         assert_eq!(d.dst.port(), PORT, "record {i}");
         assert!(SIZES.contains(&d.payload.len()), "record {i}");
     }

@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use aya::maps::MapInfo;
 use xdp_ebpf::SteerMode;
 use xdpstack::{
-    loader::{XdpModeChoice, XdpProgram},
-    poller::{RxDesc, XskRings},
-    xsk::{XskConfig, XskSocket, ZeroCopy},
+    ring::{Rings, RxDesc},
+    sys::{
+        loader::{XdpModeChoice, XdpProgram},
+        xsk::{XskConfig, XskSocket, ZeroCopy},
+    },
 };
 use xdpstack_tests::{PORT, send_udp, testbed};
 

@@ -94,7 +94,7 @@ const REJECT_REASONS: [&str; 10] = {
     let mut names = [""; 10];
     let mut i = 0;
     while i < 10 {
-        names[i] = xdpstack::udp::Reject::ALL[i].name();
+        names[i] = xdpstack::wire::Reject::ALL[i].name();
         i += 1;
     }
     names

@@ -18,13 +18,15 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use xdpstack::{
     frame::{FramePool, FrameView, HeapMemory},
     poller::{Consumer, Overflow, Poller, PollerConfig},
-    sim::SimRings,
+    ring::sim::SimRings,
 };
 
 const FRAME: u32 = 2048;
 const FRAMES: u32 = 4096;
 const BUDGET: u32 = 64;
 const LEN: u32 = 64;
+/// The rounds' timestamp: the poller takes the time from its caller.
+const NOW: u64 = 1_700_000_000_000_000_000;
 
 fn poller() -> Poller<SimRings> {
     let pool = FramePool::new(Box::new(HeapMemory::new(FRAME, FRAMES)), 0);
@@ -37,7 +39,7 @@ fn poller() -> Poller<SimRings> {
             ..PollerConfig::default()
         },
     );
-    p.poll_once(); // first fill
+    p.poll_once(NOW); // first fill
     p
 }
 
@@ -73,7 +75,7 @@ fn bench(c: &mut Criterion) {
             p.add_inline(reader(sum.clone(), touch));
             b.iter(|| {
                 p.rings_mut().arrive(BUDGET as usize, LEN);
-                black_box(p.poll_once());
+                black_box(p.poll_once(NOW));
             });
         });
     }
@@ -106,7 +108,7 @@ fn bench(c: &mut Criterion) {
             let mut received = 0u64;
             for _ in 0..iters {
                 p.rings_mut().arrive(BUDGET as usize, LEN);
-                received += p.poll_once() as u64;
+                received += p.poll_once(NOW) as u64;
             }
             let elapsed = start.elapsed();
             done.store(true, Ordering::Relaxed);

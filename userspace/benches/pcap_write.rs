@@ -21,7 +21,7 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use xdpstack::pcap::{CaptureConfig, CaptureRecord, CaptureWriter, Format, Output};
+use xdpstack::capture::{CaptureConfig, CaptureRecord, CaptureWriter, Format, Output};
 
 /// Records per `write_batch`, like one RX batch of the poller.
 const BATCH: usize = 64;

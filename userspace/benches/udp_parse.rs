@@ -10,7 +10,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use etherparse::UdpHeader;
 use xdp_ebpf::corpus::{IpVersion, udp_frame};
-use xdpstack::udp::{make_reply_in_place, parse};
+use xdpstack::wire::{make_reply_in_place, parse};
 
 /// UDP payload bytes that make a frame of `frame_len` bytes.
 fn payload_len(ip: IpVersion, frame_len: usize) -> usize {

@@ -21,10 +21,10 @@ use std::sync::{
 
 use clap::Parser;
 use xdpstack::{
+    app::{Datagram, Echo, UdpConsumer},
     poller::Overflow,
     stack::{self, ConsumerSpec, QueueContext, StackOptions},
     tx::Transmitter,
-    udp::{Datagram, Echo, UdpConsumer},
 };
 
 /// A UDP service on AF_XDP (an example of the xdpstack library).
@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             .route([base], |d: &Datagram<'_>, tx: &Transmitter| {
                 let upper = d.payload.to_ascii_uppercase();
                 // Failures (queue full, no frame) are counted in the summary.
-                let _ = tx.reply(d, &upper);
+                let _ = d.reply(tx, &upper);
             })
             .route([base + 1], Echo);
         // Threaded: a slow handler gets its own thread behind a bounded queue;
@@ -95,7 +95,14 @@ fn main() -> anyhow::Result<()> {
             },
         ]
     };
-    let summary = stack::run(&opts, stop, &consumers)?;
-    print!("{}", summary.render());
+    // No live statistics (`opts.stats_interval` is unset): nothing to report.
+    let summary = stack::run(&opts, stop, &consumers, &mut |_| {})?;
+    println!(
+        "{} packets, {} bytes in {:.1} s",
+        summary.packets, summary.bytes, summary.seconds
+    );
+    for q in &summary.queues {
+        println!("  queue {}: {:?}", q.queue, q.counters);
+    }
     Ok(())
 }

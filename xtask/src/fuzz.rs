@@ -20,7 +20,7 @@ use crate::{cargo_nightly, root, step};
 
 /// The fuzz targets (`[[bin]]`s of fuzz/Cargo.toml) and what they exercise.
 pub const TARGETS: [(&str, &str); 3] = [
-    ("udp_parse", "the UDP parser (xdpstack::udp::parse)"),
+    ("udp_parse", "the UDP parser (xdpstack::wire::parse)"),
     (
         "steer",
         "the XDP program's steering (xdp_ebpf::classify, built for the host)",

@@ -12,10 +12,12 @@ use etherparse::PacketBuilder;
 
 use super::*;
 use crate::{
-    frame::{FrameMemory, HeapMemory},
-    sim::{SIM_HEADROOM, SimRings},
+    app::{Datagram, Echo, UdpConsumer},
+    frame::{FrameMemory, FrameView, HeapMemory},
+    poller::tests::NOW,
+    ring::sim::{SIM_HEADROOM, SimRings},
     tx::TxError,
-    udp::{Datagram, Echo, UdpConsumer, parse},
+    wire::parse,
 };
 
 const FRAME: u32 = 2048;
@@ -28,6 +30,16 @@ struct Bed {
 }
 
 impl Bed {
+    /// A round, and the TX kick it asks for (what the run loop does).
+    fn poll(&mut self) -> usize {
+        let n = self.p.poll_once(NOW);
+        if self.p.wants_tx_kick() {
+            self.p.rings_mut().kick();
+            self.p.tx_kicked();
+        }
+        n
+    }
+
     fn new(frames: u32, ring: usize) -> Self {
         let memory = HeapMemory::new(FRAME, frames);
         let base = memory.frame_ptr(0).as_ptr();
@@ -125,14 +137,14 @@ fn echo_is_built_in_the_received_frame_when_unshared() {
     let mut bed = Bed::new(512, 256);
     let udp = echo_consumer(&mut bed.p);
     bed.p.add_inline(udp);
-    bed.p.poll_once();
+    bed.poll();
     let requests: Vec<Vec<u8>> = (0..20)
         .map(|i| request(i % 2 == 1, i, 18 + i * 70))
         .collect();
     for r in &requests {
         bed.arrive(r);
     }
-    assert_eq!(bed.p.poll_once(), 20);
+    assert_eq!(bed.poll(), 20);
     let sent = bed.p.rings().sent().to_vec();
     assert_eq!(sent.len(), 20);
     for (i, r) in requests.iter().enumerate() {
@@ -144,7 +156,7 @@ fn echo_is_built_in_the_received_frame_when_unshared() {
     let t = bed.p.stats().tx.summary();
     assert_eq!((t.sent, t.in_place, t.copied), (20, 20, 0));
     bed.conservation();
-    bed.p.poll_once();
+    bed.poll();
     let t = bed.p.stats().tx.summary();
     assert_eq!(t.completed, 20, "completion ring drained");
     assert_eq!(bed.p.frames_in_tx(), 0);
@@ -162,12 +174,12 @@ fn shared_frames_are_copied_and_the_other_view_is_untouched() {
     bed.p.add_inline(Box::new(move |v: &FrameView| {
         h.lock().unwrap().push(v.clone())
     }));
-    bed.p.poll_once();
+    bed.poll();
     let requests: Vec<Vec<u8>> = (0..10).map(|i| request(i % 2 == 0, i, 1472)).collect();
     for r in &requests {
         bed.arrive(r);
     }
-    bed.p.poll_once();
+    bed.poll();
     let t = bed.p.stats().tx.summary();
     assert_eq!((t.sent, t.in_place, t.copied), (10, 0, 10));
     {
@@ -181,7 +193,7 @@ fn shared_frames_are_copied_and_the_other_view_is_untouched() {
     }
     bed.conservation();
     held.lock().unwrap().clear();
-    bed.p.poll_once();
+    bed.poll();
     bed.conservation();
     assert_eq!(bed.p.frames_in_tx(), 0);
 }
@@ -195,12 +207,12 @@ fn replies_with_other_payloads_use_spare_frames() {
     let udp = UdpConsumer::new(tx).route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
         let mut answer = b"re: ".to_vec();
         answer.extend_from_slice(d.payload);
-        if let Err(err) = tx.reply(d, &answer) {
+        if let Err(err) = d.reply(tx, &answer) {
             e.lock().unwrap().push(err);
         }
     });
     bed.p.add_inline(Box::new(udp));
-    bed.p.poll_once();
+    bed.poll();
     assert_eq!(
         bed.p.spare_frames(),
         SPARE_FRAMES,
@@ -210,7 +222,7 @@ fn replies_with_other_payloads_use_spare_frames() {
     for r in &requests {
         bed.arrive(r);
     }
-    bed.p.poll_once();
+    bed.poll();
     assert!(errors.lock().unwrap().is_empty());
     for (i, r) in requests.iter().enumerate() {
         let rep = bed.sent(i);
@@ -221,7 +233,7 @@ fn replies_with_other_payloads_use_spare_frames() {
         assert_eq!(&rep.payload[4..], req.payload);
     }
     bed.conservation();
-    bed.p.poll_once();
+    bed.poll();
     bed.conservation();
     assert_eq!(bed.p.spare_frames(), SPARE_FRAMES, "topped up again");
 }
@@ -231,14 +243,14 @@ fn a_full_tx_ring_keeps_requests_waiting_then_sends_them() {
     let mut bed = Bed::new(512, 16);
     let udp = echo_consumer(&mut bed.p);
     bed.p.add_inline(udp);
-    bed.p.poll_once();
+    bed.poll();
     bed.p.rings_mut().stall_tx(true);
     let requests: Vec<Vec<u8>> = (0..40).map(|i| request(false, i, 18)).collect();
     for chunk in requests.chunks(16) {
         for r in chunk {
             bed.arrive(r);
         }
-        bed.p.poll_once();
+        bed.poll();
     }
     let t = bed.p.stats().tx.summary();
     assert_eq!(t.sent, 16, "the ring holds 16");
@@ -247,7 +259,7 @@ fn a_full_tx_ring_keeps_requests_waiting_then_sends_them() {
     bed.conservation();
     bed.p.rings_mut().stall_tx(false);
     for _ in 0..4 {
-        bed.p.poll_once();
+        bed.poll();
     }
     let t = bed.p.stats().tx.summary();
     assert_eq!((t.sent, t.completed), (40, 40));
@@ -264,12 +276,12 @@ fn the_transmit_queue_refuses_beyond_its_capacity() {
     let refused = Arc::new(Mutex::new(0u64));
     let r2 = refused.clone();
     let udp = UdpConsumer::new(tx).route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
-        if tx.echo(d) == Err(TxError::QueueFull) {
+        if d.echo(tx) == Err(TxError::QueueFull) {
             *r2.lock().unwrap() += 1;
         }
     });
     bed.p.add_inline(Box::new(udp));
-    bed.p.poll_once();
+    bed.poll();
     bed.p.rings_mut().stall_tx(true);
     let n = TX_QUEUE + 2048 + 100;
     let packet = request(false, 1, 18);
@@ -278,7 +290,7 @@ fn the_transmit_queue_refuses_beyond_its_capacity() {
         for _ in 0..64 {
             bed.arrive(&packet);
         }
-        received += bed.p.poll_once();
+        received += bed.poll();
     }
     let t = bed.p.stats().tx.summary();
     // The ring holds 2048 and the queue TX_QUEUE; every other request is refused
@@ -288,7 +300,7 @@ fn the_transmit_queue_refuses_beyond_its_capacity() {
     assert_eq!(*refused.lock().unwrap(), t.queue_full);
     bed.conservation();
     bed.p.rings_mut().stall_tx(false);
-    bed.p.drain_tx(std::time::Duration::from_millis(100));
+    crate::stack::queue::drain_tx(&mut bed.p, std::time::Duration::from_millis(100));
     let t = bed.p.stats().tx.summary();
     assert_eq!(t.sent, (2048 + TX_QUEUE) as u64);
     assert_eq!(t.completed, t.sent);
@@ -301,7 +313,7 @@ fn requests_that_cannot_be_answered_are_counted() {
     let mut bed = Bed::new(256, 64);
     let udp = echo_consumer(&mut bed.p);
     bed.p.add_inline(udp);
-    bed.p.poll_once();
+    bed.poll();
     // Source port 0: nothing to reply to.
     let mut r = request(false, 0, 18);
     let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
@@ -310,7 +322,7 @@ fn requests_that_cannot_be_answered_are_counted() {
     r.clear();
     builder.write(&mut r, b"no port").unwrap();
     bed.arrive(&r);
-    bed.p.poll_once();
+    bed.poll();
     let t = bed.p.stats().tx.summary();
     assert_eq!((t.sent, t.reply_errors), (0, 1));
     bed.conservation();
@@ -323,13 +335,13 @@ fn a_receive_only_consumer_runs_no_transmit_code() {
     let r = results.clone();
     let udp = UdpConsumer::new(Transmitter::disconnected())
         .route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
-            r.lock().unwrap().push(tx.echo(d))
+            r.lock().unwrap().push(d.echo(tx))
         });
     bed.p.add_inline(Box::new(udp));
-    bed.p.poll_once();
+    bed.poll();
     assert_eq!(bed.p.frames_in_kernel(), 256, "no frame kept back for TX");
     bed.arrive(&request(false, 0, 18));
-    bed.p.poll_once();
+    bed.poll();
     assert_eq!(*results.lock().unwrap(), vec![Err(TxError::Disconnected)]);
     assert!(bed.p.rings().sent().is_empty());
     bed.conservation();

@@ -12,14 +12,13 @@ use xdp_ebpf::{Counter, SteerMode, Verdict, classify};
 
 use super::oracle::{agrees_with_steer, etherparse_verdict, reject_for, rfc1071};
 use super::*;
-use crate::frame::{FramePool, HeapMemory, RxMeta};
 
 // ---------------------------------------------------------------------------------
 // Byte fixtures (built by an independent script: its own RFC 1071 checksums).
 
 /// IPv4 192.0.2.1:40000 -> 192.0.2.2:7, payload "ping", padded to 60 bytes with
 /// 0xee (padding need not be zeros; it must never show up in the payload).
-const V4_PADDED: &[u8] = &[
+pub(crate) const V4_PADDED: &[u8] = &[
     // Ethernet: dst 02:00:00:00:00:01, src 02:00:00:00:00:02, EtherType IPv4
     0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00,
     // IPv4: IHL 5, total length 32, ID 0x1234, DF, TTL 64, UDP, checksum
@@ -32,7 +31,7 @@ const V4_PADDED: &[u8] = &[
 
 /// IPv6 [2001:db8::1]:40000 -> [2001:db8::2]:9000, payload "hello, xdpstack", no
 /// padding.
-const V6: &[u8] = &[
+pub(crate) const V6: &[u8] = &[
     // Ethernet, EtherType IPv6
     0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x86, 0xdd,
     // IPv6: payload length 23, next header UDP, hop limit 64, src, dst
@@ -46,7 +45,7 @@ const V6: &[u8] = &[
 
 /// IPv4 in one 802.1Q tag (PCP 5, VLAN 100): 192.0.2.1:5353 -> 192.0.2.2:9000,
 /// payload "vlan", padded with zeros.
-const V4_VLAN: &[u8] = &[
+pub(crate) const V4_VLAN: &[u8] = &[
     // Ethernet, TPID 0x8100, TCI PCP 5 VID 100, EtherType IPv4
     0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x81, 0x00, 0xa0, 0x64,
     0x08, 0x00, // IPv4, total length 32
@@ -110,7 +109,7 @@ const V6_EXTS: &[u8] = &[
 // ---------------------------------------------------------------------------------
 // Helpers.
 
-fn sock(s: &str) -> SocketAddr {
+pub(crate) fn sock(s: &str) -> SocketAddr {
     s.parse().expect("socket address")
 }
 
@@ -556,32 +555,6 @@ fn extension_header_beyond_the_payload_length_is_a_bad_length() {
     for frame in [f, zero_padded, odd_padded] {
         assert_eq!(parse(&frame), Err(Reject::BadLength));
     }
-}
-
-#[test]
-fn parse_view_adds_queue_and_timestamp() {
-    let mut pool = FramePool::new(Box::new(HeapMemory::new(2048, 1)), 3);
-    let mut frame = pool.take_all().remove(0);
-    pool.bytes_mut(&mut frame)[..V4_VLAN.len()].copy_from_slice(V4_VLAN);
-    let meta = RxMeta {
-        queue: 3,
-        timestamp_ns: 1_700_000_000_123_456_789,
-    };
-    let view = pool.into_view(
-        frame,
-        0,
-        V4_VLAN.len() as u32,
-        meta,
-        FramePool::consumer_id(0),
-    );
-    let d = parse_view(&view).unwrap();
-    assert_eq!((d.queue, d.timestamp_ns), (3, 1_700_000_000_123_456_789));
-    assert_eq!(
-        (d.src, d.dst),
-        (sock("192.0.2.1:5353"), sock("192.0.2.2:9000"))
-    );
-    assert_eq!((d.payload, d.vlan), (&b"vlan"[..], [Some(100), None]));
-    assert_eq!(d.layout, parse(V4_VLAN).unwrap().layout);
 }
 
 // ---------------------------------------------------------------------------------

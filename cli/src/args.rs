@@ -1,73 +1,85 @@
 //! Command-line parsing (clap) and validation before anything is attached.
+//!
+//! The library's option types carry no clap derives: the value enums here mirror
+//! them and convert, so that the library does not depend on clap.
 
 use std::{ops::RangeInclusive, str::FromStr, time::Duration};
 
 use clap::{Parser, ValueEnum};
+use xdpstack::{
+    poller::Overflow,
+    stack::{QueueSpec, parse_range, service::AppKind},
+    sys::{loader::XdpModeChoice, xsk::ZeroCopy},
+};
 
-use crate::{loader::XdpModeChoice, poller::Overflow, xsk::ZeroCopy};
-
-/// `--queues all|N|A-B`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueueSpec {
-    /// Every RX queue of the interface.
-    All,
-    /// The queues in this inclusive range.
-    Range(RangeInclusive<u32>),
-}
-
-/// `N` or `A-B` (inclusive, A <= B) of any integer type; `what` names the value in
-/// errors.
-fn parse_inclusive<T>(s: &str, what: &str) -> Result<RangeInclusive<T>, String>
-where
-    T: FromStr + PartialOrd + Copy,
-{
-    let parse = |x: &str| {
-        x.trim()
-            .parse::<T>()
-            .map_err(|_| format!("`{s}` is not {what}"))
-    };
-    match s.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (parse(a)?, parse(b)?);
-            if a > b {
-                return Err(format!("range `{s}` is empty"));
-            }
-            Ok(a..=b)
+/// Mirrors a library enum as a clap value enum, with the conversion.
+macro_rules! value_enum {
+    ($(#[$meta:meta])* $name:ident => $lib:ty { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
         }
-        None => {
-            let n = parse(s)?;
-            Ok(n..=n)
-        }
-    }
-}
 
-impl FromStr for QueueSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "all" {
-            return Ok(QueueSpec::All);
-        }
-        parse_inclusive(s, "all, a queue N or a range A-B").map(QueueSpec::Range)
-    }
-}
-
-impl QueueSpec {
-    /// The queue indexes, given the interface's RX queue count.
-    pub fn resolve(&self, available: u32) -> Result<Vec<u32>, String> {
-        match self {
-            QueueSpec::All => Ok((0..available).collect()),
-            QueueSpec::Range(r) => {
-                if *r.end() >= available {
-                    return Err(format!(
-                        "queue {} does not exist: the interface has {available} RX queue(s) \
-                         (see `ethtool -l`)",
-                        r.end()
-                    ));
+        impl From<$name> for $lib {
+            fn from(v: $name) -> Self {
+                match v {
+                    $($name::$variant => <$lib>::$variant),+
                 }
-                Ok(r.clone().collect())
             }
         }
+    };
+}
+
+value_enum! {
+    /// `--xdp-mode auto|drv|skb`.
+    XdpModeArg => XdpModeChoice {
+        /// Native (driver) mode, falling back to generic mode when the driver has
+        /// no XDP.
+        #[default]
+        Auto,
+        /// Native (driver) mode only.
+        Drv,
+        /// Generic (SKB) mode only: works on any interface, slower.
+        Skb,
+    }
+}
+
+value_enum! {
+    /// `--zero-copy auto|on|off`.
+    ZeroCopyArg => ZeroCopy {
+        /// Zero-copy when the driver offers it, copy mode otherwise.
+        #[default]
+        Auto,
+        /// Zero-copy or fail.
+        On,
+        /// Copy mode.
+        Off,
+    }
+}
+
+value_enum! {
+    /// `--pcap-overflow drop|wait`.
+    OverflowArg => Overflow {
+        /// Drop the view and count it (the frame goes back at once).
+        #[default]
+        Drop,
+        /// Hold frames back from the fill ring: the kernel drops instead
+        /// (counted) and the capture loses nothing.
+        Wait,
+    }
+}
+
+value_enum! {
+    /// `--app sink|echo|none`: what the UDP consumer does with each datagram.
+    App => AppKind {
+        /// Count datagrams and bytes per destination port.
+        #[default]
+        Sink,
+        /// Answer each datagram with its own payload through the AF_XDP TX ring.
+        Echo,
+        /// No UDP consumer (capture only).
+        None,
     }
 }
 
@@ -79,7 +91,7 @@ impl FromStr for PortRange {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let range = parse_inclusive(s, "a port (1-65535) or a range A-B")?;
+        let range = parse_range(s, "a port (1-65535) or a range A-B")?;
         if *range.start() == 0 {
             return Err(format!(
                 "`{s}`: port 0 is not a destination port (RFC 768: it means \"no port\"); \
@@ -108,19 +120,6 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-}
-
-/// `--app sink|echo|none`: what the UDP consumer does with each datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum App {
-    /// Count datagrams and bytes per destination port.
-    #[default]
-    Sink,
-    /// Answer each datagram with its own payload through the AF_XDP TX ring.
-    Echo,
-    /// No UDP consumer (capture only).
-    None,
 }
 
 /// xdpstack: receive UDP through AF_XDP at rates the socket path cannot reach.
@@ -183,7 +182,7 @@ pub struct Cli {
         default_value_t,
         help_heading = "XDP and AF_XDP"
     )]
-    pub xdp_mode: XdpModeChoice,
+    pub xdp_mode: XdpModeArg,
 
     /// AF_XDP zero-copy: `auto` takes it when the driver offers it.
     #[arg(
@@ -192,7 +191,7 @@ pub struct Cli {
         default_value_t,
         help_heading = "XDP and AF_XDP"
     )]
-    pub zero_copy: ZeroCopy,
+    pub zero_copy: ZeroCopyArg,
 
     /// Stop after this many seconds.
     #[arg(long, value_name = "S", value_parser = parse_seconds, help_heading = "Run and report")]
@@ -280,7 +279,7 @@ pub struct Cli {
         default_value_t,
         help_heading = "Capture"
     )]
-    pub pcap_overflow: Overflow,
+    pub pcap_overflow: OverflowArg,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

@@ -10,7 +10,10 @@
 //! Ownership is in the types:
 //! - a [`Frame`] is the unique handle of a frame that user space owns (free, or just
 //!   received). It is neither `Clone` nor `Copy`. Handing a frame to the kernel
-//!   ([`Frame::into_addr`], used by the fill and TX paths) consumes it.
+//!   ([`Frame::into_addr`], used by the fill and TX paths) consumes it. A handle
+//!   knows its pool: every entry point that takes one checks that it came from
+//!   this pool and panics otherwise, so a frame of one queue's UMEM can never
+//!   alias the bytes of another's.
 //! - [`FramePool::into_view`] turns the handle into the first view; views are cloned
 //!   and dropped freely; only the last drop gives the frame back, so a frame can
 //!   never reach the fill ring while a view of it exists.
@@ -31,100 +34,25 @@ use std::{
     ptr::NonNull,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering, fence},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
 };
 
 use crossbeam_queue::ArrayQueue;
 
-/// The memory frames live in: the UMEM mmap, or a heap buffer in tests (so the
-/// refcount code runs under Miri).
-///
-/// Each frame has a usable region that starts `headroom()` bytes into the frame
-/// (the kernel's XDP headroom in a UMEM) and runs to the end of the frame.
-///
-/// # Safety
-/// `frame_ptr(i)` must point to `frame_size - headroom()` bytes (for the pool's
-/// frame size) that stay valid and fixed in place for as long as the value lives,
-/// do not overlap other frames' regions, and are accessed by nobody except through
-/// the frames' owners (the kernel touches a frame only while it sits in a ring).
-pub unsafe trait FrameMemory: Send + Sync + 'static {
-    /// Start of the usable region of frame `index`.
-    fn frame_ptr(&self, index: u32) -> NonNull<u8>;
-    /// Offset of the usable region within each frame.
-    fn headroom(&self) -> u32;
-    /// Frames this memory holds.
-    fn frame_count(&self) -> u32;
-    /// Bytes per frame.
-    fn frame_size(&self) -> u32;
-}
+mod memory;
+mod view;
 
-/// Heap-backed frame memory, for tests and benchmarks without a kernel.
-pub struct HeapMemory {
-    ptr: NonNull<u8>,
-    frame_size: u32,
-    frame_count: u32,
-}
+pub use memory::{FrameMemory, HeapMemory, XDP_PACKET_HEADROOM};
+pub use view::{CowOutcome, FrameView};
 
-impl HeapMemory {
-    /// `frame_count` zeroed frames of `frame_size` bytes.
-    pub fn new(frame_size: u32, frame_count: u32) -> Self {
-        let len = frame_size as usize * frame_count as usize;
-        let boxed: Box<[u8]> = vec![0u8; len].into_boxed_slice();
-        let ptr = NonNull::new(Box::into_raw(boxed).cast::<u8>()).expect("Box is non-null");
-        Self {
-            ptr,
-            frame_size,
-            frame_count,
-        }
-    }
-}
-
-impl Drop for HeapMemory {
-    fn drop(&mut self) {
-        let len = self.frame_size as usize * self.frame_count as usize;
-        let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), len);
-        // SAFETY: `ptr`/`len` come from `Box::into_raw` of a boxed slice in `new`
-        // and are freed exactly once, here.
-        drop(unsafe { Box::from_raw(slice) });
-    }
-}
-
-// SAFETY: HeapMemory owns its allocation like a Box<[u8]>; access to its bytes is
-// governed by the frame ownership rules of this module.
-unsafe impl Send for HeapMemory {}
-// SAFETY: as above; shared access never creates overlapping `&mut` (see FrameView).
-unsafe impl Sync for HeapMemory {}
-
-// SAFETY: frame `i` is bytes [i * frame_size, (i + 1) * frame_size) of one live
-// allocation, fixed in place until drop; frames do not overlap.
-unsafe impl FrameMemory for HeapMemory {
-    fn frame_ptr(&self, index: u32) -> NonNull<u8> {
-        assert!(index < self.frame_count, "frame {index} out of range");
-        // SAFETY: index < frame_count, so the offset stays inside the allocation.
-        unsafe { self.ptr.add(index as usize * self.frame_size as usize) }
-    }
-
-    fn headroom(&self) -> u32 {
-        0
-    }
-
-    fn frame_count(&self) -> u32 {
-        self.frame_count
-    }
-
-    fn frame_size(&self) -> u32 {
-        self.frame_size
-    }
-}
-
-impl fmt::Debug for HeapMemory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeapMemory")
-            .field("frame_size", &self.frame_size)
-            .field("frame_count", &self.frame_count)
-            .finish()
-    }
+/// A process-unique id for each pool, carried by its [`Frame`] handles.
+fn next_pool_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    // Relaxed: uniqueness is all that is needed, and fetch_add gives it.
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(id != 0, "more than 2^32 frame pools");
+    id
 }
 
 /// Identifies a consumer within a pool, for per-consumer accounting of held views.
@@ -180,6 +108,8 @@ struct Shared {
     frame_count: u32,
     headroom: u32,
     queue: u32,
+    /// This pool's id, in every [`Frame`] it hands out.
+    id: u32,
     /// Per frame, one byte per consumer: the views of the frame that consumer
     /// holds. The word is 0 when the frame has no view. One atomic word per frame
     /// means a view's drop is a single atomic subtraction that both releases the
@@ -204,6 +134,30 @@ unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
+    /// The handle of frame `index` of this pool. Only the pool's own paths call
+    /// it, for a frame they know user space owns (see each caller).
+    #[inline]
+    fn frame(&self, index: u32) -> Frame {
+        Frame {
+            index,
+            pool: self.id,
+        }
+    }
+
+    /// Panic unless `frame` is of this pool: a handle of another pool would let
+    /// safe code write into bytes that this pool's views are reading.
+    #[inline]
+    fn check(&self, frame: &Frame) {
+        assert!(
+            frame.pool == self.id,
+            "frame {} of pool {} used with pool {} (queue {})",
+            frame.index,
+            frame.pool,
+            self.id,
+            self.queue
+        );
+    }
+
     /// # Safety
     /// The caller has exclusive access to frame `index` for the returned lifetime.
     #[expect(clippy::mut_from_ref, reason = "exclusivity is the caller's contract")]
@@ -321,6 +275,8 @@ fn viewed_frames(shared: &Shared) -> usize {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
     index: u32,
+    /// The id of the pool the frame belongs to.
+    pool: u32,
 }
 
 impl Frame {
@@ -331,8 +287,12 @@ impl Frame {
 
     /// The frame's UMEM address (offset of its first byte), consuming the handle:
     /// whoever takes the address (fill or TX ring) now owns the frame.
+    ///
+    /// # Panics
+    /// If the frame is not of `pool`.
     #[inline]
     pub fn into_addr(self, pool: &FramePool) -> u64 {
+        pool.shared.check(&self);
         u64::from(self.index) << pool.shared.frame_shift
     }
 }
@@ -373,6 +333,7 @@ impl FramePool {
                 frame_count,
                 headroom,
                 queue,
+                id: next_pool_id(),
                 refs,
                 returns: ArrayQueue::new(frame_count as usize),
                 owner: AtomicU64::new(thread_id()),
@@ -419,7 +380,7 @@ impl FramePool {
         assert!(!self.taken, "FramePool::take_all called twice");
         self.taken = true;
         (0..self.shared.frame_count)
-            .map(|index| Frame { index })
+            .map(|index| self.shared.frame(index))
             .collect()
     }
 
@@ -434,7 +395,7 @@ impl FramePool {
     pub unsafe fn received(&self, addr: u64) -> Option<Frame> {
         let index = addr >> self.shared.frame_shift;
         let index = u32::try_from(index).ok()?;
-        (index < self.shared.frame_count).then_some(Frame { index })
+        (index < self.shared.frame_count).then(|| self.shared.frame(index))
     }
 
     /// A frame whose last view was dropped, if any.
@@ -445,7 +406,7 @@ impl FramePool {
             None => self.shared.returns.pop()?,
         };
         self.out -= 1;
-        Some(Frame { index })
+        Some(self.shared.frame(index))
     }
 
     /// Frames whose last view was dropped and that wait to be reclaimed.
@@ -482,9 +443,14 @@ impl FramePool {
 
     /// The usable bytes of `frame` (from the headroom to the end of the frame), for
     /// writing before the frame goes to the TX ring.
+    ///
+    /// # Panics
+    /// If the frame is not of this pool.
     pub fn bytes_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
-        // SAFETY: `frame` is the unique handle of a frame user space owns, borrowed
-        // mutably for 'a, so no view and no kernel ring refers to these bytes.
+        self.shared.check(frame);
+        // SAFETY: `frame` is the unique handle of a frame of this pool (checked
+        // above) that user space owns, borrowed mutably for 'a, so no view and no
+        // kernel ring refers to these bytes.
         unsafe { self.shared.frame_bytes_mut(frame.index) }
     }
 
@@ -501,12 +467,12 @@ impl FramePool {
         // view can appear (clones need a view) or be dropped concurrently.
         self.shared.refs[view.index as usize].store(0, Ordering::Relaxed);
         self.out -= 1;
-        Ok((Frame { index: view.index }, view.offset, view.len))
+        Ok((self.shared.frame(view.index), view.offset, view.len))
     }
 
     /// A writer for frames of this pool, for threads other than the pool's (the
     /// reply path of handlers, which fills spare frames).
-    pub(crate) fn writer(&self) -> FrameWriter {
+    pub fn writer(&self) -> FrameWriter {
         FrameWriter {
             shared: self.shared.clone(),
         }
@@ -588,7 +554,8 @@ impl FramePool {
             self.shared.frame_size
         );
         // The handle ends here; from now on the reference word owns the frame.
-        let Frame { index } = frame;
+        self.shared.check(&frame);
+        let Frame { index, .. } = frame;
         let refs = &self.shared.refs[index as usize];
         debug_assert_eq!(
             refs.load(Ordering::Relaxed),
@@ -613,11 +580,8 @@ impl FramePool {
 }
 
 /// Writes frames of one pool from any thread: the handle proves the frame is
-/// ours, the writer brings the memory.
-///
-/// Crate-private because nothing in a [`Frame`] says which pool it came from: the
-/// transmit path only hands a writer the frames of its own pool.
-pub(crate) struct FrameWriter {
+/// ours (and of this pool: checked), the writer brings the memory.
+pub struct FrameWriter {
     shared: Arc<Shared>,
 }
 
@@ -630,11 +594,15 @@ impl fmt::Debug for FrameWriter {
 }
 
 impl FrameWriter {
-    /// The usable bytes of `frame`, which must belong to this writer's pool.
-    pub(crate) fn bytes_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
-        // SAFETY: `frame` is the unique handle of a frame of this pool (the
-        // callers' contract, see the type's doc), borrowed mutably for 'a: no view
-        // and no kernel ring refers to its bytes meanwhile.
+    /// The usable bytes of `frame`.
+    ///
+    /// # Panics
+    /// If the frame is not of this writer's pool.
+    pub fn bytes_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
+        self.shared.check(frame);
+        // SAFETY: `frame` is the unique handle of a frame of this pool (checked
+        // above), borrowed mutably for 'a: no view and no kernel ring refers to
+        // its bytes meanwhile.
         unsafe { self.shared.frame_bytes_mut(frame.index) }
     }
 }
@@ -659,346 +627,5 @@ impl Drop for FramePool {
     }
 }
 
-/// A refcounted, zero-copy view of a received frame. `Send` and `Sync`; cloning
-/// adds a reference; the last drop returns the frame to its poller.
-pub struct FrameView {
-    /// Valid as long as any view exists: the pool frees `Shared` only when no
-    /// frame is out, and leaks it otherwise (see `FramePool`'s Drop).
-    shared: NonNull<Shared>,
-    index: u32,
-    offset: u32,
-    len: u32,
-    meta: RxMeta,
-    holder: ConsumerId,
-}
-
-// SAFETY: a view only reads the frame's bytes (shared access, the frame is not in
-// any ring while views exist) and touches atomics; `make_mut` needs `&mut self` and
-// the view to be the frame's only one, i.e. exclusive access.
-unsafe impl Send for FrameView {}
-// SAFETY: `&FrameView` allows reading the bytes and cloning (an atomic add).
-unsafe impl Sync for FrameView {}
-
-impl FrameView {
-    #[inline]
-    fn shared(&self) -> &Shared {
-        // SAFETY: `Shared` outlives every view (see the field's comment).
-        unsafe { self.shared.as_ref() }
-    }
-
-    /// Another view of the same frame for `holder`, without touching the reference
-    /// word: the caller has already counted it there. (Never build views with
-    /// struct-update syntax: the base view would be dropped, releasing a reference.)
-    #[inline]
-    fn alias(&self, holder: ConsumerId) -> FrameView {
-        FrameView {
-            shared: self.shared,
-            index: self.index,
-            offset: self.offset,
-            len: self.len,
-            meta: self.meta,
-            holder,
-        }
-    }
-
-    /// The frame's bytes.
-    #[inline]
-    pub fn bytes(&self) -> &[u8] {
-        let shared = self.shared();
-        let start = (self.offset - shared.headroom) as usize;
-        // SAFETY: [offset, offset + len) lies within the frame's usable region
-        // (checked when the view was made), which `ptrs[index]` points to; while
-        // views exist the frame is in no ring and nobody holds `&mut` to it
-        // (`make_mut` requires uniqueness).
-        unsafe {
-            std::slice::from_raw_parts(
-                shared.ptrs[self.index as usize].as_ptr().add(start),
-                self.len as usize,
-            )
-        }
-    }
-
-    /// Frame length in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    /// True for an empty frame.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// RX queue the frame arrived on.
-    #[inline]
-    pub fn queue(&self) -> u32 {
-        self.meta.queue
-    }
-
-    /// Receive timestamp, ns since the Unix epoch.
-    #[inline]
-    pub fn timestamp_ns(&self) -> u64 {
-        self.meta.timestamp_ns
-    }
-
-    /// The frame's index in its pool.
-    pub fn frame_index(&self) -> u32 {
-        self.index
-    }
-
-    /// Views of this frame alive right now, all consumers (a snapshot).
-    pub fn ref_count(&self) -> u32 {
-        let word = self.shared().refs[self.index as usize].load(Ordering::Relaxed);
-        word.to_le_bytes().iter().map(|&b| u32::from(b)).sum()
-    }
-
-    /// True when this is the only view of its frame.
-    pub fn is_unique(&self) -> bool {
-        // Acquire pairs with the Release subtraction of other views' drops, so
-        // their reads of the bytes happen before any write we make after this.
-        self.shared().refs[self.index as usize].load(Ordering::Acquire) == self.holder.unit()
-    }
-
-    /// Mutable bytes, copy-on-write: in place when this is the only view, else the
-    /// bytes are copied into `scratch` (reused across calls) and returned from
-    /// there. Says which happened.
-    pub fn make_mut<'a>(&'a mut self, scratch: &'a mut Vec<u8>) -> (&'a mut [u8], CowOutcome) {
-        if self.is_unique() {
-            let shared = self.shared();
-            let start = (self.offset - shared.headroom) as usize;
-            let len = self.len as usize;
-            // SAFETY: this view is the frame's only one and we hold it by `&mut`:
-            // the only access path to the frame, which is in no kernel ring.
-            let frame = unsafe { shared.frame_bytes_mut(self.index) };
-            (&mut frame[start..start + len], CowOutcome::InPlace)
-        } else {
-            scratch.clear();
-            scratch.extend_from_slice(self.bytes());
-            (scratch.as_mut_slice(), CowOutcome::Copied)
-        }
-    }
-
-    /// The consumer this view is accounted to.
-    #[inline]
-    pub fn holder(&self) -> ConsumerId {
-        self.holder
-    }
-
-    /// Run `f` with this view presented as held by `holder`, without taking a
-    /// reference: what an inline consumer sees. If it keeps the frame (clones the
-    /// view), the clone is accounted to `holder`.
-    #[inline]
-    pub fn lend<R>(&self, holder: ConsumerId, f: impl FnOnce(&FrameView) -> R) -> R {
-        // Not dropped, so it releases nothing: it borrows `self`'s reference.
-        let lent = std::mem::ManuallyDrop::new(self.alias(holder));
-        f(&lent)
-    }
-
-    /// A new view of the same frame accounted to consumer `holder`.
-    ///
-    /// Aborts the process if one consumer would hold more than 255 views of one
-    /// frame (the byte would overflow into the next consumer's).
-    #[inline]
-    pub fn share_with(&self, holder: ConsumerId) -> FrameView {
-        // Relaxed, like Arc::clone: we already hold a view, so the frame cannot be
-        // released concurrently.
-        let old =
-            self.shared().refs[self.index as usize].fetch_add(holder.unit(), Ordering::Relaxed);
-        if (old >> (8 * u32::from(holder.0))) & 0xff == 0xff {
-            // Like Arc's overflow check: continuing would corrupt the accounting
-            // and could free a frame that is still viewed.
-            std::process::abort();
-        }
-        self.alias(holder)
-    }
-}
-
-/// Whether [`FrameView::make_mut`] wrote in place or copied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CowOutcome {
-    /// The view was unique: the frame itself is writable.
-    InPlace,
-    /// The frame was shared: the bytes were copied.
-    Copied,
-}
-
-impl Clone for FrameView {
-    #[inline]
-    fn clone(&self) -> Self {
-        self.share_with(self.holder)
-    }
-}
-
-impl Drop for FrameView {
-    #[inline]
-    fn drop(&mut self) {
-        let unit = self.holder.unit();
-        let shared = self.shared();
-        let refs = &shared.refs[self.index as usize];
-        // The last view, and known to be: nobody else holds a view, so nobody can
-        // clone or drop one concurrently, and a plain store releases the frame
-        // without a locked instruction (the common case: the poller's own view
-        // after run-to-completion consumers). Acquire pairs with the Release
-        // subtraction of every view dropped before, so their reads of the bytes
-        // happen before the frame is reused.
-        if refs.load(Ordering::Acquire) == unit {
-            refs.store(0, Ordering::Relaxed);
-            shared.release_frame(self.index);
-            return;
-        }
-        // Release so that our reads of the bytes happen before the frame is reused;
-        // the Acquire fence on the last drop pairs with every other view's Release.
-        if refs.fetch_sub(unit, Ordering::Release) != unit {
-            return;
-        }
-        fence(Ordering::Acquire);
-        shared.release_frame(self.index);
-    }
-}
-
-impl AsRef<[u8]> for FrameView {
-    fn as_ref(&self) -> &[u8] {
-        self.bytes()
-    }
-}
-
-impl fmt::Debug for FrameView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FrameView")
-            .field("frame", &self.index)
-            .field("offset", &self.offset)
-            .field("len", &self.len)
-            .field("meta", &self.meta)
-            .field("holder", &self.holder)
-            .finish()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pool(frames: u32) -> FramePool {
-        FramePool::new(Box::new(HeapMemory::new(256, frames)), 3)
-    }
-
-    const A: ConsumerId = ConsumerId(0);
-    const B: ConsumerId = ConsumerId(1);
-
-    #[test]
-    fn last_view_returns_the_frame_once() {
-        let mut pool = pool(4);
-        let mut frames = pool.take_all();
-        let f = frames.pop().unwrap();
-        let v1 = pool.into_view(
-            f,
-            16,
-            32,
-            RxMeta {
-                queue: 3,
-                timestamp_ns: 7,
-            },
-            A,
-        );
-        let v2 = v1.share_with(B);
-        assert_eq!(
-            (v1.ref_count(), pool.held_by(A), pool.held_by(B)),
-            (2, 1, 1)
-        );
-        drop(v1);
-        assert!(
-            pool.reclaim().is_none(),
-            "frame returned while a view lives"
-        );
-        assert_eq!(v2.queue(), 3);
-        assert_eq!(v2.timestamp_ns(), 7);
-        drop(v2);
-        assert_eq!(pool.reclaim().map(|f| f.index()), Some(3));
-        assert!(pool.reclaim().is_none(), "returned twice");
-        assert_eq!((pool.held_by(A), pool.held_by(B)), (0, 0));
-        drop(frames);
-    }
-
-    #[test]
-    fn views_see_exactly_their_bytes() {
-        let mut pool = pool(2);
-        let mut frames = pool.take_all();
-        let mut f = frames.pop().unwrap();
-        pool.bytes_mut(&mut f)[10..14].copy_from_slice(b"abcd");
-        let v = pool.into_view(f, 10, 4, RxMeta::default(), A);
-        assert_eq!(v.as_ref(), b"abcd");
-        assert_eq!(v.len(), 4);
-        drop(v);
-        let back = pool.reclaim().unwrap();
-        assert_eq!(back.index(), 1);
-        drop((frames, back));
-    }
-
-    #[test]
-    fn make_mut_is_in_place_only_when_unique() {
-        let mut pool = pool(1);
-        let f = pool.take_all().pop().unwrap();
-        let mut v = pool.into_view(f, 0, 8, RxMeta::default(), A);
-        let mut scratch = Vec::new();
-        let other = v.share_with(B);
-        let (bytes, how) = v.make_mut(&mut scratch);
-        assert_eq!(how, CowOutcome::Copied);
-        bytes[0] = 0xff;
-        assert_eq!(
-            other.as_ref()[0],
-            0,
-            "a copy must not change the shared frame"
-        );
-        drop(other);
-        let (bytes, how) = v.make_mut(&mut scratch);
-        assert_eq!(how, CowOutcome::InPlace);
-        bytes[0] = 0xee;
-        assert_eq!(v.as_ref()[0], 0xee);
-    }
-
-    #[test]
-    fn views_keep_the_memory_alive_after_the_pool_is_gone() {
-        let mut pool = pool(2);
-        let f = pool.take_all().remove(0);
-        let v = pool.into_view(f, 0, 4, RxMeta::default(), A);
-        drop(pool);
-        assert_eq!(v.as_ref(), &[0, 0, 0, 0]);
-        let v2 = v.clone();
-        drop(v);
-        drop(v2); // frees the memory; Miri checks there is no use after free
-    }
-
-    #[test]
-    fn concurrent_releases_return_each_frame_exactly_once() {
-        const FRAMES: u32 = 64;
-        let mut pool = pool(FRAMES);
-        let frames = pool.take_all();
-        let mut views_a = Vec::new();
-        let mut views_b = Vec::new();
-        for f in frames {
-            let v = pool.into_view(f, 0, 1, RxMeta::default(), A);
-            views_b.push(v.share_with(B));
-            views_a.push(v);
-        }
-        let ta = std::thread::spawn(move || drop(views_a));
-        let tb = std::thread::spawn(move || {
-            while let Some(v) = views_b.pop() {
-                drop(v);
-            }
-        });
-        ta.join().unwrap();
-        tb.join().unwrap();
-        let mut seen = vec![false; FRAMES as usize];
-        while let Some(f) = pool.reclaim() {
-            assert!(
-                !seen[f.index() as usize],
-                "frame {} returned twice",
-                f.index()
-            );
-            seen[f.index() as usize] = true;
-            drop(f);
-        }
-        assert!(seen.iter().all(|&s| s), "a frame never came back");
-        assert_eq!(pool.viewed_frames(), 0);
-    }
-}
+mod tests;

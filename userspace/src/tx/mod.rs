@@ -10,12 +10,17 @@
 //!   kernel copies a cloned `sk_buff` before writing it.
 //! - [`Transmitter::reply`]: answer a datagram with another payload, written at
 //!   once into one of the [`SPARE_FRAMES`] the poller keeps ready for its
-//!   consumers (a poller with a transmitter keeps [`crate::poller::TX_RESERVE`]
-//!   free frames out of the fill ring for these and for copy-on-write echoes).
+//!   consumers (a poller with a transmitter keeps [`TX_RESERVE`] free frames out
+//!   of the fill ring for these and for copy-on-write echoes).
 //!
 //! Requests wait in a bounded lock-free queue (the "send buffer"); a full queue
 //! refuses the request ([`TxError::QueueFull`], counted), it never blocks. Frames
 //! come back to the free list from the completion ring.
+//!
+//! Counters are split by writer ([`TxStats`]): what the poller counts is written
+//! by its thread alone, with a plain load and store; what consumers count is
+//! written with atomic read-modify-writes, since any number of consumer threads
+//! may reply at once.
 
 use std::sync::{
     Arc,
@@ -26,61 +31,96 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::{
     frame::{Frame, FrameView, FrameWriter, MAX_CONSUMERS},
-    udp::{Datagram, Layout, ReplyError, write_reply},
+    wire::{Layout, ReplyError, write_reply},
 };
+
+mod build;
+
+pub(crate) use build::build_echo;
 
 /// Requests that may wait for the poller, per queue.
 pub const TX_QUEUE: usize = 1024;
 /// Spare frames the poller keeps ready for [`Transmitter::reply`].
 pub const SPARE_FRAMES: usize = 64;
+/// Free frames a poller with a transmitter keeps out of the fill ring, for
+/// replies that need a frame of their own (copy-on-write echo, spare frames).
+pub const TX_RESERVE: usize = 2 * SPARE_FRAMES;
 
-/// Transmit counters of one queue (the poller writes most of them; consumers
-/// count the requests they could not queue).
+/// Transmit counters of one queue, split by writer so that no counter has two
+/// writers that could lose each other's increments.
 #[derive(Debug, Default)]
 pub struct TxStats {
+    /// Written by the queue's poller only.
+    pub(crate) poller: PollerTxStats,
+    /// Written by the queue's consumers, from any thread.
+    pub(crate) consumers: ConsumerTxStats,
+}
+
+/// What the poller counts: one writer, so a plain load and store (no locked
+/// instruction on the data path; see [`add`]).
+#[derive(Debug, Default)]
+pub(crate) struct PollerTxStats {
     /// Frames put on the TX ring.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Frames the kernel returned on the completion ring.
-    pub completed: AtomicU64,
+    pub(crate) completed: AtomicU64,
     /// Echo replies built in the received frame (zero copy).
-    pub in_place: AtomicU64,
+    pub(crate) in_place: AtomicU64,
     /// Echo replies copied into a free frame because the received one was shared.
-    pub copied: AtomicU64,
+    pub(crate) copied: AtomicU64,
     /// Rounds that found the TX ring too full for the waiting requests (they wait).
-    pub ring_full: AtomicU64,
-    /// Requests refused because the transmit queue was full.
-    pub queue_full: AtomicU64,
-    /// Replies dropped for want of a free frame.
-    pub no_frame: AtomicU64,
-    /// Requests that cannot be answered (see [`ReplyError`]: not unicast, source
-    /// port 0, reply too large).
-    pub reply_errors: AtomicU64,
+    pub(crate) ring_full: AtomicU64,
+    /// Echo replies dropped for want of a free frame (copy-on-write).
+    pub(crate) no_frame: AtomicU64,
+    /// Echo requests that cannot be answered (see [`ReplyError`]).
+    pub(crate) reply_errors: AtomicU64,
     /// sendto(2) calls that asked the kernel to transmit (only when it asks).
-    pub kicks: AtomicU64,
+    pub(crate) kicks: AtomicU64,
     /// Frames on the TX or completion ring right now.
-    pub in_flight: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+}
+
+/// What consumers count, on any thread: atomic read-modify-writes (see [`count`]).
+#[derive(Debug, Default)]
+pub(crate) struct ConsumerTxStats {
+    /// Requests refused because the transmit queue was full.
+    pub(crate) queue_full: AtomicU64,
+    /// [`Transmitter::reply`] calls that found no spare frame.
+    pub(crate) no_frame: AtomicU64,
+    /// [`Transmitter::reply`] calls whose reply cannot be built.
+    pub(crate) reply_errors: AtomicU64,
+}
+
+/// Add `n` to a counter that only the calling thread writes (the poller's): a
+/// load and a store, which other threads read consistently (Relaxed atomics)
+/// but which would lose increments if two threads wrote it.
+#[inline]
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 /// The counters as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TxSummary {
-    /// See [`TxStats::sent`].
+    /// Frames put on the TX ring.
     pub sent: u64,
-    /// See [`TxStats::completed`].
+    /// Frames the kernel returned on the completion ring.
     pub completed: u64,
-    /// See [`TxStats::in_place`].
+    /// Echo replies built in the received frame (zero copy).
     pub in_place: u64,
-    /// See [`TxStats::copied`].
+    /// Echo replies copied into a free frame because the received one was shared.
     pub copied: u64,
-    /// See [`TxStats::ring_full`].
+    /// Rounds that found the TX ring too full for the waiting requests (they wait).
     pub ring_full: u64,
-    /// See [`TxStats::queue_full`].
+    /// Requests refused because the transmit queue was full.
     pub queue_full: u64,
-    /// See [`TxStats::no_frame`].
+    /// Replies dropped for want of a free frame: copy-on-write echoes (the
+    /// poller's) and [`Transmitter::reply`] calls with no spare frame.
     pub no_frame: u64,
-    /// See [`TxStats::reply_errors`].
+    /// Requests that cannot be answered (see [`ReplyError`]: not unicast, source
+    /// port 0, reply too large).
     pub reply_errors: u64,
-    /// See [`TxStats::kicks`].
+    /// sendto(2) calls that asked the kernel to transmit (only when it asks).
     pub kicks: u64,
 }
 
@@ -88,17 +128,23 @@ impl TxStats {
     /// A snapshot.
     pub fn summary(&self) -> TxSummary {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (p, c) = (&self.poller, &self.consumers);
         TxSummary {
-            sent: get(&self.sent),
-            completed: get(&self.completed),
-            in_place: get(&self.in_place),
-            copied: get(&self.copied),
-            ring_full: get(&self.ring_full),
-            queue_full: get(&self.queue_full),
-            no_frame: get(&self.no_frame),
-            reply_errors: get(&self.reply_errors),
-            kicks: get(&self.kicks),
+            sent: get(&p.sent),
+            completed: get(&p.completed),
+            in_place: get(&p.in_place),
+            copied: get(&p.copied),
+            ring_full: get(&p.ring_full),
+            queue_full: get(&c.queue_full),
+            no_frame: get(&p.no_frame) + get(&c.no_frame),
+            reply_errors: get(&p.reply_errors) + get(&c.reply_errors),
+            kicks: get(&p.kicks),
         }
+    }
+
+    /// Frames on the TX or completion ring right now.
+    pub fn in_flight(&self) -> u64 {
+        self.poller.in_flight.load(Ordering::Relaxed)
     }
 }
 
@@ -150,7 +196,7 @@ impl TxShared {
 
 /// Sends replies on one queue; cheap to clone, `Send` and `Sync`: one per
 /// consumer, inline or threaded. Get it from the stack (`stack::QueueContext`) or
-/// from [`crate::poller::Poller::transmitter`].
+/// from the queue's poller (`Poller::transmitter`).
 #[derive(Clone)]
 pub struct Transmitter {
     shared: Option<Arc<TxShared>>,
@@ -181,34 +227,35 @@ impl Transmitter {
         self.shared.as_deref().ok_or(TxError::Disconnected)
     }
 
-    /// Answer `datagram` with its own payload (MACs, addresses and ports swapped,
-    /// VLAN tags kept, checksums recomputed; see [`crate::udp::make_reply_in_place`]).
-    /// `view` is the frame the datagram was parsed from. The reply is built by the
-    /// poller: in place if nobody else holds the frame by then, else in a free frame.
-    pub fn echo(&self, datagram: &Datagram<'_>) -> Result<(), TxError> {
+    /// Answer the datagram in `view`, parsed as `layout`, with its own payload
+    /// (MACs, addresses and ports swapped, VLAN tags kept, checksums recomputed;
+    /// see [`crate::wire::make_reply_in_place`]). The reply is built by the poller:
+    /// in place if nobody else holds the frame by then, else in a free frame.
+    pub fn echo(&self, view: &FrameView, layout: &Layout) -> Result<(), TxError> {
         let shared = self.shared()?;
         let request = TxRequest::Echo {
-            view: datagram.view.clone(),
-            layout: datagram.layout,
+            view: view.clone(),
+            layout: *layout,
         };
         shared.requests.push(request).map_err(|_| {
-            count(&shared.stats.queue_full);
+            count(&shared.stats.consumers.queue_full);
             TxError::QueueFull
         })
     }
 
-    /// Answer `datagram` with `payload` (headers as for [`Transmitter::echo`]),
-    /// copied now into a spare frame.
-    pub fn reply(&self, datagram: &Datagram<'_>, payload: &[u8]) -> Result<(), TxError> {
+    /// Answer the datagram in `request` (a frame parsed as `layout`) with
+    /// `payload` (headers as for [`Transmitter::echo`]), copied now into a spare
+    /// frame.
+    pub fn reply(&self, request: &[u8], layout: &Layout, payload: &[u8]) -> Result<(), TxError> {
         let shared = self.shared()?;
         let Some(mut frame) = shared.spares.pop() else {
-            count(&shared.stats.no_frame);
+            count(&shared.stats.consumers.no_frame);
             return Err(TxError::NoFrame);
         };
         let built = write_reply(
             shared.writer.bytes_mut(&mut frame),
-            datagram.frame,
-            &datagram.layout,
+            request,
+            layout,
             payload,
         );
         match built {
@@ -223,7 +270,7 @@ impl Transmitter {
                             let back = shared.spares.push(frame);
                             debug_assert!(back.is_ok(), "spare queue has room for ours");
                         }
-                        count(&shared.stats.queue_full);
+                        count(&shared.stats.consumers.queue_full);
                         Err(TxError::QueueFull)
                     }
                 }
@@ -231,7 +278,7 @@ impl Transmitter {
             Err(e) => {
                 let back = shared.spares.push(frame);
                 debug_assert!(back.is_ok(), "spare queue has room for ours");
-                count(&shared.stats.reply_errors);
+                count(&shared.stats.consumers.reply_errors);
                 Err(TxError::Reply(e))
             }
         }
@@ -239,6 +286,6 @@ impl Transmitter {
 }
 
 /// Counters written by consumers (any thread): a locked add.
-fn count(counter: &AtomicU64) {
+pub(crate) fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }

@@ -18,13 +18,14 @@ use xsk_rs::{
     socket::Socket,
 };
 
+use super::Kernel;
 use crate::{
     frame::{FrameMemory, FramePool},
-    poller::{RingOccupancy, RxDesc, TxDesc, XskRings},
+    ring::{RingOccupancy, Rings, RxDesc, TxDesc},
 };
 
 /// `--zero-copy auto|on|off`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ZeroCopy {
     /// Zero-copy when the driver offers it, copy mode otherwise.
     #[default]
@@ -489,7 +490,7 @@ impl XskSocket {
 // SAFETY: `rx_consume` returns what the kernel put on our RX ring, which only ever
 // holds frames we gave to the fill ring (the kernel's side of the AF_XDP contract),
 // each once per trip.
-unsafe impl XskRings for XskSocket {
+unsafe impl Rings for XskSocket {
     fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
         self.batch.clear();
         self.batch.resize(out.len(), FrameDesc::default());
@@ -527,6 +528,56 @@ unsafe impl XskRings for XskSocket {
         self.fill.needs_wakeup()
     }
 
+    fn tx_capacity(&mut self, want: u32) -> u32 {
+        self.tx.nb_free(want)
+    }
+
+    fn tx_produce(&mut self, descs: &[TxDesc]) {
+        self.batch.clear();
+        for d in descs {
+            let index = (d.addr / u64::from(self.frame_size)) as usize;
+            let mut desc = self.template[index];
+            debug_assert_eq!(desc.addr() as u64, d.addr, "TX data starts at the headroom");
+            // SAFETY: the frame's handle was consumed (`Frame::into_addr`) for this
+            // descriptor: nobody else touches the frame until the completion ring
+            // returns it. Only the descriptor's length is set; no byte is written.
+            unsafe { self.umem.data_mut(&mut desc) }
+                .cursor()
+                .set_pos(d.len as usize);
+            self.batch.push(desc);
+        }
+        // SAFETY: as above, the frames are ours to hand to the kernel, and of this
+        // socket's UMEM. One Release store of the producer index publishes them.
+        let n = unsafe { self.tx.produce(&self.batch) };
+        debug_assert_eq!(n, descs.len(), "tx_capacity said they fit");
+    }
+
+    fn tx_needs_wakeup(&mut self) -> bool {
+        self.tx.needs_wakeup()
+    }
+
+    fn occupancy(&mut self) -> RingOccupancy {
+        // RX first (see the trait): a frame moving to it meanwhile is missed, not
+        // counted twice.
+        let rx_ring = self.rx.nb_avail_exact();
+        let fill_ring = self.fill_size - self.fill.nb_free_exact();
+        RingOccupancy { rx_ring, fill_ring }
+    }
+
+    fn comp_consume(&mut self, out: &mut [u64]) -> usize {
+        self.batch.clear();
+        self.batch.resize(out.len(), FrameDesc::default());
+        // SAFETY: the completion ring of this socket's UMEM only returns frames we
+        // put on its TX ring; the descriptors are overwritten with them.
+        let n = unsafe { self.comp.consume(&mut self.batch) };
+        for (slot, desc) in out.iter_mut().zip(&self.batch[..n]) {
+            *slot = desc.addr() as u64;
+        }
+        n
+    }
+}
+
+impl Kernel for XskSocket {
     fn wakeup(&mut self) -> io::Result<()> {
         // What libxdp's examples do to kick RX processing: a non-blocking
         // recvfrom(2) on the socket, which runs the driver's NAPI poll (and busy
@@ -561,60 +612,12 @@ unsafe impl XskRings for XskSocket {
     }
 
     fn statistics(&self) -> io::Result<XskStats> {
-        XskSocket::statistics(self)
-    }
-
-    fn tx_capacity(&mut self, want: u32) -> u32 {
-        self.tx.nb_free(want)
-    }
-
-    fn tx_produce(&mut self, descs: &[TxDesc]) {
-        self.batch.clear();
-        for d in descs {
-            let index = (d.addr / u64::from(self.frame_size)) as usize;
-            let mut desc = self.template[index];
-            debug_assert_eq!(desc.addr() as u64, d.addr, "TX data starts at the headroom");
-            // SAFETY: the frame's handle was consumed (`Frame::into_addr`) for this
-            // descriptor: nobody else touches the frame until the completion ring
-            // returns it. Only the descriptor's length is set; no byte is written.
-            unsafe { self.umem.data_mut(&mut desc) }
-                .cursor()
-                .set_pos(d.len as usize);
-            self.batch.push(desc);
-        }
-        // SAFETY: as above, the frames are ours to hand to the kernel, and of this
-        // socket's UMEM. One Release store of the producer index publishes them.
-        let n = unsafe { self.tx.produce(&self.batch) };
-        debug_assert_eq!(n, descs.len(), "tx_capacity said they fit");
-    }
-
-    fn tx_needs_wakeup(&mut self) -> bool {
-        self.tx.needs_wakeup()
+        read_statistics(self.raw_fd())
     }
 
     fn tx_kick(&mut self) -> io::Result<()> {
         // sendto(MSG_DONTWAIT); xsk-rs absorbs EAGAIN/EBUSY/ENOBUFS/ENETDOWN,
         // which mean "the kernel is busy, kick again later".
         self.tx.wakeup()
-    }
-
-    fn occupancy(&mut self) -> RingOccupancy {
-        // RX first (see the trait): a frame moving to it meanwhile is missed, not
-        // counted twice.
-        let rx_ring = self.rx.nb_avail_exact();
-        let fill_ring = self.fill_size - self.fill.nb_free_exact();
-        RingOccupancy { rx_ring, fill_ring }
-    }
-
-    fn comp_consume(&mut self, out: &mut [u64]) -> usize {
-        self.batch.clear();
-        self.batch.resize(out.len(), FrameDesc::default());
-        // SAFETY: the completion ring of this socket's UMEM only returns frames we
-        // put on its TX ring; the descriptors are overwritten with them.
-        let n = unsafe { self.comp.consume(&mut self.batch) };
-        for (slot, desc) in out.iter_mut().zip(&self.batch[..n]) {
-            *slot = desc.addr() as u64;
-        }
-        n
     }
 }

@@ -2,17 +2,20 @@
 //! benchmarks of the poller without a kernel: a fill ring and an RX ring of fixed
 //! capacity, and "arrivals" that move frames from one to the other like the
 //! kernel's copy-mode receive path does; a TX ring whose frames the simulated
-//! kernel "sends" (logs) and returns on a completion ring when kicked.
+//! kernel "sends" (logs) and returns on a completion ring when kicked
+//! ([`SimRings::kick`]).
+//!
+//! The syscalls a real socket answers (wakeups, waiting, statistics) are
+//! inherent methods here; `sys` implements its kernel trait over them for the
+//! run loop's tests.
 
-use std::{collections::VecDeque, io};
+use std::collections::VecDeque;
 
-use crate::{
-    poller::{RingOccupancy, RxDesc, TxDesc, XskRings},
-    xsk::XskStats,
-};
+use super::{RingOccupancy, Rings, RxDesc, TxDesc};
+use crate::frame::XDP_PACKET_HEADROOM;
 
-/// Where the simulated kernel puts packet data in a frame (XDP_PACKET_HEADROOM).
-pub const SIM_HEADROOM: u64 = 256;
+/// Where the simulated kernel puts packet data in a frame, as the real one does.
+pub const SIM_HEADROOM: u64 = XDP_PACKET_HEADROOM as u64;
 
 /// The simulated kernel side of one socket.
 #[derive(Debug)]
@@ -120,11 +123,32 @@ impl SimRings {
     pub fn wakeups(&self) -> u64 {
         self.wakeups
     }
+
+    /// A wakeup syscall (`recvfrom(MSG_DONTWAIT)` on a real socket): counted.
+    pub fn wake(&mut self) {
+        self.wakeups += 1;
+    }
+
+    /// True when the RX ring has descriptors (what poll(2) would say).
+    pub fn readable(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// A TX kick (`sendto(MSG_DONTWAIT)`): unless stalled, everything on the TX
+    /// ring is sent and its frames go to the completion ring.
+    pub fn kick(&mut self) {
+        if !self.tx_stalled {
+            for desc in self.tx.drain(..) {
+                self.sent.push(desc);
+                self.comp.push_back(desc.addr);
+            }
+        }
+    }
 }
 
 // SAFETY: `rx` only ever holds addresses taken from `fill`, and `comp` only
 // addresses taken from `tx`, each once.
-unsafe impl XskRings for SimRings {
+unsafe impl Rings for SimRings {
     fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
         let n = out.len().min(self.rx.len());
         for (slot, desc) in out.iter_mut().zip(self.rx.drain(..n)) {
@@ -150,23 +174,6 @@ unsafe impl XskRings for SimRings {
         true
     }
 
-    fn wakeup(&mut self) -> io::Result<()> {
-        self.wakeups += 1;
-        Ok(())
-    }
-
-    fn wait_rx(&mut self, _timeout_ms: i32) -> io::Result<bool> {
-        Ok(!self.rx.is_empty())
-    }
-
-    fn statistics(&self) -> io::Result<XskStats> {
-        Ok(XskStats {
-            rx_ring_full: self.rx_full,
-            rx_fill_ring_empty_descs: self.fill_empty,
-            ..XskStats::default()
-        })
-    }
-
     fn tx_capacity(&mut self, want: u32) -> u32 {
         let free = self.tx_cap - self.tx.len();
         u32::try_from(free).unwrap_or(u32::MAX).min(want)
@@ -182,16 +189,6 @@ unsafe impl XskRings for SimRings {
 
     fn tx_needs_wakeup(&mut self) -> bool {
         true
-    }
-
-    fn tx_kick(&mut self) -> io::Result<()> {
-        if !self.tx_stalled {
-            for desc in self.tx.drain(..) {
-                self.sent.push(desc);
-                self.comp.push_back(desc.addr);
-            }
-        }
-        Ok(())
     }
 
     fn comp_consume(&mut self, out: &mut [u64]) -> usize {

@@ -24,7 +24,7 @@ use pcap_file::{
 };
 use proptest::prelude::*;
 
-use super::{sink::Sink, *};
+use super::{engine::Core, output::Sink, *};
 
 const BASE_NS: u64 = 1_700_000_000_123_456_789;
 
@@ -731,7 +731,11 @@ fn standard_output() {
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "pcap::tests::standard_output", "--nocapture"])
+        .args([
+            "--exact",
+            "capture::writer::tests::standard_output",
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();
@@ -1023,14 +1027,14 @@ fn short_writes_without_errors_lose_nothing() {
 fn file_sink_truncate_cuts_and_repositions() {
     let dir = TempDir::new("cut");
     let path = dir.path("c");
-    let mut s = sink::FileSink::create(&path).unwrap();
+    let mut s = output::FileSink::create(&path).unwrap();
     s.write_all(&[1; 100]).unwrap();
     assert!(s.truncate(40).unwrap());
     s.write_all(&[2; 10]).unwrap();
     let b = fs::read(&path).unwrap();
     assert_eq!(b.len(), 50, "no hole after the cut");
     assert_eq!(&b[40..], &[2; 10]);
-    let mut dev = sink::FileSink::create(Path::new("/dev/null")).unwrap();
+    let mut dev = output::FileSink::create(Path::new("/dev/null")).unwrap();
     assert!(!dev.truncate(0).unwrap(), "devices are not cut");
 }
 

@@ -6,7 +6,7 @@
 //! already on the interface (ours from another process, or anyone's) makes the
 //! attach fail with EBUSY/EEXIST; we report it and never replace it.
 
-use std::{ffi::CString, io, os::fd::AsRawFd};
+use std::{io, os::fd::AsRawFd};
 
 use aya::{
     Ebpf, EbpfError,
@@ -19,11 +19,13 @@ use xdp_ebpf::{
     trafficgen::{GEN_CONFIG_MAP, GEN_PROGRAM_NAME, GEN_STATS_MAP, GenConfig, GenCounter},
 };
 
+use super::ifinfo::if_index;
+
 /// The XDP object, built by `build.rs` from the `xdp-ebpf` crate.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpstack-xdp"));
 
 /// How to attach: `--xdp-mode auto|drv|skb`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum XdpModeChoice {
     /// Native (driver) mode, falling back to generic mode when the driver has no XDP.
     #[default]
@@ -218,14 +220,6 @@ fn ebpf_error_is_permission(err: &EbpfError) -> bool {
         source = e.source();
     }
     false
-}
-
-/// The index of interface `name`, if it exists.
-pub fn if_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string; if_nametoindex only reads it.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
 }
 
 /// The XDP program `name` of `ebpf`.

@@ -1,4 +1,7 @@
-//! The capture consumer: frame views in, records in a pcap/pcapng file out.
+//! Capture: frame views in, records in a pcap/pcapng file out. [`Capture`] and
+//! its per-queue [`CaptureConsumer`]s sit on the poller's consumer interface;
+//! [`CaptureWriter`] (in `writer`) is the file format and output half, usable
+//! on its own.
 //!
 //! One [`Capture`] owns the writer; each RX queue gets a [`CaptureConsumer`] that
 //! runs on its own thread behind the poller's bounded queue. A consumer gathers
@@ -21,13 +24,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    frame::FrameView,
-    pcap::{
-        CaptureConfig, CaptureError, CaptureRecord, CaptureSummary, CaptureWriter, Format,
-        QueueStats,
-    },
-    poller::Consumer,
+use crate::{frame::FrameView, poller::Consumer};
+
+mod writer;
+
+pub use writer::{
+    CaptureConfig, CaptureError, CaptureRecord, CaptureStats, CaptureSummary, CaptureWriter,
+    Format, MAX_SNAPLEN, Output, QueueStats,
 };
 
 /// The writer and the time of the last record written.
@@ -166,7 +169,7 @@ impl CaptureConsumer {
         {
             // Say it once, now; the run goes on (the UDP consumer is still
             // served), frames keep being released, and the exit status says it.
-            eprintln!("xdpstack: {err}; capture stopped, frames are still released and counted");
+            tracing::error!("{err}; capture stopped, frames are still released and counted");
         }
     }
 }

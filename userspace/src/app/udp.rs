@@ -1,5 +1,5 @@
 //! The datagram API: handlers registered per destination port set, fed by one
-//! [`UdpConsumer`] per queue, and the built-in apps of `--app`.
+//! [`UdpConsumer`] per queue.
 //!
 //! A [`UdpConsumer`] is a frame [`Consumer`], so it runs where the data path's
 //! consumers run: inline on the poller's thread (run to completion, the fastest)
@@ -11,15 +11,20 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
 };
 
 use serde::Serialize;
 
-use super::{Datagram, Reject, RejectCounters, parse_view};
-use crate::{frame::FrameView, poller::Consumer, tx::Transmitter};
+use super::{Datagram, PortCount, parse_view};
+use crate::{
+    frame::FrameView,
+    poller::{Consumer, LiveCounters},
+    tx::Transmitter,
+    wire::{Reject, RejectCounters},
+};
 
 /// Receives the datagrams of a port set.
 ///
@@ -62,7 +67,7 @@ pub struct UdpSummary {
     pub unmatched: u64,
     /// Frames rejected, per reason.
     pub rejected: RejectCounters,
-    /// Per destination port (filled by the [`Sink`] app).
+    /// Per destination port (filled by the [`super::Sink`] app).
     pub ports: BTreeMap<u16, PortCount>,
 }
 
@@ -86,7 +91,7 @@ impl UdpStats {
 
 /// In the live statistics: datagrams delivered, to no handler, and each reason
 /// frames were rejected for (the ones seen so far).
-impl crate::stack::LiveCounters for UdpStats {
+impl LiveCounters for UdpStats {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = vec![
@@ -131,9 +136,9 @@ const NO_ROUTE: u8 = 0;
 ///
 /// ```no_run
 /// # fn f(tx: xdpstack::tx::Transmitter) {
-/// use xdpstack::udp::{Datagram, UdpConsumer};
-/// let udp = UdpConsumer::new(tx).route(9000..=9000, |d: &Datagram<'_>, tx: &xdpstack::tx::Transmitter| {
-///     let _ = tx.echo(d);
+/// use xdpstack::{app::{Datagram, UdpConsumer}, tx::Transmitter};
+/// let udp = UdpConsumer::new(tx).route(9000..=9000, |d: &Datagram<'_>, tx: &Transmitter| {
+///     let _ = d.echo(tx);
 /// });
 /// # }
 /// ```
@@ -212,85 +217,5 @@ impl Consumer for UdpConsumer {
         for h in &mut self.handlers {
             h.flush();
         }
-    }
-}
-
-/// Datagrams and payload bytes to one port.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PortCount {
-    /// Datagrams.
-    pub datagrams: u64,
-    /// UDP payload bytes.
-    pub bytes: u64,
-}
-
-/// Per-port counts shared by the [`Sink`]s of all queues.
-pub type PortCounts = Arc<Mutex<BTreeMap<u16, PortCount>>>;
-
-/// `--app sink`: counts datagrams and payload bytes per destination port and
-/// drops them (the rxdrop benchmark, parsed). Counts are kept locally and added to
-/// the shared map once per batch, so queues do not contend per datagram.
-#[derive(Debug)]
-pub struct Sink {
-    local: Vec<(u16, PortCount)>,
-    shared: PortCounts,
-}
-
-impl Sink {
-    /// A sink adding into `shared`.
-    pub fn new(shared: PortCounts) -> Self {
-        Self {
-            local: Vec::new(),
-            shared,
-        }
-    }
-}
-
-impl Handler for Sink {
-    #[inline]
-    fn datagram(&mut self, datagram: &Datagram<'_>, _tx: &Transmitter) {
-        let port = datagram.dst.port();
-        // Usually one or a few ports: a linear scan beats hashing.
-        let slot = match self.local.iter().position(|(p, _)| *p == port) {
-            Some(i) => &mut self.local[i].1,
-            None => {
-                self.local.push((port, PortCount::default()));
-                &mut self.local.last_mut().expect("just pushed").1
-            }
-        };
-        slot.datagrams += 1;
-        slot.bytes += datagram.payload.len() as u64;
-    }
-
-    fn flush(&mut self) {
-        if self.local.is_empty() {
-            return;
-        }
-        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        for (port, count) in self.local.drain(..) {
-            let total = shared.entry(port).or_default();
-            total.datagrams += count.datagrams;
-            total.bytes += count.bytes;
-        }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
-/// `--app echo`: answers every datagram with its own payload through the AF_XDP
-/// TX ring (see [`Transmitter::echo`]); failures are counted in the queue's TX
-/// statistics.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Echo;
-
-impl Handler for Echo {
-    #[inline]
-    fn datagram(&mut self, datagram: &Datagram<'_>, tx: &Transmitter) {
-        // Counted in TxStats (queue_full, no_frame, reply_errors).
-        let _ = tx.echo(datagram);
     }
 }

@@ -1,6 +1,8 @@
-//! The receive side of the UDP stack: from an Ethernet frame to a [`Datagram`],
-//! or a [`Reject`] naming why the frame is not one; and the frame rewrites the echo
-//! app needs to answer it ([`make_reply_in_place`], [`write_reply`]).
+//! The wire layer: from an Ethernet frame to a parsed UDP datagram ([`Parsed`]),
+//! or a [`Reject`] naming why the frame is not one; and the frame rewrites a reply
+//! needs ([`make_reply_in_place`], [`write_reply`]). Pure functions over byte
+//! slices: this layer imports nothing else of the crate (smoltcp's `wire`), so it
+//! is tested, fuzzed and benchmarked on its own.
 //!
 //! What the kernel's `ip_rcv` + `udp_rcv` would check, this checks: Ethernet, up to
 //! two VLAN tags (802.1Q, 802.1ad, and the pre-standard 0x9100), IPv4 (with
@@ -47,18 +49,14 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::frame::FrameView;
-
-mod handler;
 #[cfg(any(test, feature = "oracle"))]
 #[doc(hidden)]
 pub mod oracle;
 mod parse;
 mod reply;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use handler::{Echo, Handler, PortCount, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary};
 pub use parse::parse;
 pub use reply::{REPLY_HOP_LIMIT, ReplyError, make_reply_in_place, write_reply};
 
@@ -151,48 +149,6 @@ pub struct Parsed<'a> {
     pub layout: Layout,
     /// The whole frame as received, Ethernet padding included.
     pub frame: &'a [u8],
-}
-
-/// A received UDP datagram: borrowed from the [`FrameView`] of its frame (zero
-/// copy), with where and when it arrived.
-#[derive(Clone, Copy, Debug)]
-pub struct Datagram<'a> {
-    /// Source address and port.
-    pub src: SocketAddr,
-    /// Destination address and port.
-    pub dst: SocketAddr,
-    /// The UDP payload, bounded by the UDP length.
-    pub payload: &'a [u8],
-    /// VLAN IDs, outermost first; `None` where the frame has fewer tags.
-    pub vlan: [Option<u16>; 2],
-    /// RX queue the frame arrived on.
-    pub queue: u32,
-    /// Receive time, ns since the Unix epoch.
-    pub timestamp_ns: u64,
-    /// Header offsets, for rewriting the frame.
-    pub layout: Layout,
-    /// The whole frame as received, Ethernet padding included.
-    pub frame: &'a [u8],
-    /// The view of the frame: clone it to keep the datagram beyond the call
-    /// (the frame stays out of the fill ring while any view lives).
-    pub view: &'a FrameView,
-}
-
-/// Parse the frame of `view` (see [`parse`]) into a datagram borrowing from it,
-/// with its RX queue and timestamp.
-#[inline]
-pub fn parse_view(view: &FrameView) -> Result<Datagram<'_>, Reject> {
-    parse(view.bytes()).map(|p| Datagram {
-        src: p.src,
-        dst: p.dst,
-        payload: p.payload,
-        vlan: p.vlan,
-        queue: view.queue(),
-        timestamp_ns: view.timestamp_ns(),
-        layout: p.layout,
-        frame: p.frame,
-        view,
-    })
 }
 
 /// Why a frame is not a datagram for the stack.

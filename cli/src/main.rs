@@ -1,0 +1,185 @@
+//! `xdpstack`: the command-line front end over the library. It parses the
+//! command line, installs logging and signal handling, and renders what the
+//! library reports; the work is the library's (`xdpstack::stack::service`).
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::Path,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use clap::{CommandFactory as _, Parser as _};
+use xdpstack::{
+    SteerMode,
+    capture::{CaptureConfig, Format, Output},
+    poller::PollerConfig,
+    stack::{
+        StackOptions,
+        service::{self, ServiceOptions},
+    },
+    sys::xsk::XskConfig,
+};
+
+mod args;
+mod report;
+
+use args::{App, CaptureChoice, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "xdpstack",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XDPSTACK_LOG")
+                .unwrap_or_else(|_| cli.log_filter().into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(msg) = cli.validate() {
+        eprintln!("xdpstack: {msg}");
+        return ExitCode::from(2);
+    }
+    let stop = match install_handlers() {
+        Ok(stop) => stop,
+        Err(msg) => {
+            eprintln!("xdpstack: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = stack_options(&cli);
+    let service = service_options(&cli);
+    // With `-w -` the capture owns standard output: JSON and the report go to
+    // standard error.
+    let to_stdout = cli.write.as_deref() == Some(Path::new("-"));
+    let mut live = report::LiveOutput::new(cli.json, !to_stdout);
+    let report = match service::serve(&opts, &service, stop, &mut |iv| live.show(&iv)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("xdpstack: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if cli.json {
+        match serde_json::to_string(&report) {
+            Ok(line) => format!("{line}\n"),
+            Err(e) => {
+                eprintln!("xdpstack: encoding the summary failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report::render_report(&report, cli.app != App::None)
+    };
+    if to_stdout {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+    if let Some(err) = report.capture.as_ref().and_then(|c| c.error.as_ref()) {
+        eprintln!("xdpstack: {err}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The panic policy, the stop flag set by SIGINT/SIGTERM, and the crash tests'
+/// hook.
+fn install_handlers() -> Result<Arc<AtomicBool>, String> {
+    // A panic on any thread ends the process at once: a stack with a dead poller
+    // must not limp on. The kernel then closes our fds, which detaches the program.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // SIGINT and SIGTERM end the run cleanly; a second one exits at once.
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| format!("installing the signal handler failed: {e}"))?;
+    // Test hook for the crash-cleanup tests: a panic after attaching must leave
+    // nothing attached (bpf_link semantics).
+    if let Some(ms) = std::env::var("XDPSTACK_TEST_PANIC_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            panic!("XDPSTACK_TEST_PANIC_AFTER_MS: deliberate panic");
+        });
+    }
+    Ok(stop)
+}
+
+/// The stack's options from the command line.
+fn stack_options(cli: &Cli) -> StackOptions {
+    StackOptions {
+        iface: cli.iface().to_string(),
+        queues: cli.queues.clone(),
+        mode: match cli.capture {
+            CaptureChoice::Udp => SteerMode::Udp,
+            CaptureChoice::All => SteerMode::All,
+        },
+        ports: cli.port_list(),
+        xdp_mode: cli.xdp_mode.into(),
+        xsk: XskConfig {
+            frame_count: cli.frames,
+            frame_size: cli.frame_size,
+            zero_copy: cli.zero_copy.into(),
+            ..XskConfig::default()
+        },
+        poller: PollerConfig {
+            budget: cli.budget,
+            busy_poll: cli.busy_poll,
+            ..PollerConfig::default()
+        },
+        pin_cpus: cli.pin_cpus,
+        duration: cli.duration,
+        count: cli.count,
+        // Live statistics every second by default when a person is watching.
+        stats_interval: cli.stats.or_else(|| {
+            (!cli.json && std::io::stderr().is_terminal()).then(|| Duration::from_secs(1))
+        }),
+    }
+}
+
+/// The app and the capture from the command line.
+fn service_options(cli: &Cli) -> ServiceOptions {
+    let capture = cli.write.as_ref().map(|path| {
+        let mut config = CaptureConfig::new(Output::from_arg(path));
+        config.format = if cli.pcapng {
+            Format::PcapNg
+        } else {
+            Format::Pcap
+        };
+        config.snaplen = cli.snaplen;
+        config.packet_buffered = cli.packet_buffered;
+        config.file_size_mb = cli.file_size;
+        config.file_count = cli.file_count;
+        config
+    });
+    ServiceOptions {
+        app: cli.app.into(),
+        capture,
+        pcap_overflow: cli.pcap_overflow.into(),
+    }
+}

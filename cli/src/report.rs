@@ -1,0 +1,226 @@
+//! Rendering what the library reports: the summary at exit and the live
+//! statistics, as text for people or as JSON lines for programs.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::{IsTerminal as _, Write as _},
+};
+
+use xdpstack::{
+    Counter,
+    app::UdpSummary,
+    stack::{Interval, Summary, service::Report},
+};
+
+/// The report at exit, several lines.
+pub fn render_report(report: &Report, show_udp: bool) -> String {
+    let mut s = render_summary(&report.summary);
+    if show_udp {
+        s.push_str(&render_udp(&report.udp));
+    }
+    if let Some(c) = &report.capture {
+        let where_ = c.path.as_ref().map_or_else(
+            || "standard output".to_string(),
+            |p| p.display().to_string(),
+        );
+        let _ = writeln!(
+            s,
+            "  capture: {} frames, {} bytes written to {}; {} not written",
+            c.stats.records_written, c.stats.bytes_written, where_, c.stats.records_dropped,
+        );
+    }
+    s
+}
+
+/// The stack's summary: a line for the run, one per queue, one for the XDP
+/// program's verdicts.
+pub fn render_summary(summary: &Summary) -> String {
+    let mut s = String::new();
+    let rate = if summary.seconds > 0.0 {
+        summary.packets as f64 / summary.seconds
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        s,
+        "xdpstack: {} packets, {} bytes in {:.2} s ({:.0} pkt/s, {:.2} s CPU) on {} ({} mode, {})",
+        summary.packets,
+        summary.bytes,
+        summary.seconds,
+        rate,
+        summary.cpu_s,
+        summary.iface,
+        summary.xdp_mode,
+        if summary.zero_copy {
+            "zero-copy"
+        } else {
+            "copy"
+        },
+    );
+    for q in &summary.queues {
+        let _ = write!(
+            s,
+            "  queue {}: {} packets, {} bytes; kernel drops: rx_dropped {}, rx_ring_full {}, \
+             fill_ring_empty {}, rx_invalid {}",
+            q.queue,
+            q.packets,
+            q.bytes,
+            q.xsk.rx_dropped,
+            q.xsk.rx_ring_full,
+            q.xsk.rx_fill_ring_empty_descs,
+            q.xsk.rx_invalid_descs,
+        );
+        for c in &q.consumers {
+            let _ = write!(s, "; {} {} (dropped {})", c.name, c.delivered, c.dropped);
+        }
+        let t = &q.tx;
+        if t.sent + t.queue_full + t.no_frame + t.reply_errors > 0 {
+            let _ = write!(
+                s,
+                "; tx {} sent (echo: {} in place, {} copied; {} other replies), {} completed; \
+                 not sent: queue_full {}, no_frame {}, reply_errors {}; tx_invalid {}",
+                t.sent,
+                t.in_place,
+                t.copied,
+                t.sent.saturating_sub(t.in_place + t.copied),
+                t.completed,
+                t.queue_full,
+                t.no_frame,
+                t.reply_errors,
+                q.xsk.tx_invalid_descs,
+            );
+        }
+        s.push('\n');
+    }
+    write_xdp_counters(&mut s, &summary.xdp);
+    s
+}
+
+/// `  xdp: seen N` and every other non-zero counter of the XDP program, a line.
+fn write_xdp_counters(out: &mut String, xdp: &BTreeMap<&'static str, u64>) {
+    let _ = write!(out, "  xdp:");
+    for counter in Counter::ALL {
+        let v = xdp.get(counter.name()).copied().unwrap_or(0);
+        if v != 0 || counter == Counter::Seen {
+            let _ = write!(out, " {} {v}", counter.name());
+        }
+    }
+    out.push('\n');
+}
+
+/// The UDP consumers' lines of the report.
+pub fn render_udp(udp: &UdpSummary) -> String {
+    let mut s = format!(
+        "  udp: {} datagrams, {} payload bytes; {} to no handler; rejected {}",
+        udp.datagrams,
+        udp.payload_bytes,
+        udp.unmatched,
+        udp.rejected.total()
+    );
+    for (name, n) in udp.rejected.iter().filter(|(_, n)| *n > 0) {
+        let _ = write!(s, ", {name} {n}");
+    }
+    s.push('\n');
+    for (port, count) in &udp.ports {
+        let _ = writeln!(
+            s,
+            "    port {port}: {} datagrams, {} bytes",
+            count.datagrams, count.bytes
+        );
+    }
+    s
+}
+
+/// The text form of an interval: a line per queue and a total.
+pub fn render_interval(iv: &Interval) -> String {
+    let mut out = format!(
+        "xdpstack: {:.2} s on {} ({} mode, {})\n",
+        iv.t,
+        iv.iface,
+        iv.xdp_mode,
+        if iv.zero_copy { "zero-copy" } else { "copy" }
+    );
+    for q in &iv.queues {
+        let _ = write!(
+            out,
+            "  q{:<3} {:>10.0} pkt/s {:>9.1} Mbit/s  drops: ring_full {} fill_empty {} rx_dropped {}  \
+             frames: kernel {} (fill {} rx {}) free {}",
+            q.queue,
+            q.pps,
+            q.mbps,
+            q.xsk.rx_ring_full,
+            q.xsk.rx_fill_ring_empty_descs,
+            q.xsk.rx_dropped,
+            q.frames_in_kernel,
+            q.rings.fill_ring,
+            q.rings.rx_ring,
+            q.frames_free,
+        );
+        for c in &q.consumers {
+            let _ = write!(out, " {}: held {} dropped {}", c.name, c.held, c.dropped);
+        }
+        for (name, n) in &q.counters {
+            let _ = write!(out, " {name} {n}");
+        }
+        if q.tx.sent + q.tx.queue_full + q.tx.no_frame > 0 {
+            let _ = write!(
+                out,
+                "  tx: sent {} queue_full {} no_frame {}",
+                q.tx.sent, q.tx.queue_full, q.tx.no_frame,
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "  all  {:>10.0} pkt/s {:>9.1} Mbit/s", iv.pps, iv.mbps);
+    write_xdp_counters(&mut out, &iv.xdp);
+    out
+}
+
+/// Where and how the live statistics are printed.
+#[derive(Debug)]
+pub struct LiveOutput {
+    /// One JSON object per interval (NDJSON) instead of text.
+    json: bool,
+    /// JSON to standard output (else standard error: `-w -` owns stdout).
+    to_stdout: bool,
+    /// On a terminal the text block is redrawn in place; piped, it is appended.
+    redraw: bool,
+    /// Lines of the block drawn last.
+    drawn_lines: usize,
+}
+
+impl LiveOutput {
+    /// Live statistics as JSON or text; JSON to stdout unless `-w -` has it.
+    pub fn new(json: bool, to_stdout: bool) -> Self {
+        Self {
+            json,
+            to_stdout,
+            redraw: !json && std::io::stderr().is_terminal(),
+            drawn_lines: 0,
+        }
+    }
+
+    /// Print one interval.
+    pub fn show(&mut self, iv: &Interval) {
+        if self.json {
+            let line = serde_json::to_string(iv).unwrap_or_default();
+            if self.to_stdout {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            } else {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+            return;
+        }
+        let text = render_interval(iv);
+        let mut err = std::io::stderr().lock();
+        if self.redraw && self.drawn_lines > 0 {
+            // Cursor up over the last block, clear to the end.
+            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn_lines);
+        }
+        self.drawn_lines = text.lines().count();
+        let _ = write!(err, "{text}");
+    }
+}

@@ -1,0 +1,127 @@
+//! The pool's ownership and refcount rules, also run under Miri.
+
+use super::*;
+
+fn pool(frames: u32) -> FramePool {
+    FramePool::new(Box::new(HeapMemory::new(256, frames)), 3)
+}
+
+const A: ConsumerId = ConsumerId(0);
+const B: ConsumerId = ConsumerId(1);
+
+#[test]
+fn last_view_returns_the_frame_once() {
+    let mut pool = pool(4);
+    let mut frames = pool.take_all();
+    let f = frames.pop().unwrap();
+    let v1 = pool.into_view(
+        f,
+        16,
+        32,
+        RxMeta {
+            queue: 3,
+            timestamp_ns: 7,
+        },
+        A,
+    );
+    let v2 = v1.share_with(B);
+    assert_eq!(
+        (v1.ref_count(), pool.held_by(A), pool.held_by(B)),
+        (2, 1, 1)
+    );
+    drop(v1);
+    assert!(
+        pool.reclaim().is_none(),
+        "frame returned while a view lives"
+    );
+    assert_eq!(v2.queue(), 3);
+    assert_eq!(v2.timestamp_ns(), 7);
+    drop(v2);
+    assert_eq!(pool.reclaim().map(|f| f.index()), Some(3));
+    assert!(pool.reclaim().is_none(), "returned twice");
+    assert_eq!((pool.held_by(A), pool.held_by(B)), (0, 0));
+    drop(frames);
+}
+
+#[test]
+fn views_see_exactly_their_bytes() {
+    let mut pool = pool(2);
+    let mut frames = pool.take_all();
+    let mut f = frames.pop().unwrap();
+    pool.bytes_mut(&mut f)[10..14].copy_from_slice(b"abcd");
+    let v = pool.into_view(f, 10, 4, RxMeta::default(), A);
+    assert_eq!(v.as_ref(), b"abcd");
+    assert_eq!(v.len(), 4);
+    drop(v);
+    let back = pool.reclaim().unwrap();
+    assert_eq!(back.index(), 1);
+    drop((frames, back));
+}
+
+#[test]
+fn make_mut_is_in_place_only_when_unique() {
+    let mut pool = pool(1);
+    let f = pool.take_all().pop().unwrap();
+    let mut v = pool.into_view(f, 0, 8, RxMeta::default(), A);
+    let mut scratch = Vec::new();
+    let other = v.share_with(B);
+    let (bytes, how) = v.make_mut(&mut scratch);
+    assert_eq!(how, CowOutcome::Copied);
+    bytes[0] = 0xff;
+    assert_eq!(
+        other.as_ref()[0],
+        0,
+        "a copy must not change the shared frame"
+    );
+    drop(other);
+    let (bytes, how) = v.make_mut(&mut scratch);
+    assert_eq!(how, CowOutcome::InPlace);
+    bytes[0] = 0xee;
+    assert_eq!(v.as_ref()[0], 0xee);
+}
+
+#[test]
+fn views_keep_the_memory_alive_after_the_pool_is_gone() {
+    let mut pool = pool(2);
+    let f = pool.take_all().remove(0);
+    let v = pool.into_view(f, 0, 4, RxMeta::default(), A);
+    drop(pool);
+    assert_eq!(v.as_ref(), &[0, 0, 0, 0]);
+    let v2 = v.clone();
+    drop(v);
+    drop(v2); // frees the memory; Miri checks there is no use after free
+}
+
+#[test]
+fn concurrent_releases_return_each_frame_exactly_once() {
+    const FRAMES: u32 = 64;
+    let mut pool = pool(FRAMES);
+    let frames = pool.take_all();
+    let mut views_a = Vec::new();
+    let mut views_b = Vec::new();
+    for f in frames {
+        let v = pool.into_view(f, 0, 1, RxMeta::default(), A);
+        views_b.push(v.share_with(B));
+        views_a.push(v);
+    }
+    let ta = std::thread::spawn(move || drop(views_a));
+    let tb = std::thread::spawn(move || {
+        while let Some(v) = views_b.pop() {
+            drop(v);
+        }
+    });
+    ta.join().unwrap();
+    tb.join().unwrap();
+    let mut seen = vec![false; FRAMES as usize];
+    while let Some(f) = pool.reclaim() {
+        assert!(
+            !seen[f.index() as usize],
+            "frame {} returned twice",
+            f.index()
+        );
+        seen[f.index() as usize] = true;
+        drop(f);
+    }
+    assert!(seen.iter().all(|&s| s), "a frame never came back");
+    assert_eq!(pool.viewed_frames(), 0);
+}

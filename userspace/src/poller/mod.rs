@@ -1,0 +1,584 @@
+//! The NAPI-style poller of one RX queue: sans-IO, written against the ring
+//! trait ([`Rings`]), so that it runs in unit tests over a fake ring with no
+//! kernel, under Miri too. It reads no clock (the caller passes the time) and
+//! makes no syscall (the caller wakes the kernel when it asks).
+//!
+//! One round ([`Poller::poll_once`]), like a NAPI poll with a budget:
+//! 1. frames whose last view was dropped come back from the return queue to the free
+//!    list, and free frames go to the fill ring, in one batch;
+//! 2. up to `budget` descriptors are taken from the RX ring, each becomes a
+//!    [`FrameView`], and every consumer gets its own view of the frame;
+//! 3. inline consumers run right there (run-to-completion); threaded ones get the
+//!    view through a bounded queue: a full queue drops the view and counts it
+//!    ([`Overflow::Drop`]), or keeps it in a backlog that holds its frame out of the
+//!    fill ring ([`Overflow::Wait`], lossless: the kernel's fill-ring-empty counter
+//!    shows the pressure). The poller never blocks on a consumer;
+//! 4. replies the consumers asked for go to the TX ring ([`Poller::transmit`]).
+//!
+//! The run loop (`stack`) repeats rounds; when the RX ring is empty it spins a
+//! little (adaptively, like NAPI's busy-poll window) and then sleeps in poll(2)
+//! until the kernel has frames, kicking the kernel first only when `need_wakeup`
+//! asks.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::Thread,
+};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::{
+    frame::{ConsumerId, Frame, FramePool, MAX_CONSUMERS, RxMeta},
+    ring::{RingOccupancy, Rings, RxDesc, TxDesc},
+    tx::{SPARE_FRAMES, TX_QUEUE, TX_RESERVE, Transmitter, TxRequest, TxShared, add, build_echo},
+};
+
+mod sink;
+mod stats;
+#[cfg(test)]
+pub(crate) mod tests;
+#[cfg(test)]
+mod tx_tests;
+
+pub use sink::{Consumer, LiveCounters, Overflow, ThreadedReceiver};
+use sink::{Sink, deliver, threaded_set, wake};
+pub use stats::{ConsumerStats, QueueStats};
+
+/// Tuning of a poller.
+#[derive(Clone, Copy, Debug)]
+pub struct PollerConfig {
+    /// Descriptors taken from the RX ring per round.
+    pub budget: u32,
+    /// Empty rounds spun before sleeping in poll(2) (the upper bound; the poller
+    /// adapts between 0 and this).
+    pub max_spin: u32,
+    /// poll(2) timeout, which bounds how late the poller notices a stop request.
+    pub sleep_ms: i32,
+    /// Never sleep: drive the queue with non-blocking syscalls (busy polling).
+    pub busy_poll: bool,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            budget: 64,
+            max_spin: 256,
+            sleep_ms: 100,
+            busy_poll: false,
+        }
+    }
+}
+
+/// The poller of one RX queue.
+pub struct Poller<R: Rings> {
+    // Consumers first: fields drop in order, and consumers (and transmit requests)
+    // may hold views that must be gone before the pool drops (or the pool leaks
+    // its memory).
+    sinks: Vec<Sink>,
+    tx: Option<Arc<TxShared>>,
+    rings: R,
+    pool: FramePool,
+    queue: u32,
+    config: PollerConfig,
+    free: Vec<Frame>,
+    in_kernel: u64,
+    stats: Arc<QueueStats>,
+    descs: Vec<RxDesc>,
+    addrs: Vec<u64>,
+    /// Frames on the TX and completion rings.
+    in_tx: u64,
+    tx_descs: Vec<TxDesc>,
+    /// Scratch for completion-ring batches.
+    comp: Vec<u64>,
+}
+
+impl<R: Rings> std::fmt::Debug for Poller<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("queue", &self.queue)
+            .field("free", &self.free.len())
+            .field("in_kernel", &self.in_kernel)
+            .field("consumers", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl<R: Rings> Poller<R> {
+    /// A poller over `rings` whose frames come from `pool` (all of them start free;
+    /// the first round gives them to the fill ring).
+    pub fn new(rings: R, mut pool: FramePool, queue: u32, config: PollerConfig) -> Self {
+        let free = pool.take_all();
+        let budget = config.budget.max(1) as usize;
+        let stats = Arc::new(QueueStats::default());
+        stats.free.store(free.len() as u64, Ordering::Relaxed);
+        Self {
+            rings,
+            pool,
+            queue,
+            config,
+            free,
+            in_kernel: 0,
+            sinks: Vec::new(),
+            stats,
+            descs: vec![RxDesc::default(); budget],
+            addrs: Vec::with_capacity(budget.max(64)),
+            tx: None,
+            in_tx: 0,
+            tx_descs: Vec::with_capacity(TX_QUEUE),
+            comp: vec![0; budget.max(64)],
+        }
+    }
+
+    /// Add a consumer called on the poller's thread.
+    pub fn add_inline(&mut self, consumer: Box<dyn Consumer>) -> ConsumerId {
+        self.push_sink(Sink::Inline(consumer))
+    }
+
+    /// Add a consumer on its own thread behind a queue of `capacity` views. The
+    /// returned receiver goes to that thread; call [`Poller::set_consumer_thread`]
+    /// with the thread's handle so the poller can wake it.
+    pub fn add_threaded(
+        &mut self,
+        capacity: usize,
+        overflow: Overflow,
+    ) -> (ConsumerId, ThreadedReceiver) {
+        let queue = Arc::new(ArrayQueue::new(capacity.max(1)));
+        let sleeping = Arc::new(AtomicBool::new(false));
+        let rx = ThreadedReceiver {
+            queue: queue.clone(),
+            sleeping: sleeping.clone(),
+        };
+        let id = self.push_sink(Sink::Threaded {
+            queue,
+            sleeping,
+            thread: None,
+            overflow,
+            backlog: VecDeque::new(),
+            pushed: false,
+        });
+        (id, rx)
+    }
+
+    /// A transmitter for this queue's consumers: replies they ask for are built
+    /// and sent by this poller (see [`crate::tx`]). A poller that never hands one
+    /// out runs no transmit code at all.
+    pub fn transmitter(&mut self) -> Transmitter {
+        let shared = self.tx.get_or_insert_with(|| {
+            Arc::new(TxShared::new(self.pool.writer(), self.stats.tx.clone()))
+        });
+        Transmitter::new(shared.clone())
+    }
+
+    /// Frames on the TX and completion rings.
+    pub fn frames_in_tx(&self) -> u64 {
+        self.in_tx
+    }
+
+    /// Frames kept spare for replies ([`Transmitter::reply`]).
+    pub fn spare_frames(&self) -> usize {
+        self.tx.as_ref().map_or(0, |t| t.spares.len())
+    }
+
+    /// The thread that drains threaded consumer `id`.
+    pub fn set_consumer_thread(&mut self, id: ConsumerId, handle: Thread) {
+        if let Some(Sink::Threaded { thread, .. }) = self.sinks.get_mut(usize::from(id.0)) {
+            *thread = Some(handle);
+        }
+    }
+
+    fn push_sink(&mut self, sink: Sink) -> ConsumerId {
+        let id = FramePool::consumer_id(self.sinks.len());
+        self.sinks.push(sink);
+        id
+    }
+
+    /// The queue's counters (shared; read them from any thread).
+    pub fn stats(&self) -> Arc<QueueStats> {
+        self.stats.clone()
+    }
+
+    /// The frame pool.
+    pub fn pool(&self) -> &FramePool {
+        &self.pool
+    }
+
+    /// The rings (for statistics and tests).
+    pub fn rings(&self) -> &R {
+        &self.rings
+    }
+
+    /// The rings, mutably (tests use it to feed the fake ring).
+    pub fn rings_mut(&mut self) -> &mut R {
+        &mut self.rings
+    }
+
+    /// The RX queue.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Frames in the free list.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Frames the kernel holds (given to the fill ring and not yet received).
+    pub fn frames_in_kernel(&self) -> u64 {
+        self.in_kernel
+    }
+
+    /// True when a transmitter was handed out: the queue sends.
+    pub fn has_tx(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The tuning the poller was made with (the run loop's too).
+    pub fn config(&self) -> &PollerConfig {
+        &self.config
+    }
+
+    /// True when a consumer runs on a thread of its own.
+    pub fn has_threaded(&self) -> bool {
+        self.sinks
+            .iter()
+            .any(|s| matches!(s, Sink::Threaded { .. }))
+    }
+
+    /// Views waiting in lossless backlogs.
+    pub fn backlogged(&self) -> usize {
+        self.sinks
+            .iter()
+            .map(|s| match s {
+                Sink::Threaded { backlog, .. } => backlog.len(),
+                Sink::Inline(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Bring back frames whose views are gone and give free frames to the kernel.
+    pub fn refill(&mut self) {
+        while let Some(frame) = self.pool.reclaim() {
+            self.free.push(frame);
+        }
+        // With a transmitter, keep a few frames back for copy-on-write replies
+        // and spare frames; everything else goes to the kernel.
+        let keep = if self.tx.is_some() { TX_RESERVE } else { 0 };
+        let want = u32::try_from(self.free.len().saturating_sub(keep)).unwrap_or(u32::MAX);
+        if want == 0 {
+            return;
+        }
+        let n = self.rings.fill_capacity(want).min(want) as usize;
+        if n == 0 {
+            return;
+        }
+        self.addrs.clear();
+        let start = self.free.len() - n;
+        for frame in self.free.drain(start..) {
+            self.addrs.push(frame.into_addr(&self.pool));
+        }
+        self.rings.fill_produce(&self.addrs);
+        self.in_kernel += n as u64;
+        add(&self.stats.fill_batches, 1);
+        add(&self.stats.filled, n as u64);
+        self.stats
+            .free
+            .store(self.free.len() as u64, Ordering::Relaxed);
+        self.stats
+            .in_kernel
+            .store(self.in_kernel, Ordering::Relaxed);
+    }
+
+    /// Push lossless backlogs into their queues as far as they fit.
+    pub fn drain_backlogs(&mut self) {
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if let Sink::Threaded {
+                queue,
+                backlog,
+                sleeping,
+                thread,
+                ..
+            } = sink
+            {
+                let mut pushed = false;
+                while let Some(view) = backlog.pop_front() {
+                    match queue.push(view) {
+                        Ok(()) => pushed = true,
+                        Err(view) => {
+                            backlog.push_front(view);
+                            break;
+                        }
+                    }
+                }
+                self.stats.consumers[i]
+                    .backlog
+                    .store(backlog.len() as u64, Ordering::Relaxed);
+                if pushed {
+                    wake(sleeping, thread.as_ref());
+                }
+            }
+        }
+    }
+
+    /// One NAPI round at time `now_ns` (ns since the Unix epoch, the receive
+    /// timestamp of this round's frames): refill, receive up to the budget,
+    /// dispatch, and transmit what was asked for. Returns the number of frames
+    /// received. If [`Poller::wants_tx_kick`] then says so, the caller kicks the
+    /// kernel: the poller makes no syscall and reads no clock.
+    pub fn poll_once(&mut self, now_ns: u64) -> usize {
+        self.drain_backlogs();
+        self.refill();
+        let n = self.rings.rx_consume(&mut self.descs);
+        if n == 0 {
+            add(&self.stats.empty_polls, 1);
+            self.transmit();
+            return 0;
+        }
+        let meta = RxMeta {
+            queue: self.queue,
+            timestamp_ns: now_ns,
+        };
+        // Frame sizes are powers of two (FramePool checks): offsets are a mask.
+        let offset_mask = u64::from(self.pool.frame_size()) - 1;
+        let dropped_before: [u64; MAX_CONSUMERS] =
+            std::array::from_fn(|i| self.stats.consumers[i].dropped.load(Ordering::Relaxed));
+        let mut dispatched = 0u64;
+        let threaded = threaded_set(&self.sinks);
+        let mut bytes = 0u64;
+        for i in 0..n {
+            let desc = self.descs[i];
+            // SAFETY: by the `XskRings` contract, `desc.addr` went to the fill ring
+            // (in `refill`) and comes back exactly once, here.
+            let Some(frame) = (unsafe { self.pool.received(desc.addr) }) else {
+                // Not an address of our UMEM: the kernel never does this; count it
+                // as lost rather than trust it.
+                continue;
+            };
+            self.in_kernel -= 1;
+            bytes += u64::from(desc.len);
+            let offset = ((desc.addr & offset_mask) as u32).max(self.pool.headroom());
+            let len = desc.len.min(self.pool.frame_size() - offset);
+            if self.sinks.is_empty() {
+                // No consumer: the frame goes straight back (rxdrop).
+                self.free.push(frame);
+                continue;
+            }
+            let Self {
+                pool, sinks, stats, ..
+            } = self;
+            // Threaded consumers get owned views (counted in the frame's word
+            // up front); inline ones get the poller's view lent, run to
+            // completion; then the poller's own view goes, usually the last.
+            let own = pool.into_dispatch(frame, offset, len, meta, threaded, |view| {
+                let i = view.holder().index();
+                deliver(&mut sinks[i], &stats.consumers[i], view);
+            });
+            for (i, sink) in sinks.iter_mut().enumerate() {
+                if let Sink::Inline(c) = sink {
+                    own.lend(FramePool::consumer_id(i), |v| c.consume(v));
+                }
+            }
+            drop(own);
+            dispatched += 1;
+        }
+        for sink in &mut self.sinks {
+            match sink {
+                Sink::Inline(c) => c.flush(),
+                // One wakeup per batch, after the inline consumers ran: on a
+                // shared core the woken thread would otherwise preempt the
+                // poller mid-batch.
+                Sink::Threaded {
+                    sleeping,
+                    thread,
+                    pushed,
+                    ..
+                } => {
+                    if std::mem::take(pushed) {
+                        wake(sleeping, thread.as_ref());
+                    }
+                }
+            }
+        }
+        // `delivered` per batch rather than per view: every consumer got one view
+        // of each frame, minus what its full queue dropped.
+        for (i, c) in self
+            .stats
+            .consumers
+            .iter()
+            .enumerate()
+            .take(self.sinks.len())
+        {
+            let dropped = c.dropped.load(Ordering::Relaxed) - dropped_before[i];
+            add(&c.delivered, dispatched - dropped);
+        }
+        add(&self.stats.rx_packets, n as u64);
+        add(&self.stats.rx_bytes, bytes);
+        add(&self.stats.batches, 1);
+        self.stats
+            .in_kernel
+            .store(self.in_kernel, Ordering::Relaxed);
+        // The batch's replies go out in the same round (their requests were
+        // queued by the inline consumers just now, and the poller's own views are
+        // gone, so unshared frames are answered in place).
+        self.transmit();
+        n
+    }
+
+    /// The transmit half of a round: take back what the kernel has sent, keep
+    /// spare frames ready, and turn queued requests into TX descriptors. Whether
+    /// the kernel must then be kicked is [`Poller::wants_tx_kick`].
+    pub fn transmit(&mut self) {
+        let Self {
+            tx,
+            rings,
+            pool,
+            free,
+            in_tx,
+            tx_descs,
+            comp,
+            ..
+        } = self;
+        let Some(tx) = tx.as_deref() else {
+            return;
+        };
+        let stats = &tx.stats.poller;
+        if *in_tx > 0 {
+            let n = rings.comp_consume(comp);
+            for &addr in &comp[..n] {
+                // SAFETY: by the `Rings` contract the completion ring returns
+                // each address given to `tx_produce` once.
+                if let Some(frame) = unsafe { pool.received(addr) } {
+                    free.push(frame);
+                }
+            }
+            *in_tx -= n as u64;
+            add(&stats.completed, n as u64);
+        }
+        while tx.spares.len() < SPARE_FRAMES {
+            let Some(frame) = free.pop() else { break };
+            if let Err(frame) = tx.spares.push(frame) {
+                free.push(frame);
+                break;
+            }
+        }
+        if !tx.requests.is_empty() {
+            let waiting = u32::try_from(tx.requests.len()).unwrap_or(u32::MAX);
+            let room = rings.tx_capacity(waiting);
+            if room < waiting {
+                add(&stats.ring_full, 1);
+            }
+            tx_descs.clear();
+            let headroom = pool.headroom();
+            for _ in 0..room {
+                let Some(request) = tx.requests.pop() else {
+                    break;
+                };
+                let built = match request {
+                    TxRequest::Frame { frame, len } => Some((frame, len)),
+                    TxRequest::Echo { view, layout } => {
+                        build_echo(pool, free, &tx.stats, view, &layout)
+                    }
+                };
+                if let Some((frame, len)) = built {
+                    tx_descs.push(TxDesc {
+                        addr: frame.into_addr(pool) + u64::from(headroom),
+                        len,
+                    });
+                }
+            }
+            if !tx_descs.is_empty() {
+                rings.tx_produce(tx_descs);
+                *in_tx += tx_descs.len() as u64;
+                add(&stats.sent, tx_descs.len() as u64);
+            }
+        }
+        stats.in_flight.store(*in_tx, Ordering::Relaxed);
+    }
+
+    /// True when frames wait on the TX ring and the kernel asked to be kicked
+    /// (always, in copy mode): the caller then makes the syscall and tells
+    /// [`Poller::tx_kicked`].
+    pub fn wants_tx_kick(&mut self) -> bool {
+        self.in_tx > 0 && self.rings.tx_needs_wakeup()
+    }
+
+    /// The caller kicked the kernel to transmit.
+    pub fn tx_kicked(&mut self) {
+        if let Some(tx) = &self.tx {
+            add(&tx.stats.poller.kicks, 1);
+        }
+    }
+
+    /// True when nothing is queued for the TX ring and nothing is on it: every
+    /// reply asked for has been sent and completed (or counted as not sent).
+    pub fn tx_idle(&self) -> bool {
+        self.in_tx == 0 && self.tx.as_ref().is_none_or(|t| t.requests.is_empty())
+    }
+
+    /// Give the spare frames back to the free list (the end of a run).
+    pub fn return_spares(&mut self) {
+        if let Some(tx) = &self.tx {
+            while let Some(frame) = tx.spares.pop() {
+                self.free.push(frame);
+            }
+        }
+    }
+
+    /// Drop what the lossless backlogs still hold, counted: moved from
+    /// `delivered` to `dropped` (the end of a run whose consumer stalled).
+    /// Returns how many views were dropped.
+    pub fn drop_backlogs(&mut self) -> u64 {
+        let mut total = 0;
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if let Sink::Threaded { backlog, .. } = sink
+                && !backlog.is_empty()
+            {
+                let n = backlog.len() as u64;
+                let c = &self.stats.consumers[i];
+                tracing::warn!(
+                    queue = self.queue,
+                    consumer = i,
+                    n,
+                    "consumer stalled at stop: dropping its backlog"
+                );
+                // Single writer (this thread), like `add`.
+                c.delivered
+                    .store(c.delivered.load(Ordering::Relaxed) - n, Ordering::Relaxed);
+                add(&c.dropped, n);
+                c.backlog.store(0, Ordering::Relaxed);
+                backlog.clear();
+                total += n;
+            }
+        }
+        total
+    }
+
+    /// Make the calling thread the pool's owner, so that views dropped on it (the
+    /// inline consumers') return their frames without atomics. Only possible
+    /// before any frame is viewed; returns whether it happened.
+    pub fn bind_to_current_thread(&mut self) -> bool {
+        self.pool.bind_to_current_thread()
+    }
+
+    /// Publish the rings' occupancy if a reader asked for it.
+    pub fn answer_ring_sample(&mut self) {
+        if self.stats.sample_rings.load(Ordering::Relaxed) {
+            let o = self.rings.occupancy();
+            self.stats
+                .rx_ring
+                .store(u64::from(o.rx_ring), Ordering::Relaxed);
+            self.stats
+                .fill_ring
+                .store(u64::from(o.fill_ring), Ordering::Relaxed);
+            self.stats.sample_rings.store(false, Ordering::Release);
+        }
+    }
+
+    /// The rings' occupancy now (exact; the poller's thread only).
+    pub fn ring_occupancy(&mut self) -> RingOccupancy {
+        self.rings.occupancy()
+    }
+}

@@ -1,0 +1,300 @@
+//! The poller's rounds over the fake ring: fill, receive, dispatch, overflow,
+//! and frame conservation under random schedules.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    frame::{FrameView, HeapMemory},
+    ring::sim::SimRings,
+};
+
+const FRAME: u32 = 512;
+
+/// The time the rounds run at (ns since the Unix epoch): the poller reads no
+/// clock, so every view's timestamp is the one its round was given.
+pub(crate) const NOW: u64 = 1_700_000_000_123_456_789;
+
+type FakeRings = SimRings;
+
+pub(crate) fn poller(
+    frames: u32,
+    fill_cap: usize,
+    rx_cap: usize,
+    budget: u32,
+) -> Poller<FakeRings> {
+    let pool = FramePool::new(Box::new(HeapMemory::new(FRAME, frames)), 0);
+    Poller::new(
+        SimRings::new(FRAME, fill_cap, rx_cap),
+        pool,
+        0,
+        PollerConfig {
+            budget,
+            ..PollerConfig::default()
+        },
+    )
+}
+
+/// Every frame is in exactly one place: free list, kernel rings, return queue,
+/// or viewed; no address is in the kernel twice; no viewed frame is in the
+/// kernel.
+fn check_conservation(p: &Poller<FakeRings>, held: &[&Vec<FrameView>]) {
+    let kernel = p.rings().kernel_frames();
+    let unique: HashSet<u64> = kernel.iter().copied().collect();
+    assert_eq!(unique.len(), kernel.len(), "a frame is in the kernel twice");
+    assert_eq!(kernel.len() as u64, p.frames_in_kernel(), "in-kernel count");
+    for views in held {
+        for v in views.iter() {
+            assert!(
+                !unique.contains(&u64::from(v.frame_index())),
+                "frame {} is in a kernel ring while viewed",
+                v.frame_index()
+            );
+        }
+    }
+    let total = p.free_frames()
+        + kernel.len()
+        + p.pool().returned_len()
+        + p.pool().viewed_frames()
+        + p.spare_frames();
+    assert_eq!(total, p.pool().frame_count() as usize, "frame conservation");
+}
+
+/// The rings' occupancy is read only when a reader asks, and then matches
+/// where the frames are.
+#[test]
+fn ring_occupancy_is_sampled_on_request() {
+    let mut p = poller(64, 64, 64, 16);
+    p.poll_once(NOW);
+    assert_eq!(p.rings_mut().arrive(10, 100), 10);
+    let stats = p.stats();
+    let sample = |s: &QueueStats| {
+        (
+            s.rx_ring.load(Ordering::Relaxed),
+            s.fill_ring.load(Ordering::Relaxed),
+        )
+    };
+    p.answer_ring_sample();
+    assert_eq!(sample(&stats), (0, 0), "nobody asked");
+    stats.sample_rings.store(true, Ordering::Relaxed);
+    p.answer_ring_sample();
+    assert!(!stats.sample_rings.load(Ordering::Relaxed), "answered");
+    assert_eq!(sample(&stats), (10, 54));
+    assert_eq!(10 + 54, p.frames_in_kernel());
+    assert_eq!(
+        p.ring_occupancy(),
+        RingOccupancy {
+            rx_ring: 10,
+            fill_ring: 54
+        }
+    );
+}
+
+#[test]
+fn first_round_fills_and_frames_flow_back() {
+    let mut p = poller(64, 64, 64, 16);
+    assert_eq!(p.poll_once(NOW), 0);
+    assert_eq!(p.frames_in_kernel(), 64);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    p.add_inline(Box::new(move |v: &FrameView| {
+        h.lock().unwrap().push(v.clone())
+    }));
+    assert_eq!(p.rings_mut().arrive(40, 100), 40);
+    assert_eq!(p.poll_once(NOW), 16, "budget");
+    assert_eq!(p.poll_once(NOW), 16);
+    assert_eq!(p.poll_once(NOW), 8);
+    {
+        let views = held.lock().unwrap();
+        assert_eq!(views.len(), 40);
+        assert!(views.iter().all(|v| v.len() == 100));
+        check_conservation(&p, &[&views]);
+    }
+    held.lock().unwrap().clear();
+    p.poll_once(NOW);
+    assert_eq!(p.frames_in_kernel(), 64, "all frames back in the fill ring");
+    let s = p.stats();
+    assert_eq!(s.rx_packets.load(Ordering::Relaxed), 40);
+    assert_eq!(s.rx_bytes.load(Ordering::Relaxed), 4000);
+    assert_eq!(s.consumers[0].delivered.load(Ordering::Relaxed), 40);
+}
+
+#[test]
+fn two_consumers_share_one_frame() {
+    let mut p = poller(8, 8, 8, 8);
+    let a = Arc::new(Mutex::new(Vec::new()));
+    let b = Arc::new(Mutex::new(Vec::new()));
+    let (a2, b2) = (a.clone(), b.clone());
+    let ia = p.add_inline(Box::new(move |v: &FrameView| {
+        a2.lock().unwrap().push(v.clone())
+    }));
+    let ib = p.add_inline(Box::new(move |v: &FrameView| {
+        b2.lock().unwrap().push(v.clone())
+    }));
+    p.poll_once(NOW);
+    p.rings_mut().arrive(3, 60);
+    assert_eq!(p.poll_once(NOW), 3);
+    {
+        let (va, vb) = (a.lock().unwrap(), b.lock().unwrap());
+        for (x, y) in va.iter().zip(vb.iter()) {
+            assert_eq!(x.frame_index(), y.frame_index(), "same frame, two views");
+            assert_eq!(x.ref_count(), 2);
+            assert_eq!(x.bytes().as_ptr(), y.bytes().as_ptr(), "zero copy");
+        }
+    }
+    assert_eq!((p.pool().held_by(ia), p.pool().held_by(ib)), (3, 3));
+    a.lock().unwrap().clear();
+    b.lock().unwrap().clear();
+    p.poll_once(NOW);
+    assert_eq!(p.frames_in_kernel(), 8, "every frame back");
+}
+
+#[test]
+fn full_queue_drops_and_counts_without_blocking() {
+    let mut p = poller(32, 32, 32, 32);
+    let (id, rx) = p.add_threaded(4, Overflow::Drop);
+    p.poll_once(NOW);
+    p.rings_mut().arrive(10, 64);
+    assert_eq!(p.poll_once(NOW), 10);
+    let c = &p.stats().consumers[usize::from(id.0)];
+    assert_eq!(c.delivered.load(Ordering::Relaxed), 4);
+    assert_eq!(c.dropped.load(Ordering::Relaxed), 6);
+    assert_eq!(rx.len(), 4);
+    // Dropped views returned their frames at once.
+    assert_eq!(p.pool().returned_len(), 6);
+    while let Some(v) = rx.try_recv() {
+        drop(v);
+    }
+    p.poll_once(NOW);
+    assert_eq!(p.frames_in_kernel(), 32);
+}
+
+#[test]
+fn lossless_consumer_holds_frames_back_and_the_kernel_counts() {
+    let mut p = poller(16, 16, 16, 16);
+    let (id, rx) = p.add_threaded(2, Overflow::Wait);
+    p.poll_once(NOW);
+    // More packets than frames: the backlog holds every frame, the fill ring
+    // runs dry, the fake kernel counts fill-ring-empty drops.
+    let delivered = p.rings_mut().arrive(16, 64);
+    assert_eq!(delivered, 16);
+    p.poll_once(NOW);
+    assert_eq!(p.backlogged(), 14);
+    assert_eq!(p.rings_mut().arrive(5, 64), 0);
+    assert_eq!(p.rings().fill_empty(), 5);
+    let c = &p.stats().consumers[usize::from(id.0)];
+    assert_eq!(c.dropped.load(Ordering::Relaxed), 0, "lossless");
+    // The consumer catches up; everything reaches it, in order.
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        while let Some(v) = rx.try_recv() {
+            got.push(v.frame_index());
+        }
+        p.poll_once(NOW);
+    }
+    assert_eq!(got.len(), 16);
+    assert_eq!(p.backlogged(), 0);
+    assert_eq!(p.frames_in_kernel(), 16);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Arrive(usize),
+    Poll,
+    ReleaseInline(usize),
+    DrainThreaded(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..80).prop_map(Op::Arrive),
+        Just(Op::Poll),
+        (0usize..40).prop_map(Op::ReleaseInline),
+        (0usize..40).prop_map(Op::DrainThreaded),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Random arrivals, polls, release orders and queue-full events: frames are
+    /// conserved at every step, never reused while viewed, and after draining
+    /// every frame is free or in the fill ring once; counters add up.
+    #[test]
+    fn frames_are_conserved(
+        ops in proptest::collection::vec(op(), 1..120),
+        frames in 8u32..64,
+        budget in 1u32..32,
+        queue_cap in 1usize..16,
+        lossless in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut p = poller(frames, frames as usize, 32, budget);
+        let inline_held = Arc::new(Mutex::new(Vec::new()));
+        let h = inline_held.clone();
+        p.add_inline(Box::new(move |v: &FrameView| h.lock().unwrap().push(v.clone())));
+        let overflow = if lossless { Overflow::Wait } else { Overflow::Drop };
+        let (tid, rx) = p.add_threaded(queue_cap, overflow);
+        let mut threaded_held: Vec<FrameView> = Vec::new();
+        let mut arrived = 0u64;
+        let mut rng = seed;
+        let mut next = move |n: usize| {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rng >> 33) as usize) % n.max(1)
+        };
+        for op in ops {
+            match op {
+                Op::Arrive(n) => arrived += p.rings_mut().arrive(n, 60) as u64,
+                Op::Poll => { p.poll_once(NOW); }
+                Op::ReleaseInline(n) => {
+                    let mut held = inline_held.lock().unwrap();
+                    for _ in 0..n.min(held.len()) {
+                        let i = next(held.len());
+                        held.swap_remove(i);
+                    }
+                }
+                Op::DrainThreaded(n) => {
+                    for _ in 0..n {
+                        match rx.try_recv() { Some(v) => threaded_held.push(v), None => break }
+                    }
+                    for _ in 0..next(threaded_held.len() + 1) {
+                        if threaded_held.is_empty() { break; }
+                        let i = next(threaded_held.len());
+                        threaded_held.swap_remove(i);
+                    }
+                }
+            }
+            let held = inline_held.lock().unwrap();
+            check_conservation(&p, &[&held, &threaded_held]);
+        }
+        // Drain: consumers let go of everything, the poller catches up.
+        for _ in 0..(frames as usize * 4) {
+            inline_held.lock().unwrap().clear();
+            threaded_held.clear();
+            while rx.try_recv().is_some() {}
+            p.poll_once(NOW);
+        }
+        check_conservation(&p, &[]);
+        prop_assert_eq!(p.frames_in_kernel() + p.free_frames() as u64, u64::from(frames));
+        prop_assert_eq!(p.frames_in_kernel(), u64::from(frames), "fill ring takes every frame");
+        let s = p.stats();
+        let received = s.rx_packets.load(Ordering::Relaxed);
+        prop_assert_eq!(received, arrived, "every arrival received");
+        let c0 = &s.consumers[0];
+        prop_assert_eq!(c0.delivered.load(Ordering::Relaxed), received);
+        let c1 = &s.consumers[usize::from(tid.0)];
+        prop_assert_eq!(
+            c1.delivered.load(Ordering::Relaxed) + c1.dropped.load(Ordering::Relaxed),
+            received,
+            "threaded: delivered + dropped = received"
+        );
+        if lossless {
+            prop_assert_eq!(c1.dropped.load(Ordering::Relaxed), 0);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! What the stack is asked to do: the interface, queues, program, sockets,
+//! poller tuning and stop conditions, and the consumers of each queue.
+
+use std::{ops::RangeInclusive, str::FromStr, time::Duration};
+
+use xdp_ebpf::SteerMode;
+
+use crate::{
+    poller::{Consumer, Overflow, PollerConfig},
+    sys::{loader::XdpModeChoice, xsk::XskConfig},
+};
+
+/// Everything the stack needs to run.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Interface.
+    pub iface: String,
+    /// RX queues.
+    pub queues: QueueSpec,
+    /// What the XDP program steers.
+    pub mode: SteerMode,
+    /// UDP destination ports (in `Udp` mode).
+    pub ports: Vec<u16>,
+    /// XDP attach mode.
+    pub xdp_mode: XdpModeChoice,
+    /// UMEM and rings.
+    pub xsk: XskConfig,
+    /// Poller tuning (budget, spinning, busy polling).
+    pub poller: PollerConfig,
+    /// Pin queue i's poller to CPU i (modulo the CPU count).
+    pub pin_cpus: bool,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many packets (all queues).
+    pub count: Option<u64>,
+    /// Report an [`super::Interval`] this often, if set (to the callback of
+    /// [`super::run`]).
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            iface: String::new(),
+            queues: QueueSpec::All,
+            mode: SteerMode::Udp,
+            ports: Vec::new(),
+            xdp_mode: XdpModeChoice::Auto,
+            xsk: XskConfig::default(),
+            poller: PollerConfig::default(),
+            pin_cpus: false,
+            duration: None,
+            count: None,
+            stats_interval: None,
+        }
+    }
+}
+
+/// `--queues all|N|A-B`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueSpec {
+    /// Every RX queue of the interface.
+    All,
+    /// The queues in this inclusive range.
+    Range(RangeInclusive<u32>),
+}
+
+/// `N` or `A-B` (inclusive, A <= B) of any integer type; `what` names the value in
+/// errors (the syntax of `--queues` and `--port`).
+pub fn parse_range<T>(s: &str, what: &str) -> Result<RangeInclusive<T>, String>
+where
+    T: FromStr + PartialOrd + Copy,
+{
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<T>()
+            .map_err(|_| format!("`{s}` is not {what}"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if a > b {
+                return Err(format!("range `{s}` is empty"));
+            }
+            Ok(a..=b)
+        }
+        None => {
+            let n = parse(s)?;
+            Ok(n..=n)
+        }
+    }
+}
+
+impl FromStr for QueueSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "all" {
+            return Ok(QueueSpec::All);
+        }
+        parse_range(s, "all, a queue N or a range A-B").map(QueueSpec::Range)
+    }
+}
+
+impl QueueSpec {
+    /// The queue indexes, given the interface's RX queue count.
+    pub fn resolve(&self, available: u32) -> Result<Vec<u32>, String> {
+        match self {
+            QueueSpec::All => Ok((0..available).collect()),
+            QueueSpec::Range(r) => {
+                if *r.end() >= available {
+                    return Err(format!(
+                        "queue {} does not exist: the interface has {available} RX queue(s) \
+                         (see `ethtool -l`)",
+                        r.end()
+                    ));
+                }
+                Ok(r.clone().collect())
+            }
+        }
+    }
+}
+
+/// How a consumer receives frames.
+pub enum ConsumerSpec {
+    /// On the poller's thread, run to completion.
+    Inline {
+        /// Name in statistics.
+        name: String,
+        /// The consumer.
+        consumer: Box<dyn Consumer>,
+    },
+    /// On a thread of its own, behind a bounded queue.
+    Threaded {
+        /// Name in statistics.
+        name: String,
+        /// The consumer, moved to its thread.
+        consumer: Box<dyn Consumer>,
+        /// Queue capacity in views, at most half the queue's frames: a consumer
+        /// that falls behind then loses views (counted) while the other half keeps
+        /// the fill ring going for the other consumers, instead of the kernel
+        /// dropping frames for everyone.
+        capacity: usize,
+        /// What a full queue does.
+        overflow: Overflow,
+    },
+}
+
+impl std::fmt::Debug for ConsumerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsumerSpec::Inline { name, .. } => f.debug_tuple("Inline").field(name).finish(),
+            ConsumerSpec::Threaded {
+                name,
+                capacity,
+                overflow,
+                ..
+            } => f
+                .debug_struct("Threaded")
+                .field("name", name)
+                .field("capacity", capacity)
+                .field("overflow", overflow)
+                .finish(),
+        }
+    }
+}
+
+impl ConsumerSpec {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            ConsumerSpec::Inline { name, .. } | ConsumerSpec::Threaded { name, .. } => name,
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The stack on one interface: load and attach the XDP program, open one AF_XDP
+//! socket and one [`Poller`] thread per RX queue, hand frames to the consumers,
+//! stop on request, on `--duration` or after `-c` packets, then detach and report.
+//!
+//! Everything that can be checked is checked before the program is attached, and
+//! the program is detached (by dropping its bpf_link) before [`run`] returns.
+//! This is the top layer of the library: it imports every layer below and none
+//! imports it. It reports through data ([`Summary`], [`Interval`]) and a
+//! callback; printing them is the front end's.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::ScopedJoinHandle,
+    time::Instant,
+};
+
+use crate::{
+    frame::{ConsumerId, XDP_PACKET_HEADROOM},
+    poller::{Consumer, LiveCounters, Poller, ThreadedReceiver},
+    sys::{
+        ifinfo,
+        loader::{AttachedMode, LoaderError, XdpCounters, XdpProgram},
+        process::{cpu_seconds, pin_to_cpu},
+        xsk::{XskError, XskSocket},
+    },
+    tx::Transmitter,
+};
+
+mod config;
+pub(crate) mod queue;
+pub mod service;
+mod summary;
+mod supervise;
+
+pub use config::{ConsumerSpec, QueueSpec, StackOptions, parse_range};
+pub use summary::{ConsumerSummary, Interval, QueueInterval, QueueSummary, Summary};
+use summary::{counters_by_name, summarize};
+use supervise::{LinkLost, Mode, QueueProbe, supervise};
+
+/// Ethernet header plus two VLAN tags: what a frame carries beyond the MTU.
+const L2_OVERHEAD: u32 = 14 + 2 * 4;
+
+/// The largest MTU whose frames fit a UMEM frame of `frame_size` bytes.
+pub fn max_mtu(frame_size: u32) -> u32 {
+    frame_size.saturating_sub(XDP_PACKET_HEADROOM + L2_OVERHEAD)
+}
+
+/// What the consumer factory of [`run`] gets for each queue.
+pub struct QueueContext<'a> {
+    poller: &'a mut Poller<XskSocket>,
+    live: Vec<Arc<dyn LiveCounters>>,
+}
+
+impl std::fmt::Debug for QueueContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueContext")
+            .field("queue", &self.queue())
+            .finish()
+    }
+}
+
+impl QueueContext<'_> {
+    /// The RX queue.
+    pub fn queue(&self) -> u32 {
+        self.poller.queue()
+    }
+
+    /// A transmitter for replies on this queue (see [`crate::tx`]). Queues whose
+    /// consumers never ask for one run no transmit code at all.
+    pub fn transmitter(&mut self) -> Transmitter {
+        self.poller.transmitter()
+    }
+
+    /// Show `counters` in this queue's live statistics.
+    pub fn show_live(&mut self, counters: Arc<dyn LiveCounters>) {
+        self.live.push(counters);
+    }
+}
+
+/// Errors that stop the stack before or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// No such interface.
+    #[error("interface {0} not found (see `ip link`)")]
+    UnknownInterface(String),
+    /// The interface is administratively down.
+    #[error("interface {0} is down: bring it up (`ip link set dev {0} up`) and start again")]
+    InterfaceDown(String),
+    /// Bad `--queues`.
+    #[error("{0}")]
+    Queues(String),
+    /// The MTU does not fit a UMEM frame.
+    #[error(
+        "MTU {mtu} of {iface} is too large for {frame_size}-byte AF_XDP frames (at most \
+         {max}); lower it (`ip link set dev {iface} mtu {max}`) or use larger frames (--frame-size 4096)"
+    )]
+    Mtu {
+        /// The interface.
+        iface: String,
+        /// Its MTU.
+        mtu: u32,
+        /// The frame size.
+        frame_size: u32,
+        /// The largest MTU that fits.
+        max: u32,
+    },
+    /// The XDP program.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    /// An AF_XDP socket.
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+    /// The interface went down or disappeared while the stack ran.
+    #[error(
+        "interface {iface} {what} after {after_s:.1} s; stopped, nothing left attached{}",
+        if *what == "went down" {
+            format!(" (bring it up with `ip link set dev {iface} up` and start again)")
+        } else {
+            String::new()
+        }
+    )]
+    InterfaceLost {
+        /// The interface.
+        iface: String,
+        /// "went down" or "disappeared".
+        what: &'static str,
+        /// Seconds after attach.
+        after_s: f64,
+    },
+    /// A receive loop failed.
+    #[error("receiving on {iface} queue {queue} failed: {source}")]
+    Receive {
+        /// The interface.
+        iface: String,
+        /// The queue.
+        queue: u32,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One queue of a run: its poller, its consumers' names and live counters.
+pub(crate) struct QueueRun<R: crate::ring::Rings> {
+    pub(crate) poller: Poller<R>,
+    pub(crate) names: Vec<String>,
+    pub(crate) live: Vec<Arc<dyn LiveCounters>>,
+}
+
+/// A threaded consumer waiting for its thread: (run index, id, queue, consumer).
+type Pending = (usize, ConsumerId, ThreadedReceiver, Box<dyn Consumer>);
+
+/// The interface exists and is up.
+fn check_interface(opts: &StackOptions) -> Result<(), StackError> {
+    if ifinfo::if_index(&opts.iface).is_none() {
+        return Err(StackError::UnknownInterface(opts.iface.clone()));
+    }
+    if let Ok(false) = ifinfo::is_up(&opts.iface) {
+        return Err(StackError::InterfaceDown(opts.iface.clone()));
+    }
+    Ok(())
+}
+
+/// The RX queues `opts` asks for, checked against the interface.
+pub fn resolve_queues(opts: &StackOptions) -> Result<Vec<u32>, StackError> {
+    check_interface(opts)?;
+    let available = ifinfo::rx_queues(&opts.iface).unwrap_or(1);
+    opts.queues.resolve(available).map_err(StackError::Queues)
+}
+
+/// The MTU fits a UMEM frame.
+fn check_mtu(opts: &StackOptions) -> Result<(), StackError> {
+    let max = max_mtu(opts.xsk.frame_size);
+    match ifinfo::mtu(&opts.iface) {
+        Ok(mtu) if mtu > max => Err(StackError::Mtu {
+            iface: opts.iface.clone(),
+            mtu,
+            frame_size: opts.xsk.frame_size,
+            max,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Open queue `q`'s socket, register it, give it its consumers and fill its fill
+/// ring (before the program is attached: the first frames steered to the queue
+/// find buffers instead of being dropped while the poller thread starts).
+fn open_queue(
+    opts: &StackOptions,
+    program: &mut XdpProgram,
+    q: u32,
+    consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
+    threaded: &mut Vec<Pending>,
+    run_index: usize,
+) -> Result<QueueRun<XskSocket>, StackError> {
+    let (socket, pool) = XskSocket::open(&opts.iface, q, &opts.xsk)?;
+    if opts.poller.busy_poll {
+        socket
+            .enable_busy_poll(opts.poller.budget)
+            .map_err(|source| StackError::Receive {
+                iface: opts.iface.clone(),
+                queue: q,
+                source,
+            })?;
+    }
+    program.register_socket(q, socket.raw_fd())?;
+    let mut poller = Poller::new(socket, pool, q, opts.poller);
+    let mut ctx = QueueContext {
+        poller: &mut poller,
+        live: Vec::new(),
+    };
+    let specs = consumers(&mut ctx);
+    let live = ctx.live;
+    let mut names = Vec::new();
+    for spec in specs {
+        names.push(spec.name().to_string());
+        match spec {
+            ConsumerSpec::Inline { consumer, .. } => {
+                poller.add_inline(consumer);
+            }
+            ConsumerSpec::Threaded {
+                consumer,
+                capacity,
+                overflow,
+                ..
+            } => {
+                let bound = (opts.xsk.frame_count / 2).max(1) as usize;
+                let (id, rx) = poller.add_threaded(capacity.min(bound), overflow);
+                threaded.push((run_index, id, rx, consumer));
+            }
+        }
+    }
+    poller.refill();
+    Ok(QueueRun {
+        poller,
+        names,
+        live,
+    })
+}
+
+/// How the pollers ended and whether the interface went away meanwhile.
+type Ended = (Vec<Result<(), StackError>>, Option<LinkLost>);
+
+/// The threads of a run: a thread per threaded consumer, a poller thread per
+/// queue, and the calling thread supervising until they stop.
+fn run_threads(
+    opts: &StackOptions,
+    runs: &mut [QueueRun<XskSocket>],
+    threaded: Vec<Pending>,
+    stop: &AtomicBool,
+    supervisor: impl FnOnce(&AtomicBool) -> Option<LinkLost>,
+) -> Ended {
+    let consumers_done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let mut consumer_handles = Vec::new();
+        for (run_index, id, rx, consumer) in threaded {
+            let done = &consumers_done;
+            let handle = scope.spawn(move || queue::consumer_thread(rx, consumer, done));
+            runs[run_index]
+                .poller
+                .set_consumer_thread(id, handle.thread().clone());
+            consumer_handles.push(handle);
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let pollers: Vec<ScopedJoinHandle<'_, Result<(), StackError>>> = runs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, run)| {
+                let (pin, iface) = (opts.pin_cpus, &opts.iface);
+                scope.spawn(move || {
+                    if pin {
+                        pin_to_cpu(i % cpus);
+                    }
+                    let result = queue::run(&mut run.poller, stop);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    result.map_err(|source| StackError::Receive {
+                        iface: iface.clone(),
+                        queue: run.poller.queue(),
+                        source,
+                    })
+                })
+            })
+            .collect();
+        let lost = supervisor(stop);
+        let results = pollers
+            .into_iter()
+            .map(|h| h.join().expect("poller thread panicked"))
+            .collect();
+        consumers_done.store(true, Ordering::Release);
+        for h in &consumer_handles {
+            h.thread().unpark();
+        }
+        for h in consumer_handles {
+            h.join().expect("consumer thread panicked");
+        }
+        (results, lost)
+    })
+}
+
+/// Run the stack until `stop` is set, the duration passes or the count is reached.
+/// `consumers` gives the consumers of each queue (the same for every queue,
+/// typically; an empty list makes the stack an rxdrop counter); its
+/// [`QueueContext`] names the queue and hands out transmitters for replies.
+/// With `opts.stats_interval`, `on_interval` gets the live statistics that often,
+/// on the calling thread.
+pub fn run(
+    opts: &StackOptions,
+    stop: Arc<AtomicBool>,
+    consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
+    on_interval: &mut dyn FnMut(Interval),
+) -> Result<Summary, StackError> {
+    let queues = resolve_queues(opts)?;
+    check_mtu(opts)?;
+    let mut program = XdpProgram::load()?;
+    program.configure(opts.mode, &opts.ports)?;
+    let mut runs = Vec::with_capacity(queues.len());
+    let mut threaded = Vec::new();
+    for &q in &queues {
+        let run = open_queue(opts, &mut program, q, consumers, &mut threaded, runs.len())?;
+        runs.push(run);
+    }
+    let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());
+    let xdp_mode = program.attach(&opts.iface, opts.xdp_mode)?;
+    tracing::info!(iface = %opts.iface, %xdp_mode, zero_copy, queues = ?queues, "attached");
+    let before = program.counters()?;
+
+    let started = Instant::now();
+    let cpu_started = cpu_seconds();
+    let probes: Vec<QueueProbe> = runs
+        .iter()
+        .map(|r| QueueProbe {
+            queue: r.poller.queue(),
+            stats: r.poller.stats(),
+            pool: r.poller.pool().probe(),
+            fd: r.poller.rings().raw_fd(),
+            consumers: r.names.clone(),
+            live: r.live.clone(),
+        })
+        .collect();
+    let mode = Mode {
+        iface: opts.iface.clone(),
+        xdp_mode,
+        zero_copy,
+        max_mtu: max_mtu(opts.xsk.frame_size),
+    };
+    // The XDP program's verdicts since attach, for the live statistics.
+    let xdp = || {
+        program
+            .counters()
+            .map(|now| counters_by_name(&now.since(&before)))
+            .unwrap_or_default()
+    };
+    let (results, lost) = run_threads(opts, &mut runs, threaded, &stop, |stop| {
+        supervise(opts, &mode, stop, &probes, &xdp, on_interval, started)
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu_started;
+    let after = program.counters();
+    program.detach();
+    // A lost interface explains whatever the pollers said after it went.
+    if let Some(LinkLost { what, after_s }) = lost {
+        return Err(StackError::InterfaceLost {
+            iface: opts.iface.clone(),
+            what,
+            after_s,
+        });
+    }
+    let after = after?;
+    for r in results {
+        r?;
+    }
+    let attached = Attached {
+        xdp_mode,
+        zero_copy,
+        seconds,
+        cpu_s,
+    };
+    finish(opts, &mut runs, &attached, &after.since(&before))
+}
+
+/// How the run went, for its summary.
+struct Attached {
+    xdp_mode: AttachedMode,
+    zero_copy: bool,
+    seconds: f64,
+    cpu_s: f64,
+}
+
+/// The summary of a run that ended: frames that consumers released at the end
+/// are reclaimed first, so that it shows where every frame is.
+fn finish(
+    opts: &StackOptions,
+    runs: &mut [QueueRun<XskSocket>],
+    attached: &Attached,
+    xdp: &XdpCounters,
+) -> Result<Summary, StackError> {
+    for run in runs.iter_mut() {
+        run.poller.refill();
+    }
+    let mut per_queue = Vec::with_capacity(runs.len());
+    for run in runs.iter_mut() {
+        per_queue.push(summarize(run).map_err(|source| StackError::Receive {
+            iface: opts.iface.clone(),
+            queue: run.poller.queue(),
+            source,
+        })?);
+    }
+    Ok(Summary {
+        kind: "summary",
+        iface: opts.iface.clone(),
+        xdp_mode: attached.xdp_mode,
+        zero_copy: attached.zero_copy,
+        seconds: attached.seconds,
+        cpu_s: attached.cpu_s,
+        packets: per_queue.iter().map(|q| q.packets).sum(),
+        bytes: per_queue.iter().map(|q| q.bytes).sum(),
+        queues: per_queue,
+        xdp: counters_by_name(xdp),
+    })
+}

@@ -1,0 +1,177 @@
+//! The run loop of one queue: the I/O around the sans-IO poller. It reads the
+//! clock, wakes the kernel when the rings ask, sleeps in poll(2) when there is
+//! nothing to do, and at stop hands the last views and replies out in bounded
+//! time.
+
+use std::{
+    io,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    poller::{Consumer, Poller, ThreadedReceiver},
+    ring::Rings,
+    sys::{Kernel, process::realtime_ns},
+    tx::add,
+};
+
+/// How long a consumer may make no progress on its backlog at stop before the
+/// rest is dropped (counted). Generous: a capture writer flushing its buffer into
+/// a slow FIFO takes seconds between two views.
+pub(crate) const BACKLOG_STALL: Duration = Duration::from_secs(10);
+
+/// How long the end of a run waits for the kernel to complete the last replies.
+const TX_DRAIN: Duration = Duration::from_millis(500);
+
+/// One round and what it asks of the kernel: the poller's round at the current
+/// time, then the TX kick it wants. Returns the frames received.
+pub(crate) fn round<R: Rings + Kernel>(poller: &mut Poller<R>) -> usize {
+    let n = poller.poll_once(realtime_ns());
+    kick_tx(poller);
+    n
+}
+
+/// Kick the kernel to transmit if the poller says frames wait for it.
+fn kick_tx<R: Rings + Kernel>(poller: &mut Poller<R>) {
+    if poller.wants_tx_kick() {
+        // Errors other than "busy, try again" (which `tx_kick` absorbs) leave the
+        // frames on the ring for the next kick; the kernel counts invalid
+        // descriptors itself (tx_invalid_descs).
+        if let Err(e) = poller.rings_mut().tx_kick() {
+            tracing::debug!(error = %e, "TX kick failed");
+        }
+        poller.tx_kicked();
+    }
+}
+
+/// Run rounds until `stop` is set, then flush: the lossless backlogs to their
+/// consumers (at most [`BACKLOG_STALL`] without progress), the last replies to
+/// the kernel (at most 500 ms), and the frames released on this thread back to
+/// the pool, so that it can be used (and dropped) from another thread.
+pub(crate) fn run<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> io::Result<()> {
+    // Inline consumers' views are dropped on this thread: let their frames come
+    // back without atomics.
+    let bound = poller.bind_to_current_thread();
+    debug_assert!(bound, "the poller runs before any frame is viewed");
+    // A first sample of the rings, so that readers never see none.
+    poller.stats().sample_rings.store(true, Ordering::Relaxed);
+    let result = run_rounds(poller, stop);
+    flush_backlogs(poller, BACKLOG_STALL);
+    drain_tx(poller, TX_DRAIN);
+    poller.refill();
+    result
+}
+
+/// When the RX ring is empty: spin (up to an adaptive number of empty rounds),
+/// then kick the kernel if it asked and sleep in poll(2).
+fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> io::Result<()> {
+    let stats = poller.stats();
+    let config = *poller.config();
+    let mut spin = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        poller.answer_ring_sample();
+        if round(poller) > 0 {
+            // Traffic: spin longer next time the ring runs dry.
+            spin = (spin * 2).clamp(16, config.max_spin.max(16));
+            continue;
+        }
+        if config.busy_poll {
+            // Busy polling: the syscall itself runs the driver's NAPI poll.
+            poller.rings_mut().wakeup()?;
+            add(&stats.wakeups, 1);
+            continue;
+        }
+        if spin > 0 {
+            spin -= 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        if poller.rings_mut().fill_needs_wakeup() {
+            poller.rings_mut().wakeup()?;
+            add(&stats.wakeups, 1);
+        }
+        add(&stats.sleeps, 1);
+        // Replies in flight or requested from other threads: sleep briefly, so
+        // completions and requests are not left waiting a whole timeout.
+        let sleep_ms = if poller.has_tx() && (poller.frames_in_tx() > 0 || poller.has_threaded()) {
+            1
+        } else {
+            config.sleep_ms
+        };
+        match poller.rings_mut().wait_rx(sleep_ms) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// At stop: hand the lossless backlogs to their consumers, whose threads run
+/// until the pollers are done, for as long as they make progress, so that
+/// `--pcap-overflow wait` loses nothing at the end either. What a consumer
+/// stalled for `stall` has not taken is dropped and counted, so that a stuck
+/// consumer cannot hold the stack up forever.
+pub(crate) fn flush_backlogs<R: Rings>(poller: &mut Poller<R>, stall: Duration) {
+    let mut left = poller.backlogged();
+    let mut progress = Instant::now();
+    while left > 0 {
+        poller.drain_backlogs();
+        let now = poller.backlogged();
+        if now < left {
+            left = now;
+            progress = Instant::now();
+        } else if progress.elapsed() >= stall {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    poller.drop_backlogs();
+}
+
+/// Send what is queued and wait for the kernel to complete it, at most
+/// `timeout`; then give the spare frames back to the free list. The end of a
+/// run: the last replies are not lost.
+pub(crate) fn drain_tx<R: Rings + Kernel>(poller: &mut Poller<R>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        poller.transmit();
+        kick_tx(poller);
+        if poller.tx_idle() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    poller.return_spares();
+}
+
+/// Drain a threaded consumer until the poller is gone and the queue is empty.
+pub(crate) fn consumer_thread(
+    rx: ThreadedReceiver,
+    mut consumer: Box<dyn Consumer>,
+    done: &AtomicBool,
+) {
+    loop {
+        let mut got = 0;
+        while let Some(view) = rx.try_recv() {
+            consumer.consume_owned(view);
+            got += 1;
+            if got == 256 {
+                break;
+            }
+        }
+        if got > 0 {
+            consumer.flush();
+            continue;
+        }
+        if done.load(Ordering::Acquire) && rx.is_empty() {
+            consumer.flush();
+            return;
+        }
+        rx.park(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests;

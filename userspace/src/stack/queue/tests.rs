@@ -1,0 +1,50 @@
+//! The run loop's end-of-run steps over the fake ring.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use super::flush_backlogs;
+use crate::poller::{
+    Overflow,
+    tests::{NOW, poller},
+};
+
+/// At stop, a lossless backlog goes to its consumer, still running, in full;
+/// a consumer that takes nothing has it dropped and counted.
+#[test]
+fn backlogs_are_flushed_at_stop() {
+    for reads in [true, false] {
+        let mut p = poller(16, 16, 16, 16);
+        let (id, rx) = p.add_threaded(2, Overflow::Wait);
+        p.poll_once(NOW);
+        assert_eq!(p.rings_mut().arrive(16, 64), 16);
+        p.poll_once(NOW);
+        assert_eq!(p.backlogged(), 14);
+        let got = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut got = 0;
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while reads && got < 16 && std::time::Instant::now() < deadline {
+                    match rx.try_recv() {
+                        Some(_) => got += 1,
+                        None => std::thread::yield_now(),
+                    }
+                }
+                got
+            });
+            flush_backlogs(&mut p, Duration::from_millis(if reads { 2000 } else { 50 }));
+            reader.join().unwrap()
+        });
+        assert_eq!(p.backlogged(), 0);
+        let c = &p.stats().consumers[usize::from(id.0)];
+        let (delivered, dropped) = (
+            c.delivered.load(Ordering::Relaxed),
+            c.dropped.load(Ordering::Relaxed),
+        );
+        if reads {
+            assert_eq!((got, delivered, dropped), (16, 16, 0));
+        } else {
+            // The two in its queue stay delivered; the backlog is dropped.
+            assert_eq!((got, delivered, dropped), (0, 2, 14));
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Everything that talks to the kernel: AF_XDP sockets ([`xsk`], through
+//! xsk-rs), the XDP program ([`loader`], through aya), interface facts
+//! ([`ifinfo`]) and process facts ([`process`]). The layers below this one make
+//! no syscall; the run loop (`stack`) reaches the kernel through the [`Kernel`]
+//! trait, which the socket implements and which the fake ring
+//! ([`crate::ring::sim::SimRings`]) answers in tests.
+
+use std::io;
+
+use crate::ring::sim::SimRings;
+
+pub mod ifinfo;
+pub mod loader;
+pub mod process;
+pub mod xsk;
+
+pub use xsk::XskStats;
+
+/// The syscalls the run loop makes on one AF_XDP socket, beside the ring
+/// operations ([`crate::ring::Rings`]).
+pub trait Kernel {
+    /// Wake the kernel to look at the fill ring, or run the driver's NAPI poll
+    /// with busy polling (a non-blocking `recvfrom(2)`).
+    fn wakeup(&mut self) -> io::Result<()>;
+    /// Sleep until the RX ring has descriptors or `timeout_ms` passes; true when
+    /// readable (`poll(2)`).
+    fn wait_rx(&mut self, timeout_ms: i32) -> io::Result<bool>;
+    /// Ask the kernel to transmit what is on the TX ring (a non-blocking
+    /// `sendto(2)`).
+    fn tx_kick(&mut self) -> io::Result<()>;
+    /// The kernel's XDP_STATISTICS for the socket.
+    fn statistics(&self) -> io::Result<XskStats>;
+}
+
+/// The fake ring answers like a socket whose kernel never fails.
+impl Kernel for SimRings {
+    fn wakeup(&mut self) -> io::Result<()> {
+        self.wake();
+        Ok(())
+    }
+
+    fn wait_rx(&mut self, _timeout_ms: i32) -> io::Result<bool> {
+        Ok(self.readable())
+    }
+
+    fn tx_kick(&mut self) -> io::Result<()> {
+        self.kick();
+        Ok(())
+    }
+
+    fn statistics(&self) -> io::Result<XskStats> {
+        Ok(XskStats {
+            rx_ring_full: self.rx_full(),
+            rx_fill_ring_empty_descs: self.fill_empty(),
+            ..XskStats::default()
+        })
+    }
+}

@@ -20,8 +20,6 @@ pub mod poller;
 #[allow(unsafe_code)]
 pub mod sim;
 pub mod stack;
-#[allow(unsafe_code)]
-pub mod trafficgen;
 pub mod tx;
 pub mod udp;
 #[allow(unsafe_code)]

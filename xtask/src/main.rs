@@ -28,7 +28,8 @@ enum Cmd {
     /// Install every prerequisite that is missing (apt packages, nightly rust-src,
     /// bpf-linker, cargo-fuzz). Idempotent.
     Setup,
-    /// Set up and build the `xdpstack` binary (the XDP program is embedded in it).
+    /// Set up and build the `xdpstack` binary (the XDP program is embedded in it)
+    /// and the benchmark tooling's `xdpstack-gen` and `xdpstack-kernel-rx`.
     Build {
         /// Optimised build.
         #[arg(long)]
@@ -155,15 +156,29 @@ fn binary(release: bool) -> PathBuf {
         .join("xdpstack")
 }
 
-fn build(release: bool) -> Result<PathBuf> {
+/// `cargo build` of the product's binary `xdpstack` and the benchmark tooling's
+/// `xdpstack-gen` and `xdpstack-kernel-rx` (package `xdpstack-bench`), which the
+/// demo, the benchmarks, the soak and the integration tests find next to it.
+fn build_command(release: bool) -> Command {
     let mut cmd = cargo();
-    cmd.args(["build", "--package", "xdpstack", "--bins"]);
+    cmd.args([
+        "build",
+        "--package",
+        "xdpstack",
+        "--package",
+        "xdpstack-bench",
+        "--bins",
+    ]);
     if release {
         cmd.arg("--release");
     }
+    cmd
+}
+
+fn build(release: bool) -> Result<PathBuf> {
     step(
-        "build xdpstack, xdpstack-gen and xdpstack-kernel-rx (the XDP object embedded)",
-        &mut cmd,
+        "build xdpstack, xdpstack-gen and xdpstack-kernel-rx (each with its XDP object embedded)",
+        &mut build_command(release),
     )?;
     Ok(binary(release))
 }
@@ -341,7 +356,7 @@ fn main() -> ExitCode {
             require_root("the benchmarks")?;
             step(
                 "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx)",
-                cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
+                &mut build_command(true),
             )?;
             bench::bench(&binary(true), quick, &receivers, &payloads)
         }),
@@ -349,7 +364,7 @@ fn main() -> ExitCode {
             require_root("the soak test")?;
             step(
                 "build the release binaries (xdpstack, xdpstack-gen)",
-                cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
+                &mut build_command(true),
             )?;
             soak::soak(&binary(true), minutes, seed)
         }),

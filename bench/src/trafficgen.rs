@@ -1,7 +1,7 @@
 //! `xdpstack-gen`: the project's own UDP traffic generator, for the benchmarks.
 //!
 //! Like xdp-trafficgen, it never builds a packet per send. The XDP program
-//! `xdpstack_gen` (crate `xdp-ebpf`, `trafficgen` module) runs through
+//! `xdpstack_gen` (crate `xdpstack-bench-ebpf`) runs through
 //! `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` on one template frame:
 //! the kernel copies the template into page-pool pages, runs the program on each
 //! (it stamps the flow's UDP source port) and transmits every frame it returns
@@ -51,10 +51,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    ifinfo,
-    loader::{self, LiveRunError, LoaderError, TrafficGenCounters, TrafficGenProgram},
-};
+use xdpstack::{ifinfo, loader::if_index};
+
+use crate::loader::{LiveRunError, LoadError, TrafficGenCounters, TrafficGenProgram};
 
 /// The smallest UDP payload: 18 bytes make a 60-byte frame (64 on the wire with
 /// the FCS), the Ethernet minimum, so no frame needs padding.
@@ -418,7 +417,7 @@ pub enum GenError {
     },
     /// Loading or reading the XDP program failed (privileges, verifier, maps).
     #[error(transparent)]
-    Loader(#[from] LoaderError),
+    Loader(#[from] LoadError),
     /// The kernel refused a live-frames run.
     #[error(transparent)]
     Run(#[from] LiveRunError),
@@ -717,8 +716,7 @@ pub fn run(config: &GenConfig) -> Result<GenReport, GenError> {
 pub fn run_until(config: &GenConfig, stop: &AtomicBool) -> Result<GenReport, GenError> {
     config.validate()?;
     let iface = config.iface.as_str();
-    let ifindex =
-        loader::if_index(iface).ok_or_else(|| GenError::UnknownInterface(iface.to_string()))?;
+    let ifindex = if_index(iface).ok_or_else(|| GenError::UnknownInterface(iface.to_string()))?;
     let if_err = |source| GenError::Interface {
         iface: iface.to_string(),
         source,
@@ -751,7 +749,7 @@ pub fn run_until(config: &GenConfig, stop: &AtomicBool) -> Result<GenReport, Gen
     let counters = SysfsCounters::open(iface, ifindex, own_mac)?;
 
     let mut program = TrafficGenProgram::load()?;
-    program.configure(xdp_ebpf::trafficgen::GenConfig {
+    program.configure(xdpstack_bench_ebpf::GenConfig {
         base_port: u32::from(config.src_port),
         flows: u32::from(config.flows),
     })?;
@@ -914,7 +912,7 @@ fn report(
 #[cfg(test)]
 mod tests {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-    use xdp_ebpf::trafficgen::GEN_SRC_PORT_OFFSET;
+    use xdpstack_bench_ebpf::GEN_SRC_PORT_OFFSET;
 
     use super::*;
 
@@ -987,7 +985,7 @@ mod tests {
         // What the XDP program does, on the host: a port written at
         // GEN_SRC_PORT_OFFSET is the UDP source port, and no checksum breaks.
         let mut frame = template(&spec(18)).unwrap();
-        let cfg = xdp_ebpf::trafficgen::GenConfig {
+        let cfg = xdpstack_bench_ebpf::GenConfig {
             base_port: 10_000,
             flows: 4,
         };

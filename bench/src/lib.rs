@@ -4,6 +4,8 @@
 //!   an XDP program (crate `xdpstack-bench-ebpf`) run through `BPF_PROG_TEST_RUN`
 //!   with live frames, and the interface's own counters to say what was sent.
 //! - [`loader`]: that program, embedded and loaded with aya; it is never attached.
+//! - [`sys`]: the few syscalls the tooling needs that the `xdpstack` library does
+//!   not offer (CPU time, CPU affinity, interface addresses).
 //!
 //! Binaries: `xdpstack-gen` (the generator) and `xdpstack-kernel-rx` (the
 //! kernel-socket recvmmsg baseline). Interface facts shared with the product (MTU,
@@ -12,4 +14,5 @@
 
 pub mod loader;
 #[allow(unsafe_code)]
+pub mod sys;
 pub mod trafficgen;

@@ -208,13 +208,15 @@ fn test(extra: &[String]) -> Result<()> {
         ]),
     )?;
     step(
-        "clippy (XDP program, bpfel-unknown-none)",
+        "clippy (XDP programs: steering and generator, bpfel-unknown-none)",
         cargo_nightly().args([
             "clippy",
             "--package",
             "xdp-ebpf",
+            "--package",
+            "xdpstack-bench-ebpf",
             "--features",
-            "ebpf",
+            "xdp-ebpf/ebpf,xdpstack-bench-ebpf/ebpf",
             "--bins",
             "--release",
             "--target",
@@ -240,6 +242,10 @@ fn test(extra: &[String]) -> Result<()> {
                 "xdpstack",
                 "--package",
                 "xdp-ebpf",
+                "--package",
+                "xdpstack-bench",
+                "--package",
+                "xdpstack-bench-ebpf",
             ])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;

@@ -12,7 +12,6 @@ pub mod abi;
 #[cfg(any(test, feature = "corpus"))]
 pub mod corpus;
 pub mod steer;
-pub mod trafficgen;
 
 pub use abi::*;
 pub use steer::{PacketBytes, Verdict, classify};

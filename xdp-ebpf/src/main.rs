@@ -18,10 +18,6 @@ use xdp_ebpf::{
     classify,
 };
 
-// The traffic generator's program (`xdpstack_gen`) lives in the same object; it is
-// run through BPF_PROG_TEST_RUN by `xdpstack-gen`, never attached.
-mod gen_prog;
-
 // Map names must equal the constants in `abi.rs` (`XSKS_MAP`, ...); the loader looks
 // them up by those constants and a user-space test checks that each one exists.
 #[map(name = "XSKS")]

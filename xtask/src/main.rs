@@ -28,7 +28,8 @@ enum Cmd {
     /// Install every prerequisite that is missing (apt packages, nightly rust-src,
     /// bpf-linker, cargo-fuzz). Idempotent.
     Setup,
-    /// Set up and build the `xdpstack` binary (the XDP program is embedded in it).
+    /// Set up and build the `xdpstack` binary (the XDP program is embedded in it)
+    /// and the benchmark tooling's `xdpstack-gen` and `xdpstack-kernel-rx`.
     Build {
         /// Optimised build.
         #[arg(long)]
@@ -155,15 +156,30 @@ fn binary(release: bool) -> PathBuf {
         .join("xdpstack")
 }
 
-fn build(release: bool) -> Result<PathBuf> {
+/// `cargo build` of the product's binary `xdpstack` (package `xdpstack-cli`) and
+/// the benchmark tooling's `xdpstack-gen` and `xdpstack-kernel-rx` (package
+/// `xdpstack-bench`), which the demo, the benchmarks, the soak and the
+/// integration tests find next to it.
+fn build_command(release: bool) -> Command {
     let mut cmd = cargo();
-    cmd.args(["build", "--package", "xdpstack", "--bins"]);
+    cmd.args([
+        "build",
+        "--package",
+        "xdpstack-cli",
+        "--package",
+        "xdpstack-bench",
+        "--bins",
+    ]);
     if release {
         cmd.arg("--release");
     }
+    cmd
+}
+
+fn build(release: bool) -> Result<PathBuf> {
     step(
-        "build xdpstack, xdpstack-gen and xdpstack-kernel-rx (the XDP object embedded)",
-        &mut cmd,
+        "build xdpstack, xdpstack-gen and xdpstack-kernel-rx (each with its XDP object embedded)",
+        &mut build_command(release),
     )?;
     Ok(binary(release))
 }
@@ -193,13 +209,15 @@ fn test(extra: &[String]) -> Result<()> {
         ]),
     )?;
     step(
-        "clippy (XDP program, bpfel-unknown-none)",
+        "clippy (XDP programs: steering and generator, bpfel-unknown-none)",
         cargo_nightly().args([
             "clippy",
             "--package",
             "xdp-ebpf",
+            "--package",
+            "xdpstack-bench-ebpf",
             "--features",
-            "ebpf",
+            "xdp-ebpf/ebpf,xdpstack-bench-ebpf/ebpf",
             "--bins",
             "--release",
             "--target",
@@ -225,6 +243,10 @@ fn test(extra: &[String]) -> Result<()> {
                 "xdpstack",
                 "--package",
                 "xdp-ebpf",
+                "--package",
+                "xdpstack-bench",
+                "--package",
+                "xdpstack-bench-ebpf",
             ])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
@@ -235,10 +257,10 @@ fn test(extra: &[String]) -> Result<()> {
             .env("MIRIFLAGS", flags);
         cmd
     };
-    // The poller timestamps batches with CLOCK_REALTIME: isolation off. The
+    // Isolation on: the poller reads no clock (its caller passes the time). The
     // proptest is too slow interpreted; these tests cover the same code.
     step(
-        "Miri: frame pool refcounts, return queue, poller and transmit path over a fake ring",
+        "Miri: frame pool refcounts, return queue, poller, transmit path and end of run over a fake ring",
         &mut miri(
             &[
                 "frame::",
@@ -246,20 +268,23 @@ fn test(extra: &[String]) -> Result<()> {
                 "poller::tests::two",
                 "poller::tests::full",
                 "poller::tests::lossless",
+                "poller::tests::views_carry",
                 "poller::tx_tests::echo_is",
                 "poller::tx_tests::shared",
                 "poller::tx_tests::replies",
+                "poller::tx_tests::concurrent",
+                "stack::queue::tests::",
                 "--skip",
                 "views_keep_the_memory_alive",
             ],
-            "-Zmiri-disable-isolation",
+            "",
         ),
     )?;
     step(
         "Miri: a view outliving its pool (the pool leaks its memory on purpose)",
         &mut miri(
             &["frame::tests::views_keep_the_memory_alive"],
-            "-Zmiri-disable-isolation -Zmiri-ignore-leaks",
+            "-Zmiri-ignore-leaks",
         ),
     )?;
     fuzz::short()?;
@@ -341,7 +366,7 @@ fn main() -> ExitCode {
             require_root("the benchmarks")?;
             step(
                 "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx)",
-                cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
+                &mut build_command(true),
             )?;
             bench::bench(&binary(true), quick, &receivers, &payloads)
         }),
@@ -349,7 +374,7 @@ fn main() -> ExitCode {
             require_root("the soak test")?;
             step(
                 "build the release binaries (xdpstack, xdpstack-gen)",
-                cargo().args(["build", "--release", "--package", "xdpstack", "--bins"]),
+                &mut build_command(true),
             )?;
             soak::soak(&binary(true), minutes, seed)
         }),

@@ -125,3 +125,66 @@ fn concurrent_releases_return_each_frame_exactly_once() {
     assert!(seen.iter().all(|&s| s), "a frame never came back");
     assert_eq!(pool.viewed_frames(), 0);
 }
+
+/// A handle of one pool is refused by every entry point of another: it would
+/// otherwise give safe code `&mut` access to bytes the other pool's views read.
+#[test]
+fn a_frame_of_another_pool_is_refused_everywhere() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let mut a = pool(2);
+    let mut b = pool(2);
+    let mut frames_a = a.take_all();
+    let _frames_b = b.take_all();
+    let refused = |what: &str, r: std::thread::Result<()>| {
+        let err = r.expect_err(what);
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("used with pool"), "{what}: {msg}");
+    };
+    let mut f = frames_a.pop().unwrap();
+    refused(
+        "bytes_mut",
+        catch_unwind(AssertUnwindSafe(|| {
+            b.bytes_mut(&mut f)[0] = 1;
+        })),
+    );
+    let writer = b.writer();
+    refused(
+        "writer",
+        catch_unwind(AssertUnwindSafe(|| {
+            writer.bytes_mut(&mut f)[0] = 1;
+        })),
+    );
+    let f2 = frames_a.pop().unwrap();
+    refused(
+        "into_view",
+        catch_unwind(AssertUnwindSafe(|| {
+            drop(b.into_view(f2, 0, 4, RxMeta::default(), A));
+        })),
+    );
+    refused(
+        "into_addr",
+        catch_unwind(AssertUnwindSafe(|| {
+            let _ = f.into_addr(&b);
+        })),
+    );
+    // Nothing of b was touched: no view, every frame still its own.
+    assert_eq!((b.viewed_frames(), b.held_by(A)), (0, 0));
+}
+
+/// A pool's own handles pass the check, and handles know their pool through
+/// `received` and `reclaim` as well as `take_all`.
+#[test]
+fn handles_come_back_with_their_pool() {
+    let mut p = pool(2);
+    let mut frames = p.take_all();
+    let f = frames.pop().unwrap();
+    let addr = f.into_addr(&p);
+    // SAFETY: `addr` was just taken from its handle and is claimed once.
+    let mut back = unsafe { p.received(addr) }.expect("our address");
+    p.bytes_mut(&mut back)[0] = 7;
+    let v = p.into_view(back, 0, 1, RxMeta::default(), A);
+    drop(v);
+    let again = p.reclaim().expect("returned");
+    let _ = again.into_addr(&p);
+    drop(frames);
+}

@@ -19,7 +19,7 @@ pub struct ConsumerStats {
 }
 
 /// Per-queue counters, written by the poller's thread only (its rounds and its
-/// run loop: single writer, a load and a store, see [`crate::tx::add`]) and read
+/// run loop: single writer, a load and a store) and read
 /// by anyone.
 #[derive(Debug, Default)]
 pub struct QueueStats {

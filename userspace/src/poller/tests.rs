@@ -298,3 +298,27 @@ proptest! {
         }
     }
 }
+
+/// Views carry the time their round was given and their queue: the poller reads
+/// no clock of its own.
+#[test]
+fn views_carry_the_round_time_and_queue() {
+    let pool = FramePool::new(Box::new(HeapMemory::new(FRAME, 8)), 5);
+    let mut p = Poller::new(SimRings::new(FRAME, 8, 8), pool, 5, PollerConfig::default());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    p.add_inline(Box::new(move |v: &FrameView| {
+        s.lock()
+            .unwrap()
+            .push((v.timestamp_ns(), v.queue(), v.len()))
+    }));
+    p.poll_once(NOW);
+    p.rings_mut().arrive(2, 60);
+    p.poll_once(NOW + 1);
+    p.rings_mut().arrive(1, 70);
+    p.poll_once(NOW + 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(NOW + 1, 5, 60), (NOW + 1, 5, 60), (NOW + 2, 5, 70)]
+    );
+}

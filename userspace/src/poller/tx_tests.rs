@@ -346,3 +346,98 @@ fn a_receive_only_consumer_runs_no_transmit_code() {
     assert!(bed.p.rings().sent().is_empty());
     bed.conservation();
 }
+
+/// Several handler threads reply at once, through `reply` (spare frames) and
+/// `echo` (copy-on-write, since the test keeps every request's frame), while the
+/// TX ring is stalled and frames run out: every request ends counted exactly
+/// once, as sent or by the cause it was not, though the poller and the handler
+/// threads count the same causes at the same time.
+#[test]
+fn concurrent_replies_are_each_counted_once() {
+    const THREADS: usize = 4;
+    const EACH: usize = if cfg!(miri) { 40 } else { 600 };
+    let mut bed = Bed::new(512, 64);
+    let tx = bed.p.transmitter();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    bed.p.add_inline(Box::new(move |v: &FrameView| {
+        h.lock().unwrap().push(v.clone())
+    }));
+    bed.poll();
+    // Requests from a real port, which can be answered, and from port 0, which
+    // cannot (RFC 768): both the handlers and the poller then count reply errors.
+    let good = request(false, 1, 32);
+    // Over IPv4 with no UDP checksum (0, RFC 768), so the frame still parses.
+    let mut bad = request(false, 2, 32);
+    let l4 = parse(&bad).unwrap().layout.l4();
+    bad[l4..l4 + 2].fill(0);
+    bad[l4 + 6..l4 + 8].fill(0);
+    // Many frames, so that the views the queued echoes hold stay far below the
+    // 255 a consumer may hold of one frame.
+    const FRAMES: usize = 64;
+    for i in 0..FRAMES {
+        bed.arrive(if i % 2 == 0 { &good } else { &bad });
+        if i % 32 == 31 {
+            bed.poll();
+        }
+    }
+    let views: Vec<FrameView> = held.lock().unwrap().clone();
+    assert_eq!(views.len(), FRAMES);
+    let layouts: Vec<_> = views
+        .iter()
+        .map(|v| parse(v.bytes()).unwrap().layout)
+        .collect();
+    bed.p.rings_mut().stall_tx(true);
+    let accepted = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (tx, views, layouts, accepted) = (&tx, &views, &layouts, &accepted);
+                s.spawn(move || {
+                    for i in 0..EACH {
+                        let k = (i * THREADS + t) % FRAMES;
+                        let result = if i % 3 == 0 {
+                            tx.echo(&views[k], &layouts[k])
+                        } else {
+                            tx.reply(views[k].bytes(), &layouts[k], b"answer")
+                        };
+                        if result.is_ok() {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The poller's rounds, on this thread, while the handlers run.
+        let mut rounds = 0;
+        while workers.iter().any(|w| !w.is_finished()) || rounds < 10 {
+            bed.poll();
+            rounds += 1;
+            std::thread::yield_now();
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+    bed.p.rings_mut().stall_tx(false);
+    crate::stack::queue::drain_tx(&mut bed.p, std::time::Duration::from_secs(5));
+    let t = bed.p.stats().tx.summary();
+    let requests = (THREADS * EACH) as u64;
+    assert!(t.no_frame > 0, "frames ran out: {t:?}");
+    assert!(t.reply_errors > 0, "{t:?}");
+    assert_eq!(
+        t.sent + t.no_frame + t.reply_errors + t.queue_full,
+        requests,
+        "every request counted once: {t:?}"
+    );
+    assert_eq!(t.completed, t.sent, "{t:?}");
+    assert!(bed.p.tx_idle());
+    // Requests the handlers could hand over are the ones the poller then sent
+    // or counted; the rest the handlers counted themselves.
+    let refused_by_handlers = requests - accepted.load(Ordering::Relaxed);
+    assert!(refused_by_handlers <= t.no_frame + t.reply_errors + t.queue_full);
+    drop(views);
+    held.lock().unwrap().clear();
+    bed.poll();
+    bed.conservation();
+}

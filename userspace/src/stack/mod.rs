@@ -271,8 +271,8 @@ fn run_threads(
             .map(|(i, run)| {
                 let (pin, iface) = (opts.pin_cpus, &opts.iface);
                 scope.spawn(move || {
-                    if pin {
-                        pin_to_cpu(i % cpus);
+                    if pin && let Err(e) = pin_to_cpu(i % cpus) {
+                        tracing::warn!(cpu = i % cpus, error = %e, "CPU pinning failed");
                     }
                     let result = queue::run(&mut run.poller, stop);
                     if result.is_err() {

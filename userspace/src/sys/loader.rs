@@ -10,13 +10,12 @@ use std::{io, os::fd::AsRawFd};
 
 use aya::{
     Ebpf, EbpfError,
-    maps::{Array, Map, MapData, MapError, PerCpuArray, XskMap},
-    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, links::FdLink},
+    maps::{Array, Map, MapError, PerCpuArray, XskMap},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, links::FdLink},
 };
 use xdp_ebpf::{
     CONFIG_MAP, COUNTER_COUNT, Config, Counter, PORT_BITMAP_WORDS, PORTS_MAP, PROGRAM_NAME,
     STATS_MAP, SteerMode, XSKS_MAP,
-    trafficgen::{GEN_CONFIG_MAP, GEN_PROGRAM_NAME, GEN_STATS_MAP, GenConfig, GenCounter},
 };
 
 use super::ifinfo::if_index;
@@ -458,154 +457,5 @@ impl XdpProgram {
             .test_run(opts)
             .map(|r| r.return_value)
             .map_err(|source| LoaderError::Program { source })
-    }
-}
-
-/// A live-frames run of the traffic generator's program that the kernel refused or
-/// cut short.
-#[derive(Debug, thiserror::Error)]
-#[error("BPF_PROG_TEST_RUN with live frames on interface index {ifindex} failed: {source}")]
-pub struct LiveRunError {
-    /// The interface the frames were to leave by.
-    pub ifindex: u32,
-    /// The kernel's answer: `EINTR` when a signal arrived mid-run (the frames sent
-    /// so far are counted by the program), `ENOMEM` when the page pool ran dry,
-    /// `EINVAL`/`E2BIG` for a frame or batch the kernel does not take.
-    #[source]
-    pub source: io::Error,
-}
-
-/// Totals of the traffic generator program's per-CPU counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TrafficGenCounters {
-    /// Frames the program ran on.
-    pub runs: u64,
-    /// Frames it dropped instead of sending (zero unless the template is wrong).
-    pub dropped: u64,
-}
-
-/// `xdpstack-gen`'s XDP program (`xdpstack_gen`, in the same embedded object as the
-/// steering program), loaded to be run with `BPF_PROG_TEST_RUN` in live-frames mode.
-///
-/// It is never attached to an interface, so nothing can outlive the process: the
-/// kernel only runs it while a [`TrafficGenProgram::send_live`] call is in progress.
-#[derive(Debug)]
-pub struct TrafficGenProgram {
-    ebpf: Ebpf,
-}
-
-impl TrafficGenProgram {
-    /// Load the embedded object and the generator's program (this runs the
-    /// verifier). It sends nothing until configured and run.
-    pub fn load() -> Result<Self, LoaderError> {
-        let ebpf = load_object_program(GEN_PROGRAM_NAME)?;
-        Ok(Self { ebpf })
-    }
-
-    fn program(&self) -> Result<&Xdp, LoaderError> {
-        self.ebpf
-            .program(GEN_PROGRAM_NAME)
-            .ok_or(LoaderError::Program {
-                source: ProgramError::UnexpectedProgramType,
-            })?
-            .try_into()
-            .map_err(|source| LoaderError::Program { source })
-    }
-
-    /// Set the source ports the program cycles through.
-    pub fn configure(&mut self, config: GenConfig) -> Result<(), LoaderError> {
-        let map_err = |source| LoaderError::Map {
-            name: GEN_CONFIG_MAP,
-            source,
-        };
-        let map = self.ebpf.map_mut(GEN_CONFIG_MAP).ok_or(LoaderError::Map {
-            name: GEN_CONFIG_MAP,
-            source: MapError::InvalidName {
-                name: GEN_CONFIG_MAP.into(),
-            },
-        })?;
-        let mut array: Array<_, GenConfig> = Array::try_from(map).map_err(map_err)?;
-        array.set(0, config, 0).map_err(map_err)
-    }
-
-    fn stats(&self) -> Result<PerCpuArray<&MapData, u64>, LoaderError> {
-        let map = self.ebpf.map(GEN_STATS_MAP).ok_or(LoaderError::Map {
-            name: GEN_STATS_MAP,
-            source: MapError::InvalidName {
-                name: GEN_STATS_MAP.into(),
-            },
-        })?;
-        PerCpuArray::try_from(map).map_err(|source| LoaderError::Map {
-            name: GEN_STATS_MAP,
-            source,
-        })
-    }
-
-    /// `counter` on every possible CPU, indexed by CPU number.
-    fn per_cpu(&self, counter: GenCounter) -> Result<Vec<u64>, LoaderError> {
-        let values = self
-            .stats()?
-            .get(&counter.index(), 0)
-            .map_err(|source| LoaderError::Map {
-                name: GEN_STATS_MAP,
-                source,
-            })?;
-        Ok(values.iter().copied().collect())
-    }
-
-    /// The program's counters, summed over CPUs.
-    pub fn counters(&self) -> Result<TrafficGenCounters, LoaderError> {
-        Ok(TrafficGenCounters {
-            runs: self.per_cpu(GenCounter::Runs)?.iter().sum(),
-            dropped: self.per_cpu(GenCounter::Dropped)?.iter().sum(),
-        })
-    }
-
-    /// Frames the program ran on, per possible CPU (indexed by CPU number).
-    pub fn runs_per_cpu(&self) -> Result<Vec<u64>, LoaderError> {
-        self.per_cpu(GenCounter::Runs)
-    }
-
-    /// Run the program `repeat` times over copies of `frame` in live-frames mode,
-    /// `batch_size` (1..=256) frames per batch, on interface `ifindex` of the
-    /// calling thread's network namespace: every frame it returns `XDP_TX` for is
-    /// transmitted out of that interface. Returns the kernel's mean time per frame.
-    ///
-    /// The kernel reports neither the verdicts nor what the interface did with the
-    /// frames: [`TrafficGenProgram::counters`] and the interface's own counters do.
-    pub fn send_live(
-        &self,
-        frame: &[u8],
-        ifindex: u32,
-        repeat: u32,
-        batch_size: u32,
-    ) -> Result<std::time::Duration, LiveRunError> {
-        // struct xdp_md { data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex }: data = data_meta = 0, data_end = the
-        // frame's length, and the ingress interface, which XDP_TX sends out of
-        // (net/bpf/test_run.c). Queue 0 exists on every interface.
-        let mut ctx = [0u8; 24];
-        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        ctx[4..8].copy_from_slice(&len.to_ne_bytes());
-        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-        let program = self.program().map_err(|e| LiveRunError {
-            ifindex,
-            source: io::Error::other(e.to_string()),
-        })?;
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.ctx_in = Some(&ctx);
-        opts.repeat = repeat;
-        opts.attrs = TestRunAttrs::new().xdp_live_frames(batch_size);
-        program
-            .test_run(opts)
-            .map(|r| r.duration)
-            .map_err(|source| LiveRunError {
-                ifindex,
-                source: match program_error_errno(&source) {
-                    Some(errno) => io::Error::from_raw_os_error(errno),
-                    None => io::Error::other(source.to_string()),
-                },
-            })
     }
 }

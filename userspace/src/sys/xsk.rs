@@ -267,6 +267,74 @@ fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     None
 }
 
+/// What to do about a failed UMEM creation.
+fn umem_error(config: &XskConfig, source: io::Error) -> XskError {
+    XskError::Umem {
+        frames: config.frame_count,
+        frame_size: config.frame_size,
+        hint: match source.raw_os_error() {
+            // socket(AF_XDP) itself.
+            Some(libc::EPERM | libc::EACCES) => " (AF_XDP sockets need CAP_NET_RAW: run as root)",
+            // Pinning the UMEM pages.
+            Some(libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN) => {
+                " (RLIMIT_MEMLOCK too small for the UMEM: raise it with `ulimit -l`, \
+                 run as root, or use fewer --frames)"
+            }
+            _ => "",
+        },
+        source,
+    }
+}
+
+/// What to do about a failed bind, by errno.
+fn bind_hint(errno: Option<i32>, zero_copy: bool) -> &'static str {
+    match errno {
+        Some(libc::EOPNOTSUPP) if zero_copy => {
+            " (the driver has no zero-copy AF_XDP; use --zero-copy off or auto)"
+        }
+        Some(libc::EBUSY) => {
+            " (another AF_XDP socket is bound to this queue: still busy after 2 s)"
+        }
+        Some(libc::EINVAL) => " (no such RX queue? see `ethtool -l`; or MTU larger than the frame)",
+        Some(libc::EPERM) => " (needs CAP_NET_RAW: run as root)",
+        Some(libc::ENOMEM | libc::EAGAIN) => {
+            " (RLIMIT_MEMLOCK too small for the UMEM: raise it or run as root)"
+        }
+        _ => "",
+    }
+}
+
+/// The rings xsk-rs hands back for a bound socket.
+type Bound = (TxQueue, RxQueue, Option<(FillQueue, CompQueue)>);
+
+/// Bind a socket on `queue`. A socket on this queue that was just closed (the
+/// previous run's, killed a moment ago) is torn down by the kernel in deferred
+/// work, and until then binding says EBUSY: retry for [`BIND_BUSY_RETRY`] before
+/// calling the queue taken.
+fn bind_retrying(
+    config: SocketConfig,
+    umem: &Umem,
+    if_name: &Interface,
+    queue: u32,
+) -> Result<Bound, xsk_rs::socket::SocketCreateError> {
+    let busy_until = std::time::Instant::now() + BIND_BUSY_RETRY;
+    loop {
+        // SAFETY: `umem` is a fresh UMEM used by this socket only, and its
+        // frames are handed to the kernel only through this socket's fill
+        // ring, by the poller.
+        let result = unsafe { Socket::new(config, umem, if_name, queue) };
+        match &result {
+            Err(e)
+                if errno_of(e) == Some(libc::EBUSY) && std::time::Instant::now() < busy_until =>
+            {
+                tracing::debug!(queue, "queue busy (a socket being torn down?), retrying");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => return result,
+        }
+    }
+}
+
 /// How long a bind that finds its queue taken (EBUSY) is retried.
 const BIND_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -293,23 +361,7 @@ impl XskSocket {
             .comp_queue_size(ring_size)
             .build()
             .map_err(config_err)?;
-        let umem_err = |source: io::Error| XskError::Umem {
-            frames: config.frame_count,
-            frame_size: config.frame_size,
-            hint: match source.raw_os_error() {
-                // socket(AF_XDP) itself.
-                Some(libc::EPERM | libc::EACCES) => {
-                    " (AF_XDP sockets need CAP_NET_RAW: run as root)"
-                }
-                // Pinning the UMEM pages.
-                Some(libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN) => {
-                    " (RLIMIT_MEMLOCK too small for the UMEM: raise it with `ulimit -l`, \
-                     run as root, or use fewer --frames)"
-                }
-                _ => "",
-            },
-            source,
-        };
+        let umem_err = |source: io::Error| umem_error(config, source);
         let (umem, template) =
             Umem::new(umem_config, frames, false).map_err(|e| umem_err(io_error_of(&e)))?;
         let memory = XskMemory::new(&umem, &template, config.frame_size).map_err(umem_err)?;
@@ -335,27 +387,7 @@ impl XskSocket {
                 .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
                 .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
                 .build();
-            // A socket on this queue that was just closed (the previous run's,
-            // killed a moment ago) is torn down by the kernel in deferred work, and
-            // until then binding says EBUSY: retry for a while before calling the
-            // queue taken.
-            let busy_until = std::time::Instant::now() + BIND_BUSY_RETRY;
-            let bound = loop {
-                // SAFETY: `umem` is a fresh UMEM used by this socket only, and its
-                // frames are handed to the kernel only through this socket's fill
-                // ring, by the poller.
-                let result = unsafe { Socket::new(socket_config, &umem, &if_name, queue) };
-                match &result {
-                    Err(e)
-                        if errno_of(e) == Some(libc::EBUSY)
-                            && std::time::Instant::now() < busy_until =>
-                    {
-                        tracing::debug!(queue, "queue busy (a socket being torn down?), retrying");
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    _ => break result,
-                }
-            };
+            let bound = bind_retrying(socket_config, &umem, &if_name, queue);
             match bound {
                 Ok((tx, rx, Some((fill, comp)))) => {
                     let batch = Vec::with_capacity(template.len());
@@ -380,27 +412,11 @@ impl XskSocket {
                 }
                 Err(e) => {
                     let errno = errno_of(&e);
-                    let hint = match errno {
-                        Some(libc::EOPNOTSUPP) if zc => {
-                            " (the driver has no zero-copy AF_XDP; use --zero-copy off or auto)"
-                        }
-                        Some(libc::EBUSY) => {
-                            " (another AF_XDP socket is bound to this queue: still busy after 2 s)"
-                        }
-                        Some(libc::EINVAL) => {
-                            " (no such RX queue? see `ethtool -l`; or MTU larger than the frame)"
-                        }
-                        Some(libc::EPERM) => " (needs CAP_NET_RAW: run as root)",
-                        Some(libc::ENOMEM | libc::EAGAIN) => {
-                            " (RLIMIT_MEMLOCK too small for the UMEM: raise it or run as root)"
-                        }
-                        _ => "",
-                    };
                     let err = XskError::Bind {
                         iface: iface.to_string(),
                         queue,
                         source: io_error_of(&e),
-                        hint,
+                        hint: bind_hint(errno, zc),
                     };
                     // Only "zero-copy unsupported" may fall through to copy mode.
                     if zc && errno == Some(libc::EOPNOTSUPP) {

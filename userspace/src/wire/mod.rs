@@ -58,6 +58,17 @@ mod reply;
 pub(crate) mod tests;
 
 pub use parse::parse;
+
+/// The Internet checksum (RFC 1071) of `bytes` (an odd last byte is padded with
+/// zero), as the value a header stores big-endian: "the 16-bit one's complement
+/// of the one's complement sum of all 16-bit words".
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    // etherparse sums native-endian words; `to_be` gives the network-order value.
+    etherparse::checksum::Sum16BitWords::new()
+        .add_slice(bytes)
+        .ones_complement()
+        .to_be()
+}
 pub use reply::{REPLY_HOP_LIMIT, ReplyError, make_reply_in_place, write_reply};
 
 /// The IP version of a datagram.

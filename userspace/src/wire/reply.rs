@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{UdpHeader, checksum::Sum16BitWords};
+use etherparse::UdpHeader;
 
 use super::parse::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, UDP_HLEN};
 use super::{IpVersion, Layout};
@@ -309,10 +309,7 @@ fn clear_ecn(ip: &mut [u8], version: IpVersion) {
 /// the checksum, the value of the checksum field is zero."
 fn fix_ipv4_checksum(header: &mut [u8]) {
     header[10..12].fill(0);
-    let sum = Sum16BitWords::new()
-        .add_slice(header)
-        .ones_complement()
-        .to_be();
+    let sum = super::internet_checksum(header);
     header[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 

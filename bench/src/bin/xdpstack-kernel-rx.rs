@@ -20,6 +20,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
+use xdpstack::sys::process::cpu_seconds;
 
 /// A kernel UDP receiver with recvmmsg, for benchmarks.
 #[derive(Debug, Parser)]
@@ -58,18 +59,6 @@ fn udp_snmp() -> Result<Vec<(String, u64)>> {
 fn snmp_delta(before: &[(String, u64)], after: &[(String, u64)], name: &str) -> u64 {
     let get = |v: &[(String, u64)]| v.iter().find(|(n, _)| n == name).map_or(0, |(_, x)| *x);
     get(after).saturating_sub(get(before))
-}
-
-/// User + system CPU seconds of this process.
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes one `rusage` into the zeroed value we pass.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn main() -> Result<()> {

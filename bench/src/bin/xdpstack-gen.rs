@@ -1,5 +1,5 @@
 //! `xdpstack-gen`: send IPv4/UDP frames out of an interface as fast as the kernel
-//! goes, through an XDP program run with live frames (see `xdpstack::trafficgen`).
+//! goes, through an XDP program run with live frames (see `xdpstack_bench::trafficgen`).
 //!
 //! ```text
 //! ip netns exec gb1-peer xdpstack-gen -i gb1p --dst-mac 02:.. --dst 198.18.0.1:9000 \
@@ -17,7 +17,7 @@ use std::{
 };
 
 use clap::{Parser, builder::TypedValueParser as _};
-use xdpstack::trafficgen::{
+use xdpstack_bench::trafficgen::{
     DEFAULT_BATCH, GenConfig, GenError, GenReport, MAX_PAYLOAD, MIN_PAYLOAD, MacAddr, run_until,
 };
 

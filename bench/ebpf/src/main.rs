@@ -1,10 +1,14 @@
 //! `xdpstack-gen`'s XDP program: stamp the flow's UDP source port into the template
 //! frame and send it with `XDP_TX`.
 //!
-//! It is run only through `BPF_PROG_TEST_RUN` with live frames, never attached; see
-//! `xdp_ebpf::trafficgen` for the ABI and how the kernel drives it. The template is
-//! IPv4/UDP with a UDP checksum of zero ("no checksum", RFC 768), so changing the
-//! port needs no checksum update, and the IPv4 header checksum does not cover ports.
+//! Built for `bpfel-unknown-none` by `bench/build.rs` (aya-build) and embedded in
+//! the `xdpstack-gen` binary. It is run only through `BPF_PROG_TEST_RUN` with live
+//! frames, never attached; see the library (`src/lib.rs`) for the ABI and how the
+//! kernel drives it. The template is IPv4/UDP with a UDP checksum of zero ("no
+//! checksum", RFC 768), so changing the port needs no checksum update, and the IPv4
+//! header checksum does not cover ports.
+#![no_std]
+#![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -12,9 +16,10 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use xdp_ebpf::trafficgen::{GEN_COUNTER_COUNT, GEN_SRC_PORT_OFFSET, GenConfig, GenCounter};
+use xdpstack_bench_ebpf::{GEN_COUNTER_COUNT, GEN_SRC_PORT_OFFSET, GenConfig, GenCounter};
 
-// Map names must equal `GEN_CONFIG_MAP` and `GEN_STATS_MAP` in `trafficgen.rs`.
+// Map names must equal `GEN_CONFIG_MAP` and `GEN_STATS_MAP` in `lib.rs`; the loader
+// looks them up by those constants.
 #[map(name = "GEN_CONFIG")]
 static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
 
@@ -65,3 +70,14 @@ fn try_xdpstack_gen(ctx: &XdpContext) -> Result<u32, u32> {
     unsafe { (port as *mut u16).write_unaligned(config.src_port(n).to_be()) };
     Ok(xdp_action::XDP_TX)
 }
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program: the verifier rejects any path to a panic.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

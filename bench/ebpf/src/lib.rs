@@ -1,14 +1,22 @@
 //! The ABI of `xdpstack-gen`'s XDP program, and the one piece of its logic worth
 //! testing on the host: which UDP source port the `n`-th frame gets.
 //!
-//! The program (`xdpstack_gen`, in the same object as the steering program) is never
-//! attached to an interface. User space runs it through `BPF_PROG_TEST_RUN` with
-//! `BPF_F_TEST_XDP_LIVE_FRAMES` on a template frame: the kernel copies the template
-//! into a page-pool page once, runs the program on it `repeat` times, and sends each
-//! frame the program returns `XDP_TX` for out of the ingress interface named in the
-//! context (`net/bpf/test_run.c` turns `XDP_TX` into a redirect to that interface).
-//! Pages are recycled without being re-initialised, so the program rewrites the
-//! whole source port on every run rather than incrementing it.
+//! This crate is compiled twice, like `xdp-ebpf`: for `bpfel-unknown-none` as the
+//! library of the XDP program (`src/main.rs`, feature `ebpf`), and for the host,
+//! where the benchmark tooling (`xdpstack-bench`) reads the same constants and
+//! `#[repr(C)]` types (feature `user` adds `aya::Pod`).
+//!
+//! The program (`xdpstack_gen`, in an object of its own, apart from the product's
+//! steering program) is never attached to an interface. User space runs it through
+//! `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` on a template frame: the
+//! kernel copies the template into a page-pool page once, runs the program on it
+//! `repeat` times, and sends each frame the program returns `XDP_TX` for out of the
+//! ingress interface named in the context (`net/bpf/test_run.c` turns `XDP_TX` into
+//! a redirect to that interface). Pages are recycled without being re-initialised,
+//! so the program rewrites the whole source port on every run rather than
+//! incrementing it.
+#![no_std]
+#![deny(unsafe_code)]
 
 /// Name of the generator's XDP program function in the object file.
 pub const GEN_PROGRAM_NAME: &str = "xdpstack_gen";

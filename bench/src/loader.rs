@@ -1,0 +1,283 @@
+//! `xdpstack-gen`'s XDP program (`xdpstack_gen`, crate `xdpstack-bench-ebpf`),
+//! embedded in this crate and loaded with aya to be run with `BPF_PROG_TEST_RUN` in
+//! live-frames mode.
+//!
+//! It is never attached to an interface, so nothing can outlive the process: the
+//! kernel only runs it while a [`TrafficGenProgram::send_live`] call is in progress.
+//! The object is separate from the product's steering program; loading it needs
+//! the same privileges (CAP_BPF and CAP_NET_ADMIN).
+
+use std::{io, time::Duration};
+
+use aya::{
+    Ebpf, EbpfError,
+    maps::{Array, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
+};
+use xdpstack_bench_ebpf::{GEN_CONFIG_MAP, GEN_PROGRAM_NAME, GEN_STATS_MAP, GenConfig, GenCounter};
+
+/// The generator's XDP object, built by `build.rs` from `xdpstack-bench-ebpf`.
+static GEN_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpstack-gen-xdp"));
+
+/// Errors from loading the generator's XDP program or reading its maps.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The kernel refused the `bpf()` syscall for lack of privileges.
+    #[error(
+        "loading the generator's XDP program needs CAP_BPF and CAP_NET_ADMIN (run as root): {source}"
+    )]
+    Privileges {
+        /// The underlying error.
+        #[source]
+        source: EbpfError,
+    },
+    /// Any other failure to load the object (missing map, bad object...).
+    #[error("loading the generator's XDP program failed: {source}")]
+    Load {
+        /// The underlying error.
+        #[source]
+        source: EbpfError,
+    },
+    /// The program did not pass the verifier, or is missing from the object.
+    #[error("the kernel refused the generator's XDP program: {source}")]
+    Program {
+        /// The underlying error.
+        #[source]
+        source: ProgramError,
+    },
+    /// A map of the ABI is missing or has the wrong type.
+    #[error("the generator's XDP map {name}: {source}")]
+    Map {
+        /// The map's name.
+        name: &'static str,
+        /// The underlying error.
+        #[source]
+        source: MapError,
+    },
+}
+
+/// A live-frames run of the generator's program that the kernel refused or cut
+/// short.
+#[derive(Debug, thiserror::Error)]
+#[error("BPF_PROG_TEST_RUN with live frames on interface index {ifindex} failed: {source}")]
+pub struct LiveRunError {
+    /// The interface the frames were to leave by.
+    pub ifindex: u32,
+    /// The kernel's answer: `EINTR` when a signal arrived mid-run (the frames sent
+    /// so far are counted by the program), `ENOMEM` when the page pool ran dry,
+    /// `EINVAL`/`E2BIG` for a frame or batch the kernel does not take.
+    #[source]
+    pub source: io::Error,
+}
+
+/// Totals of the generator program's per-CPU counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficGenCounters {
+    /// Frames the program ran on.
+    pub runs: u64,
+    /// Frames it dropped instead of sending (zero unless the template is wrong).
+    pub dropped: u64,
+}
+
+/// EPERM is what the kernel says without CAP_BPF/CAP_NET_ADMIN. (EACCES is the
+/// verifier's answer to a program it rejects, not a privilege problem.)
+fn is_permission_error(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EPERM)
+}
+
+/// The errno of a failed program operation, found anywhere in the error chain.
+fn program_error_errno(err: &ProgramError) -> Option<i32> {
+    match err {
+        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        _ => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<io::Error>() {
+                    return io.raw_os_error();
+                }
+                source = e.source();
+            }
+            None
+        }
+    }
+}
+
+fn ebpf_error_is_permission(err: &EbpfError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && is_permission_error(io)
+        {
+            return true;
+        }
+        if let Some(ProgramError::LoadError { io_error, .. }) = e.downcast_ref::<ProgramError>()
+            && is_permission_error(io_error)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The generator's XDP program, loaded (and verified) to be run with
+/// `BPF_PROG_TEST_RUN` in live-frames mode; never attached.
+#[derive(Debug)]
+pub struct TrafficGenProgram {
+    ebpf: Ebpf,
+}
+
+impl TrafficGenProgram {
+    /// Load the embedded object and the generator's program (this runs the
+    /// verifier). It sends nothing until configured and run.
+    pub fn load() -> Result<Self, LoadError> {
+        let mut ebpf = Ebpf::load(GEN_OBJECT).map_err(|source| {
+            if ebpf_error_is_permission(&source) {
+                LoadError::Privileges { source }
+            } else {
+                LoadError::Load { source }
+            }
+        })?;
+        let program: &mut Xdp = ebpf
+            .program_mut(GEN_PROGRAM_NAME)
+            .ok_or(LoadError::Program {
+                source: ProgramError::UnexpectedProgramType,
+            })?
+            .try_into()
+            .map_err(|source| LoadError::Program { source })?;
+        program.load().map_err(|source| match &source {
+            ProgramError::LoadError { io_error, .. } if is_permission_error(io_error) => {
+                LoadError::Privileges {
+                    source: EbpfError::ProgramError(source),
+                }
+            }
+            _ => LoadError::Program { source },
+        })?;
+        Ok(Self { ebpf })
+    }
+
+    fn program(&self) -> Result<&Xdp, LoadError> {
+        self.ebpf
+            .program(GEN_PROGRAM_NAME)
+            .ok_or(LoadError::Program {
+                source: ProgramError::UnexpectedProgramType,
+            })?
+            .try_into()
+            .map_err(|source| LoadError::Program { source })
+    }
+
+    /// Set the source ports the program cycles through.
+    pub fn configure(&mut self, config: GenConfig) -> Result<(), LoadError> {
+        let map_err = |source| LoadError::Map {
+            name: GEN_CONFIG_MAP,
+            source,
+        };
+        let map = self.ebpf.map_mut(GEN_CONFIG_MAP).ok_or(LoadError::Map {
+            name: GEN_CONFIG_MAP,
+            source: MapError::InvalidName {
+                name: GEN_CONFIG_MAP.into(),
+            },
+        })?;
+        let mut array: Array<_, GenConfig> = Array::try_from(map).map_err(map_err)?;
+        array.set(0, config, 0).map_err(map_err)
+    }
+
+    fn stats(&self) -> Result<PerCpuArray<&MapData, u64>, LoadError> {
+        let map = self.ebpf.map(GEN_STATS_MAP).ok_or(LoadError::Map {
+            name: GEN_STATS_MAP,
+            source: MapError::InvalidName {
+                name: GEN_STATS_MAP.into(),
+            },
+        })?;
+        PerCpuArray::try_from(map).map_err(|source| LoadError::Map {
+            name: GEN_STATS_MAP,
+            source,
+        })
+    }
+
+    /// `counter` on every possible CPU, indexed by CPU number.
+    fn per_cpu(&self, counter: GenCounter) -> Result<Vec<u64>, LoadError> {
+        let values = self
+            .stats()?
+            .get(&counter.index(), 0)
+            .map_err(|source| LoadError::Map {
+                name: GEN_STATS_MAP,
+                source,
+            })?;
+        Ok(values.iter().copied().collect())
+    }
+
+    /// The program's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<TrafficGenCounters, LoadError> {
+        Ok(TrafficGenCounters {
+            runs: self.per_cpu(GenCounter::Runs)?.iter().sum(),
+            dropped: self.per_cpu(GenCounter::Dropped)?.iter().sum(),
+        })
+    }
+
+    /// Frames the program ran on, per possible CPU (indexed by CPU number).
+    pub fn runs_per_cpu(&self) -> Result<Vec<u64>, LoadError> {
+        self.per_cpu(GenCounter::Runs)
+    }
+
+    /// Run the program `repeat` times over copies of `frame` in live-frames mode,
+    /// `batch_size` (1..=256) frames per batch, on interface `ifindex` of the
+    /// calling thread's network namespace: every frame it returns `XDP_TX` for is
+    /// transmitted out of that interface. Returns the kernel's mean time per frame.
+    ///
+    /// The kernel reports neither the verdicts nor what the interface did with the
+    /// frames: [`TrafficGenProgram::counters`] and the interface's own counters do.
+    pub fn send_live(
+        &self,
+        frame: &[u8],
+        ifindex: u32,
+        repeat: u32,
+        batch_size: u32,
+    ) -> Result<Duration, LiveRunError> {
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex }: data = data_meta = 0, data_end = the
+        // frame's length, and the ingress interface, which XDP_TX sends out of
+        // (net/bpf/test_run.c). Queue 0 exists on every interface.
+        let mut ctx = [0u8; 24];
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        ctx[4..8].copy_from_slice(&len.to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let program = self.program().map_err(|e| LiveRunError {
+            ifindex,
+            source: io::Error::other(e.to_string()),
+        })?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.ctx_in = Some(&ctx);
+        opts.repeat = repeat;
+        opts.attrs = TestRunAttrs::new().xdp_live_frames(batch_size);
+        program
+            .test_run(opts)
+            .map(|r| r.duration)
+            .map_err(|source| LiveRunError {
+                ifindex,
+                source: match program_error_errno(&source) {
+                    Some(errno) => io::Error::from_raw_os_error(errno),
+                    None => io::Error::other(source.to_string()),
+                },
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The object is embedded, non-empty, and holds the program and both maps
+    /// under the names of the ABI (read from the ELF, nothing loaded).
+    #[test]
+    fn embedded_object_has_the_program_and_maps_of_the_abi() {
+        assert!(GEN_OBJECT.starts_with(b"\x7fELF"), "not an ELF object");
+        let obj = aya_obj::Object::parse(GEN_OBJECT).expect("parses");
+        assert!(obj.programs.contains_key(GEN_PROGRAM_NAME));
+        assert!(obj.maps.contains_key(GEN_CONFIG_MAP));
+        assert!(obj.maps.contains_key(GEN_STATS_MAP));
+    }
+}

@@ -64,8 +64,8 @@ use xdpstack_tests::{
 const ROUNDS: usize = 3;
 /// Shorter than an Ethernet header.
 const ETH_HLEN: usize = 14;
-/// Bytes the kernel keeps in front of every AF_XDP frame (XDP_PACKET_HEADROOM).
-const XDP_PACKET_HEADROOM: usize = 256;
+/// Bytes the kernel keeps in front of every AF_XDP frame.
+const XDP_PACKET_HEADROOM: usize = xdpstack::frame::XDP_PACKET_HEADROOM as usize;
 /// What the stack allows beyond the MTU in a UMEM frame: Ethernet header and two
 /// VLAN tags (userspace/src/stack.rs refuses a larger MTU at start-up).
 const L2_OVERHEAD: usize = 14 + 2 * 4;

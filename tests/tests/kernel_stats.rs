@@ -265,7 +265,8 @@ fn invalid_tx_descriptors_are_counted_and_skipped() {
             (stats, completed)
         })
         .expect("entering the stack netns");
-    let headroom = 256; // xsk-rs puts packet data after XDP_PACKET_HEADROOM
+    // xsk-rs puts packet data after XDP_PACKET_HEADROOM.
+    let headroom = xdpstack::frame::XDP_PACKET_HEADROOM as usize;
     assert_eq!(
         completed,
         [20 * 4096, 3 * 2048, 4096, 2 * 4096].map(|a| a + headroom),

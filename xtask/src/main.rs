@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod fuzz;
+mod mutants;
 mod setup;
 mod soak;
 
@@ -80,6 +81,15 @@ enum Cmd {
         seconds: u64,
         /// Only these targets: udp_parse, steer, pcap_record [default: all].
         targets: Vec<String>,
+    },
+    /// Mutation testing of the sans-IO core (wire, frame, poller, tx) with
+    /// cargo-mutants over the library's unit tests; not part of `test` (slow).
+    Mutants {
+        /// Only these files (globs, e.g. userspace/src/frame/mod.rs) [default: the core].
+        files: Vec<String>,
+        /// Run one part of the mutants: K/N.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
     },
     /// Create or remove a veth testbed in two network namespaces.
     Testbed {
@@ -381,6 +391,7 @@ fn main() -> ExitCode {
         Cmd::Fuzz { seconds, targets } => {
             setup::setup().and_then(|()| fuzz::fuzz(seconds, &targets))
         }
+        Cmd::Mutants { files, shard } => mutants::mutants(&files, shard.as_deref()),
         Cmd::Testbed { action } => testbed(action),
     };
     match result {

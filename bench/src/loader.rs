@@ -14,6 +14,7 @@ use aya::{
     maps::{Array, MapData, MapError, PerCpuArray},
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
 };
+use xdpstack::sys::loader::{ebpf_error_is_permission, is_permission_error, program_error_errno};
 use xdpstack_bench_ebpf::{GEN_CONFIG_MAP, GEN_PROGRAM_NAME, GEN_STATS_MAP, GenConfig, GenCounter};
 
 /// The generator's XDP object, built by `build.rs` from `xdpstack-bench-ebpf`.
@@ -78,48 +79,6 @@ pub struct TrafficGenCounters {
     pub runs: u64,
     /// Frames it dropped instead of sending (zero unless the template is wrong).
     pub dropped: u64,
-}
-
-/// EPERM is what the kernel says without CAP_BPF/CAP_NET_ADMIN. (EACCES is the
-/// verifier's answer to a program it rejects, not a privilege problem.)
-fn is_permission_error(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::EPERM)
-}
-
-/// The errno of a failed program operation, found anywhere in the error chain.
-fn program_error_errno(err: &ProgramError) -> Option<i32> {
-    match err {
-        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
-        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
-        _ => {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-            while let Some(e) = source {
-                if let Some(io) = e.downcast_ref::<io::Error>() {
-                    return io.raw_os_error();
-                }
-                source = e.source();
-            }
-            None
-        }
-    }
-}
-
-fn ebpf_error_is_permission(err: &EbpfError) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<io::Error>()
-            && is_permission_error(io)
-        {
-            return true;
-        }
-        if let Some(ProgramError::LoadError { io_error, .. }) = e.downcast_ref::<ProgramError>()
-            && is_permission_error(io_error)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// The generator's XDP program, loaded (and verified) to be run with

@@ -21,8 +21,8 @@
 //!   (viewed and not reclaimed) and, if it is dropped while any are, leaks its
 //!   memory instead of freeing it under them.
 //!
-//! The data path is built to avoid locked instructions, which cost ~8 ns each on the
-//! machines this runs on: a frame's views are counted in one 64-bit word (a byte per
+//! The data path is built to avoid locked instructions (each costs several ns,
+//! `benches/datapath.rs` shows how many a frame takes): a frame's views are counted in one 64-bit word (a byte per
 //! consumer), set with a plain store when the views are made; a view's drop is one
 //! atomic subtraction; and a last drop on the pool's own thread (inline consumers)
 //! returns the frame through a thread-owned list instead of the lock-free queue,

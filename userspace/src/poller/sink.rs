@@ -17,6 +17,7 @@ use super::ConsumerStats;
 use crate::{frame::FrameView, tx::add};
 
 /// Bit set of the consumers (by index) that get owned views: the threaded ones.
+#[inline]
 pub(super) fn threaded_set(sinks: &[Sink]) -> u8 {
     sinks
         .iter()
@@ -111,6 +112,7 @@ pub(super) enum Sink {
 /// Wake a threaded consumer if it sleeps. `swap` so that one wakeup is made per
 /// sleep, not one futex call per view pushed while the consumer is still getting
 /// up (its `park` re-checks the queue after announcing sleep, so none is lost).
+#[inline]
 pub(super) fn wake(sleeping: &AtomicBool, thread: Option<&Thread>) {
     if sleeping.swap(false, Ordering::SeqCst)
         && let Some(t) = thread
@@ -121,6 +123,7 @@ pub(super) fn wake(sleeping: &AtomicBool, thread: Option<&Thread>) {
 
 /// Hand `view` to one consumer; never blocks. Counts drops; the caller counts
 /// deliveries per batch.
+#[inline]
 pub(super) fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
     match sink {
         // Inline consumers are lent the poller's view instead (see poll_once).

@@ -180,11 +180,12 @@ pub struct XdpProgram {
 
 /// EPERM is what the kernel says without CAP_BPF/CAP_NET_ADMIN. (EACCES is the
 /// verifier's answer to a program it rejects, not a privilege problem.)
-fn is_permission_error(err: &io::Error) -> bool {
+pub fn is_permission_error(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::EPERM)
 }
 
-fn program_error_errno(err: &ProgramError) -> Option<i32> {
+/// The errno of a failed program operation, found anywhere in the error chain.
+pub fn program_error_errno(err: &ProgramError) -> Option<i32> {
     match err {
         ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
         ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
@@ -203,7 +204,9 @@ fn program_error_errno(err: &ProgramError) -> Option<i32> {
     }
 }
 
-fn ebpf_error_is_permission(err: &EbpfError) -> bool {
+/// True when loading failed for want of privileges (see [`is_permission_error`]),
+/// anywhere in the error chain.
+pub fn ebpf_error_is_permission(err: &EbpfError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<io::Error>()

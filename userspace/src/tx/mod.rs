@@ -286,6 +286,7 @@ impl Transmitter {
 }
 
 /// Counters written by consumers (any thread): a locked add.
+#[inline]
 pub(crate) fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }

@@ -9,12 +9,12 @@
 //! close, or after every record with `-U`. The frame bytes are copied exactly once,
 //! nothing is allocated per packet, and a record is dropped (so its frame goes back
 //! to the NIC) as soon as it has been copied, whatever the kernel does next.
-//! Writing straight from the frames with `writev(2)` was measured too
-//! (`benches/pcap_write.rs`): it saves the copy but costs the kernel one iovec per
-//! header and per frame, and it must keep every frame of a batch until the syscall
-//! returns. On tmpfs it wrote 10 M 64-byte records/s against 25 M for the copy, and
-//! was no faster at 1514 bytes, where the kernel's own copy into the page cache
-//! (about 2 GB/s on the test machine, as `dd` shows) is the limit either way.
+//! Writing straight from the frames with `writev(2)` is measured beside it
+//! (`benches/pcap_write.rs`, results in the README's benchmark section): it saves
+//! the copy but costs the kernel one iovec per header and per frame, and it must
+//! keep every frame of a batch until the syscall returns; for small frames the
+//! copy wins, and for large ones the kernel's own copy into the page cache is
+//! the limit either way.
 //!
 //! # Rotation (`-C`, `-W`), as tcpdump does it
 //! tcpdump(1): "-C file_size: Before writing a raw packet to a savefile, check

@@ -188,3 +188,144 @@ fn handles_come_back_with_their_pool() {
     let _ = again.into_addr(&p);
     drop(frames);
 }
+
+/// Frames come back through the owner thread's list when their last view is
+/// dropped there, and through the lock-free queue from any other thread.
+#[test]
+fn last_drops_return_by_the_owner_list_or_the_queue() {
+    let mut p = pool(4);
+    assert!(p.bind_to_current_thread(), "nothing is out yet");
+    let mut frames = p.take_all();
+    let here = p.into_view(frames.pop().unwrap(), 0, 1, RxMeta::default(), A);
+    let there = p.into_view(frames.pop().unwrap(), 0, 1, RxMeta::default(), A);
+    drop(here);
+    assert_eq!(p.shared.returns.len(), 0, "dropped on the owner: its list");
+    assert_eq!(p.shared.with_local(|l| l.len()), Some(1));
+    std::thread::spawn(move || drop(there)).join().unwrap();
+    assert_eq!(p.shared.returns.len(), 1, "dropped elsewhere: the queue");
+    assert_eq!(p.returned_len(), 2);
+    // Off the owner thread the owner's list is out of reach.
+    let shared = p.shared.clone();
+    let seen = std::thread::spawn(move || shared.with_local(|l| l.len()))
+        .join()
+        .unwrap();
+    assert_eq!(seen, None);
+    while let Some(f) = p.reclaim() {
+        frames.push(f);
+    }
+    assert_eq!(frames.len(), 4);
+}
+
+/// The pool changes owner only while no frame is out: a view dropped meanwhile
+/// would touch the owner's list from the old owner.
+#[test]
+fn the_owner_changes_only_while_no_frame_is_out() {
+    let mut p = pool(2);
+    let mut frames = p.take_all();
+    let v = p.into_view(frames.pop().unwrap(), 0, 1, RxMeta::default(), A);
+    assert!(!p.bind_to_current_thread(), "a frame is out");
+    drop(v);
+    frames.push(p.reclaim().unwrap());
+    // Bound to another thread, drops here go through the queue.
+    let p = std::thread::scope(|s| {
+        s.spawn(move || {
+            assert!(p.bind_to_current_thread());
+            p
+        })
+        .join()
+        .unwrap()
+    });
+    let mut p = p;
+    let v = p.into_view(frames.pop().unwrap(), 0, 1, RxMeta::default(), A);
+    drop(v);
+    assert_eq!(p.shared.returns.len(), 1);
+    frames.push(p.reclaim().unwrap());
+    drop(frames);
+}
+
+/// Each thread has its own id, and keeps it.
+#[test]
+fn thread_ids_are_distinct_and_stable() {
+    let mine = thread_id();
+    assert_ne!(mine, 0);
+    assert_eq!(thread_id(), mine);
+    let other = std::thread::spawn(thread_id).join().unwrap();
+    assert_ne!(other, mine);
+}
+
+/// Consumer ids are their registration index, each a byte of the word.
+#[test]
+fn consumer_ids_index_their_byte() {
+    for n in 0..MAX_CONSUMERS {
+        let id = FramePool::consumer_id(n);
+        assert_eq!(id.index(), n);
+        assert_eq!(id.unit(), 1 << (8 * n));
+    }
+    assert_eq!(POLLER.unit(), 1 << (8 * MAX_CONSUMERS));
+}
+
+/// The probe reads the same per-consumer counts as the pool, from any thread.
+#[test]
+fn the_probe_counts_views_per_consumer() {
+    let mut p = pool(4);
+    let mut frames = p.take_all();
+    let probe = p.probe();
+    let v1 = p.into_view(frames.pop().unwrap(), 0, 1, RxMeta::default(), A);
+    let v2 = v1.share_with(B);
+    let v3 = v2.clone();
+    let v4 = p.into_view(frames.pop().unwrap(), 0, 1, RxMeta::default(), B);
+    let counts =
+        std::thread::spawn(move || (probe.held_by(A), probe.held_by(B), probe.viewed_frames()))
+            .join()
+            .unwrap();
+    assert_eq!(counts, (1, 3, 2));
+    assert_eq!((p.held_by(A), p.held_by(B), p.viewed_frames()), (1, 3, 2));
+    assert_eq!(v1.ref_count(), 3);
+    drop((v1, v2, v3, v4));
+    while let Some(f) = p.reclaim() {
+        frames.push(f);
+    }
+}
+
+/// Memory whose frames start after a headroom, like a UMEM's.
+struct WithHeadroom(HeapMemory);
+
+// SAFETY: frame `i`'s usable region is the heap frame's bytes from the headroom
+// on: inside frame `i`, which does not overlap the others.
+unsafe impl FrameMemory for WithHeadroom {
+    fn frame_ptr(&self, index: u32) -> std::ptr::NonNull<u8> {
+        // SAFETY: 64 < frame size, so the offset stays inside frame `index`.
+        unsafe { self.0.frame_ptr(index).add(64) }
+    }
+    fn headroom(&self) -> u32 {
+        64
+    }
+    fn frame_count(&self) -> u32 {
+        self.0.frame_count()
+    }
+    fn frame_size(&self) -> u32 {
+        self.0.frame_size()
+    }
+}
+
+/// Offsets count from the frame's start, as the kernel's addresses do; the
+/// usable region starts at the headroom.
+#[test]
+fn views_start_after_the_headroom() {
+    let mut p = FramePool::new(Box::new(WithHeadroom(HeapMemory::new(256, 2))), 0);
+    assert_eq!(p.headroom(), 64);
+    let mut frames = p.take_all();
+    let mut f = frames.pop().unwrap();
+    let bytes = p.bytes_mut(&mut f);
+    assert_eq!(bytes.len(), 256 - 64);
+    bytes[10] = 0xab;
+    let v = p.into_view(f, 64 + 10, 1, RxMeta::default(), A);
+    assert_eq!(v.bytes(), &[0xab]);
+    drop(v);
+    let f = p.reclaim().unwrap();
+    let below = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(p.into_view(f, 10, 1, RxMeta::default(), A));
+    }));
+    assert!(below.is_err(), "a view below the headroom is refused");
+    drop(frames);
+}

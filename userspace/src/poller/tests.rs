@@ -4,6 +4,7 @@
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use proptest::prelude::*;
@@ -321,4 +322,69 @@ fn views_carry_the_round_time_and_queue() {
         *seen.lock().unwrap(),
         vec![(NOW + 1, 5, 60), (NOW + 1, 5, 60), (NOW + 2, 5, 70)]
     );
+}
+
+/// Inline consumers are lent the poller's view; threaded ones get views of
+/// their own, whatever their place in the list: the set of owned views is the
+/// threaded consumers'.
+#[test]
+fn threaded_consumers_own_their_views_wherever_registered() {
+    let mut p = poller(16, 16, 16, 16);
+    assert!(!p.has_threaded());
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let k = kept.clone();
+    let inline = p.add_inline(Box::new(move |v: &FrameView| {
+        assert_eq!(v.holder().index(), 0, "lent as the inline consumer's");
+        k.lock().unwrap().push(v.clone())
+    }));
+    let (threaded, rx) = p.add_threaded(16, Overflow::Drop);
+    assert!(p.has_threaded());
+    assert_eq!((inline.index(), threaded.index()), (0, 1));
+    p.poll_once(NOW);
+    p.rings_mut().arrive(3, 60);
+    assert_eq!(p.poll_once(NOW), 3);
+    assert_eq!((rx.len(), rx.is_empty()), (3, false));
+    assert_eq!(
+        (p.pool().held_by(inline), p.pool().held_by(threaded)),
+        (3, 3)
+    );
+    let v = rx.try_recv().unwrap();
+    assert_eq!(v.holder(), threaded);
+    drop(v);
+    while rx.try_recv().is_some() {}
+    assert!(rx.is_empty());
+    assert_eq!(p.pool().held_by(threaded), 0);
+}
+
+/// A threaded consumer asleep is woken at the end of the batch that gave it
+/// views (its `sleeping` flag taken, its thread unparked), once.
+#[test]
+fn a_sleeping_consumer_is_woken_once_per_batch() {
+    let mut p = poller(16, 16, 16, 16);
+    let (id, rx) = p.add_threaded(16, Overflow::Drop);
+    p.set_consumer_thread(id, std::thread::current());
+    p.poll_once(NOW);
+    rx.sleeping.store(true, Ordering::SeqCst);
+    p.poll_once(NOW);
+    assert!(rx.sleeping.load(Ordering::SeqCst), "no views, no wakeup");
+    p.rings_mut().arrive(2, 60);
+    p.poll_once(NOW);
+    assert!(!rx.sleeping.load(Ordering::SeqCst), "woken");
+    // The unpark token is there (parking returns at once; bounded all the same).
+    std::thread::park_timeout(Duration::from_secs(30));
+    // `park` announces sleep, sees the queue not empty and returns.
+    rx.park(Duration::from_secs(30));
+    assert!(!rx.sleeping.load(Ordering::SeqCst));
+    assert_eq!(rx.len(), 2);
+}
+
+/// The poller knows its queue and what it holds on the TX ring.
+#[test]
+fn queue_and_tx_figures() {
+    let pool = FramePool::new(Box::new(HeapMemory::new(FRAME, 8)), 3);
+    let p = Poller::new(SimRings::new(FRAME, 8, 8), pool, 3, PollerConfig::default());
+    assert_eq!(p.queue(), 3);
+    assert_eq!(p.frames_in_tx(), 0);
+    assert!(!p.has_tx());
+    assert!(p.tx_idle());
 }

@@ -296,6 +296,8 @@ fn the_transmit_queue_refuses_beyond_its_capacity() {
     // The ring holds 2048 and the queue TX_QUEUE; every other request is refused
     // and counted.
     assert_eq!(t.sent, 2048);
+    assert_eq!(bed.p.frames_in_tx(), 2048, "all on the stalled TX ring");
+    assert!(!bed.p.tx_idle());
     assert_eq!(t.queue_full, (received - 2048 - TX_QUEUE) as u64);
     assert_eq!(*refused.lock().unwrap(), t.queue_full);
     bed.conservation();

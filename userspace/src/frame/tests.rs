@@ -329,3 +329,21 @@ fn views_start_after_the_headroom() {
     assert!(below.is_err(), "a view below the headroom is refused");
     drop(frames);
 }
+
+/// A view turned back into its frame's handle (`take_unique`, the in-place
+/// reply) no longer counts as out: the pool may change owner and frees its
+/// memory when dropped.
+#[test]
+fn take_unique_ends_the_frames_time_out() {
+    let mut p = pool(2);
+    let mut frames = p.take_all();
+    let v = p.into_view(frames.pop().unwrap(), 0, 4, RxMeta::default(), A);
+    let shared = v.share_with(B);
+    let v = p.take_unique(v).expect_err("shared: not unique");
+    drop(shared);
+    let (f, offset, len) = p.take_unique(v).expect("unique now");
+    assert_eq!((offset, len), (0, 4));
+    assert_eq!(p.viewed_frames(), 0);
+    assert!(p.bind_to_current_thread(), "nothing is out");
+    frames.push(f);
+}

@@ -51,6 +51,8 @@ impl HeapMemory {
     }
 }
 
+/// (A missing or short free here is a leak, which `cargo test` cannot see and
+/// Miri, run by `cargo xtask test`, reports.)
 impl Drop for HeapMemory {
     fn drop(&mut self) {
         let len = self.frame_size as usize * self.frame_count as usize;

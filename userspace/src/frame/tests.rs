@@ -319,8 +319,14 @@ fn views_start_after_the_headroom() {
     let bytes = p.bytes_mut(&mut f);
     assert_eq!(bytes.len(), 256 - 64);
     bytes[10] = 0xab;
-    let v = p.into_view(f, 64 + 10, 1, RxMeta::default(), A);
+    let mut v = p.into_view(f, 64 + 10, 1, RxMeta::default(), A);
     assert_eq!(v.bytes(), &[0xab]);
+    assert!(!v.is_empty());
+    let mut scratch = Vec::new();
+    let (bytes, how) = v.make_mut(&mut scratch);
+    assert_eq!((&*bytes, how), (&[0xab][..], CowOutcome::InPlace));
+    bytes[0] = 0xcd;
+    assert_eq!(v.bytes(), &[0xcd]);
     drop(v);
     let f = p.reclaim().unwrap();
     let below = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -346,4 +352,52 @@ fn take_unique_ends_the_frames_time_out() {
     assert_eq!(p.viewed_frames(), 0);
     assert!(p.bind_to_current_thread(), "nothing is out");
     frames.push(f);
+}
+
+#[test]
+fn an_empty_view_is_empty() {
+    let mut p = pool(1);
+    let f = p.take_all().pop().unwrap();
+    let v = p.into_view(f, 8, 0, RxMeta::default(), A);
+    assert!(v.is_empty());
+    assert_eq!(v.len(), 0);
+}
+
+/// Like `Arc`, a consumer's 256th view of one frame aborts the process rather
+/// than carry into the next consumer's byte of the reference word; 255 are
+/// fine. Run in a child process (the abort would end the test binary).
+#[test]
+#[cfg_attr(miri, ignore = "spawns a child process")]
+fn a_consumers_view_count_cannot_overflow_its_byte() {
+    const CHILD: &str = "XDPSTACK_VIEW_OVERFLOW_CHILD";
+    if let Ok(n) = std::env::var(CHILD) {
+        let n: usize = n.parse().unwrap();
+        let mut p = pool(1);
+        let f = p.take_all().pop().unwrap();
+        // Consumer B: its byte is the second of the word.
+        let first = p.into_view(f, 0, 1, RxMeta::default(), B);
+        let views: Vec<FrameView> = (1..n).map(|_| first.clone()).collect();
+        assert_eq!(p.held_by(B), n as u64);
+        drop((views, first));
+        return;
+    }
+    let run = |n: usize| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "frame::tests::a_consumers_view_count_cannot_overflow_its_byte",
+            ])
+            .env(CHILD, n.to_string())
+            .output()
+            .unwrap()
+    };
+    let ok = run(255);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let over = run(256);
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(over.status.signal(), Some(libc::SIGABRT), "{over:?}");
 }

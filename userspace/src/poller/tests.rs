@@ -363,6 +363,11 @@ fn a_sleeping_consumer_is_woken_once_per_batch() {
     let mut p = poller(16, 16, 16, 16);
     let (id, rx) = p.add_threaded(16, Overflow::Drop);
     p.set_consumer_thread(id, std::thread::current());
+    assert!(
+        matches!(&p.sinks[id.index()], Sink::Threaded { thread: Some(t), .. }
+            if t.id() == std::thread::current().id()),
+        "the poller knows whom to wake"
+    );
     p.poll_once(NOW);
     rx.sleeping.store(true, Ordering::SeqCst);
     p.poll_once(NOW);
@@ -383,8 +388,65 @@ fn a_sleeping_consumer_is_woken_once_per_batch() {
 fn queue_and_tx_figures() {
     let pool = FramePool::new(Box::new(HeapMemory::new(FRAME, 8)), 3);
     let p = Poller::new(SimRings::new(FRAME, 8, 8), pool, 3, PollerConfig::default());
+    let mut p = p;
     assert_eq!(p.queue(), 3);
+    assert_eq!(p.config().budget, PollerConfig::default().budget);
     assert_eq!(p.frames_in_tx(), 0);
     assert!(!p.has_tx());
     assert!(p.tx_idle());
+    let _tx = p.transmitter();
+    assert!(p.has_tx(), "a transmitter was handed out");
+}
+
+/// The pool binds to the poller's thread before any frame is viewed, not after.
+#[test]
+fn the_poller_binds_its_pool_before_frames_are_out() {
+    let mut p = poller(8, 8, 8, 8);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    p.add_inline(Box::new(move |v: &FrameView| {
+        h.lock().unwrap().push(v.clone())
+    }));
+    assert!(p.bind_to_current_thread());
+    p.poll_once(NOW);
+    p.rings_mut().arrive(1, 60);
+    p.poll_once(NOW);
+    assert!(!p.bind_to_current_thread(), "a frame is held");
+    held.lock().unwrap().clear();
+}
+
+/// A descriptor longer than its frame (which the kernel never sends) is cut to
+/// the frame's end rather than trusted.
+#[test]
+fn a_descriptor_past_its_frame_is_cut_to_the_frame() {
+    let mut p = poller(8, 8, 8, 8);
+    let lens = Arc::new(Mutex::new(Vec::new()));
+    let l = lens.clone();
+    p.add_inline(Box::new(move |v: &FrameView| {
+        l.lock().unwrap().push(v.len())
+    }));
+    p.poll_once(NOW);
+    p.rings_mut().arrive(1, 10 * FRAME);
+    p.poll_once(NOW);
+    let room = (FRAME as u64 - crate::ring::sim::SIM_HEADROOM) as usize;
+    assert_eq!(*lens.lock().unwrap(), vec![room]);
+}
+
+/// A consumer without a `consume_owned` of its own is lent each owned view.
+#[test]
+fn owned_views_are_lent_to_consume_by_default() {
+    let mut pool = FramePool::new(Box::new(HeapMemory::new(FRAME, 1)), 0);
+    let f = pool.take_all().pop().unwrap();
+    let view = pool.into_view(
+        f,
+        0,
+        42,
+        crate::frame::RxMeta::default(),
+        FramePool::consumer_id(0),
+    );
+    let mut seen = 0;
+    let mut consumer = |v: &FrameView| seen += v.len();
+    Consumer::consume_owned(&mut consumer, view);
+    assert_eq!(seen, 42);
+    assert_eq!(pool.viewed_frames(), 0, "the owned view was dropped");
 }

@@ -155,11 +155,21 @@ fn echo_is_built_in_the_received_frame_when_unshared() {
     assert_eq!(rx_frames.len(), 20);
     let t = bed.p.stats().tx.summary();
     assert_eq!((t.sent, t.in_place, t.copied), (20, 20, 0));
+    // Twenty fitted the ring at once: no round found it too full; one kick.
+    assert_eq!((t.ring_full, t.kicks), (0, 1));
     bed.conservation();
     bed.poll();
     let t = bed.p.stats().tx.summary();
     assert_eq!(t.completed, 20, "completion ring drained");
     assert_eq!(bed.p.frames_in_tx(), 0);
+    // Nothing in flight: no kick is asked for.
+    assert!(!bed.p.wants_tx_kick());
+    bed.poll();
+    assert_eq!(
+        bed.p.stats().tx.summary().kicks,
+        1,
+        "idle rounds kick nothing"
+    );
     bed.conservation();
 }
 
@@ -297,6 +307,8 @@ fn the_transmit_queue_refuses_beyond_its_capacity() {
     // and counted.
     assert_eq!(t.sent, 2048);
     assert_eq!(bed.p.frames_in_tx(), 2048, "all on the stalled TX ring");
+    assert_eq!(bed.p.stats().tx.in_flight(), 2048);
+    assert!(t.ring_full > 0, "rounds found the ring full: {t:?}");
     assert!(!bed.p.tx_idle());
     assert_eq!(t.queue_full, (received - 2048 - TX_QUEUE) as u64);
     assert_eq!(*refused.lock().unwrap(), t.queue_full);

@@ -113,7 +113,8 @@ fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> i
 /// `--pcap-overflow wait` loses nothing at the end either. What a consumer
 /// stalled for `stall` has not taken is dropped and counted, so that a stuck
 /// consumer cannot hold the stack up forever.
-pub(crate) fn flush_backlogs<R: Rings>(poller: &mut Poller<R>, stall: Duration) {
+/// Returns how many views were dropped.
+pub(crate) fn flush_backlogs<R: Rings>(poller: &mut Poller<R>, stall: Duration) -> u64 {
     let mut left = poller.backlogged();
     let mut progress = Instant::now();
     while left > 0 {
@@ -127,7 +128,7 @@ pub(crate) fn flush_backlogs<R: Rings>(poller: &mut Poller<R>, stall: Duration) 
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-    poller.drop_backlogs();
+    poller.drop_backlogs()
 }
 
 /// Send what is queued and wait for the kernel to complete it, at most

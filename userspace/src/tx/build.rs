@@ -20,6 +20,8 @@ pub(crate) fn build_echo(
     match pool.take_unique(view) {
         Ok((mut frame, offset, len)) => {
             let bytes = pool.bytes_mut(&mut frame);
+            // Heap pools in unit tests have no headroom; the root tests' UMEM
+            // has 256 bytes (echo on veth, replies byte-exact).
             let start = (offset - headroom) as usize;
             match make_reply_in_place(&mut bytes[start..start + len as usize], layout) {
                 Ok(reply_len) => {

@@ -390,7 +390,7 @@ fn queue_and_tx_figures() {
     let p = Poller::new(SimRings::new(FRAME, 8, 8), pool, 3, PollerConfig::default());
     let mut p = p;
     assert_eq!(p.queue(), 3);
-    assert_eq!(p.config().budget, PollerConfig::default().budget);
+    assert_eq!(poller(8, 8, 8, 7).config().budget, 7, "the tuning given");
     assert_eq!(p.frames_in_tx(), 0);
     assert!(!p.has_tx());
     assert!(p.tx_idle());

@@ -129,7 +129,9 @@ fn capture_roundtrip(pcapng: bool, snaplen: Option<u32>) {
     }
     let mut stack = StackProcess::start(&bed, &args);
     stack.wait_attached(&bed);
-    let sent = send_distinct(&bed, N, 8);
+    // 32 flows: the chance that the peer's TX hash puts them all on one queue
+    // is 2^-31 (with 8 it was 1/128, and CI met it).
+    let sent = send_distinct(&bed, N, 32);
     let done = stack.wait(Duration::from_secs(40));
     assert!(done.status.success(), "{done:?}");
     let json = done.json();

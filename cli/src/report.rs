@@ -75,16 +75,19 @@ pub fn render_summary(summary: &Summary) -> String {
             let _ = write!(s, "; {} {} (dropped {})", c.name, c.delivered, c.dropped);
         }
         let t = &q.tx;
-        if t.sent + t.queue_full + t.no_frame + t.reply_errors > 0 {
+        if t.queued + t.queue_full + t.no_frame + t.reply_errors > 0 {
             let _ = write!(
                 s,
-                "; tx {} sent (echo: {} in place, {} copied; {} other replies), {} completed; \
-                 not sent: queue_full {}, no_frame {}, reply_errors {}; tx_invalid {}",
+                "; tx {} sent of {} queued (echo: {} in place, {} copied; {} other replies); \
+                 not sent: kernel_dropped {}, in_flight {}, queue_full {}, no_frame {}, \
+                 reply_errors {}; tx_invalid {}",
                 t.sent,
+                t.queued,
                 t.in_place,
                 t.copied,
-                t.sent.saturating_sub(t.in_place + t.copied),
-                t.completed,
+                t.queued.saturating_sub(t.in_place + t.copied),
+                t.kernel_dropped,
+                t.queued.saturating_sub(t.completed),
                 t.queue_full,
                 t.no_frame,
                 t.reply_errors,
@@ -163,11 +166,11 @@ pub fn render_interval(iv: &Interval) -> String {
         for (name, n) in &q.counters {
             let _ = write!(out, " {name} {n}");
         }
-        if q.tx.sent + q.tx.queue_full + q.tx.no_frame > 0 {
+        if q.tx.queued + q.tx.queue_full + q.tx.no_frame > 0 {
             let _ = write!(
                 out,
-                "  tx: sent {} queue_full {} no_frame {}",
-                q.tx.sent, q.tx.queue_full, q.tx.no_frame,
+                "  tx: sent {} kernel_dropped {} queue_full {} no_frame {}",
+                q.tx.sent, q.tx.kernel_dropped, q.tx.queue_full, q.tx.no_frame,
             );
         }
         out.push('\n');

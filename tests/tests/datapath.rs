@@ -13,10 +13,12 @@ use std::{
 
 use xdp_ebpf::SteerMode;
 use xdpstack::{
+    app::{Datagram, UdpConsumer},
     frame::FrameView,
     poller::Overflow,
     stack::{self, ConsumerSpec, QueueContext, QueueSpec, StackOptions, Summary},
     sys::xsk::XskConfig,
+    tx::Transmitter,
 };
 
 /// Builds each queue's consumers.
@@ -239,4 +241,90 @@ fn zero_copy_on_fails_clearly_on_veth_and_auto_reports_copy() {
     assert!(done.status.success(), "{done:?}");
     assert_eq!(done.json()["zero_copy"], false);
     assert_eq!(wait_detached(&bed), None);
+}
+
+/// The MAC address of `dev` in namespace `ns`.
+fn mac_of(ns: &str, dev: &str) -> String {
+    let v = xdpstack_tests::link_json(ns, dev, false);
+    v["address"].as_str().expect("address").to_string()
+}
+
+/// Replies the kernel refuses are counted as not sent, and `tx.sent` equals the
+/// interface's TX packet counter. The peer's MTU is 1000: the stack's replies
+/// with a 1400-byte payload do not fit it, so the veth drops them (its
+/// `tx_dropped`), and in copy mode the kernel completes them unsent (EBUSY from
+/// `sendto(2)`). The stack side's kernel sends nothing meanwhile (IPv6 off, and
+/// the peer has a permanent neighbour entry, so it never asks for ARP).
+#[test]
+fn replies_the_kernel_drops_are_not_counted_as_sent() {
+    const SMALL: usize = 150;
+    const BIG: usize = 50;
+    let bed = testbed("txdr", 1);
+    let (ns_s, ns_p) = (bed.stack_ns(), bed.peer_ns());
+    let (if_s, if_p) = (bed.stack_if(), bed.peer_if());
+    let sysctl = format!("net.ipv6.conf.{if_s}.disable_ipv6=1");
+    xdpstack_tests::run(bed.stack_command("sysctl").args(["-qw", &sysctl]));
+    xdpstack_tests::ip(&ns_p, &["link", "set", "dev", &if_p, "mtu", "1000"]);
+    let stack_v4 = Testbed::stack_addr(false).to_string();
+    let mac = mac_of(&ns_s, &if_s);
+    xdpstack_tests::ip(
+        &ns_p,
+        &[
+            "neigh",
+            "replace",
+            &stack_v4,
+            "lladdr",
+            &mac,
+            "dev",
+            &if_p,
+            "nud",
+            "permanent",
+        ],
+    );
+    let consumers: ConsumerFactory = Arc::new(move |q: &mut QueueContext<'_>| {
+        let big = vec![0x42u8; 1400];
+        let udp = UdpConsumer::new(q.transmitter()).route(
+            [PORT],
+            move |d: &Datagram<'_>, tx: &Transmitter| {
+                let queued = if d.payload.first() == Some(&b'B') {
+                    d.reply(tx, &big)
+                } else {
+                    d.echo(tx)
+                };
+                queued.expect("the reply is queued");
+            },
+        );
+        vec![ConsumerSpec::Inline {
+            name: "udp".into(),
+            consumer: Box::new(udp),
+        }]
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let before = xdpstack_tests::link_counters(&ns_s, &if_s);
+    let summary = run_stack(&bed, options(&bed), consumers, |_| {
+        bed.in_peer(|| {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+            let to = std::net::SocketAddr::new(Testbed::stack_addr(false), PORT);
+            for i in 0..SMALL + BIG {
+                let payload: &[u8] = if i % 4 == 3 { b"BIG please" } else { b"small" };
+                sock.send_to(payload, to).expect("send_to");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+        .expect("peer netns");
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let after = xdpstack_tests::link_counters(&ns_s, &if_s);
+    let tx = summary.queues[0].tx;
+    assert_eq!(summary.packets, (SMALL + BIG) as u64, "{summary:#?}");
+    assert_eq!(tx.queued, (SMALL + BIG) as u64, "{tx:?}");
+    assert_eq!(tx.completed, tx.queued, "every reply came back: {tx:?}");
+    assert_eq!(tx.kernel_dropped, BIG as u64, "{tx:?}");
+    assert_eq!(tx.sent, SMALL as u64, "{tx:?}");
+    assert_eq!(
+        after.tx_packets - before.tx_packets,
+        tx.sent,
+        "tx.sent is what the interface sent: {before:?} {after:?}"
+    );
+    assert_eq!(after.tx_dropped - before.tx_dropped, tx.kernel_dropped);
 }

@@ -1316,18 +1316,23 @@ fn phase_checks(p: &Phase, bad_lines: u64, attached_after: Option<u32>) -> Vec<C
         ),
     );
 
-    // Echo: every datagram answered or counted; every reply completed.
+    // Echo: every datagram answered or counted; every reply completed, sent or
+    // counted as dropped by the kernel.
     let tx = |f: &str| sum(&|q| u(&q["tx"][f]));
-    let (sent, completed) = (tx("sent"), tx("completed"));
+    let (queued, sent, completed) = (tx("queued"), tx("sent"), tx("completed"));
     let not_sent = tx("queue_full") + tx("no_frame") + tx("reply_errors");
     check(
         "echo_reconciles",
-        datagrams == sent + not_sent && sent == completed,
+        datagrams == queued + not_sent
+            && queued == completed
+            && sent + tx("kernel_dropped") == completed,
         format!(
-            "datagrams {datagrams} vs sent {sent} + queue_full {} + no_frame {} + reply_errors {}; completed {completed}",
+            "datagrams {datagrams} vs queued {queued} + queue_full {} + no_frame {} + reply_errors {}; \
+             completed {completed} = sent {sent} + kernel_dropped {}",
             tx("queue_full"),
             tx("no_frame"),
-            tx("reply_errors")
+            tx("reply_errors"),
+            tx("kernel_dropped"),
         ),
     );
     check(
@@ -1638,6 +1643,7 @@ pub(crate) fn soak(xdpstack: &Path, minutes: f64, seed: Option<u64>) -> Result<(
         "max_pps": phases.iter().map(|p| p.max_pps).fold(0.0, f64::max),
         "udp_datagrams": phases.iter().map(|p| u(&p.summary["udp"]["datagrams"])).sum::<u64>(),
         "echo_sent": txf("sent"),
+        "echo_kernel_dropped": txf("kernel_dropped"),
         "captured": phases.iter().map(|p| p.reader.records).sum::<u64>(),
         "captured_ipv6": phases.iter().map(|p| p.reader.ipv6).sum::<u64>(),
         "xdp": xdp,

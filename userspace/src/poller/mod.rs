@@ -33,7 +33,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::{
     frame::{ConsumerId, Frame, FramePool, MAX_CONSUMERS, RxMeta},
-    ring::{RingOccupancy, Rings, RxDesc, TxDesc},
+    ring::{KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc},
     tx::{SPARE_FRAMES, TX_QUEUE, TX_RESERVE, Transmitter, TxRequest, TxShared, add, build_echo},
 };
 
@@ -497,23 +497,31 @@ impl<R: Rings> Poller<R> {
             if !tx_descs.is_empty() {
                 rings.tx_produce(tx_descs);
                 *in_tx += tx_descs.len() as u64;
-                add(&stats.sent, tx_descs.len() as u64);
+                add(&stats.queued, tx_descs.len() as u64);
             }
         }
         stats.in_flight.store(*in_tx, Ordering::Relaxed);
     }
 
-    /// True when frames wait on the TX ring and the kernel asked to be kicked
-    /// (always, in copy mode): the caller then makes the syscall and tells
-    /// [`Poller::tx_kicked`].
+    /// True when frames wait on the TX ring that the kernel has not taken yet,
+    /// and it asked to be kicked (always, in copy mode): the caller then makes
+    /// the syscall and tells [`Poller::tx_kicked`] what came of it. Frames the
+    /// kernel took and has not completed yet need no kick.
     pub fn wants_tx_kick(&mut self) -> bool {
-        self.in_tx > 0 && self.rings.tx_needs_wakeup()
+        self.in_tx > 0 && self.rings.tx_pending() > 0 && self.rings.tx_needs_wakeup()
     }
 
-    /// The caller kicked the kernel to transmit.
-    pub fn tx_kicked(&mut self) {
+    /// The caller kicked the kernel to transmit, with this outcome: counted
+    /// (a dropped frame is not sent, though the kernel completes it).
+    pub fn tx_kicked(&mut self, outcome: KickOutcome) {
         if let Some(tx) = &self.tx {
-            add(&tx.stats.poller.kicks, 1);
+            let stats = &tx.stats.poller;
+            add(&stats.kicks, 1);
+            match outcome {
+                KickOutcome::Accepted => {}
+                KickOutcome::Busy => add(&stats.kicks_busy, 1),
+                KickOutcome::Dropped => add(&stats.kernel_dropped, 1),
+            }
         }
     }
 

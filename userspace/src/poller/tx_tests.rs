@@ -30,13 +30,10 @@ struct Bed {
 }
 
 impl Bed {
-    /// A round, and the TX kick it asks for (what the run loop does).
+    /// A round, and the TX kicks it asks for (what the run loop does).
     fn poll(&mut self) -> usize {
         let n = self.p.poll_once(NOW);
-        if self.p.wants_tx_kick() {
-            self.p.rings_mut().kick();
-            self.p.tx_kicked();
-        }
+        crate::stack::queue::kick_tx(&mut self.p);
         n
     }
 
@@ -154,7 +151,7 @@ fn echo_is_built_in_the_received_frame_when_unshared() {
     let rx_frames: HashSet<u64> = sent.iter().map(|d| d.addr / u64::from(FRAME)).collect();
     assert_eq!(rx_frames.len(), 20);
     let t = bed.p.stats().tx.summary();
-    assert_eq!((t.sent, t.in_place, t.copied), (20, 20, 0));
+    assert_eq!((t.queued, t.in_place, t.copied), (20, 20, 0));
     // Twenty fitted the ring at once: no round found it too full; one kick.
     assert_eq!((t.ring_full, t.kicks), (0, 1));
     bed.conservation();
@@ -191,7 +188,7 @@ fn shared_frames_are_copied_and_the_other_view_is_untouched() {
     }
     bed.poll();
     let t = bed.p.stats().tx.summary();
-    assert_eq!((t.sent, t.in_place, t.copied), (10, 0, 10));
+    assert_eq!((t.queued, t.in_place, t.copied), (10, 0, 10));
     {
         let views = held.lock().unwrap();
         for (i, (view, r)) in views.iter().zip(&requests).enumerate() {
@@ -263,7 +260,7 @@ fn a_full_tx_ring_keeps_requests_waiting_then_sends_them() {
         bed.poll();
     }
     let t = bed.p.stats().tx.summary();
-    assert_eq!(t.sent, 16, "the ring holds 16");
+    assert_eq!(t.queued, 16, "the ring holds 16");
     assert!(t.ring_full > 0);
     assert_eq!(t.queue_full, 0, "the rest wait in the transmit queue");
     bed.conservation();
@@ -272,7 +269,7 @@ fn a_full_tx_ring_keeps_requests_waiting_then_sends_them() {
         bed.poll();
     }
     let t = bed.p.stats().tx.summary();
-    assert_eq!((t.sent, t.completed), (40, 40));
+    assert_eq!((t.queued, t.completed), (40, 40));
     let sent: Vec<SocketAddr> = (0..40).map(|i| parse(&bed.sent(i)).unwrap().dst).collect();
     let expected: Vec<SocketAddr> = requests.iter().map(|r| parse(r).unwrap().src).collect();
     assert_eq!(sent, expected, "in order");
@@ -305,7 +302,7 @@ fn the_transmit_queue_refuses_beyond_its_capacity() {
     let t = bed.p.stats().tx.summary();
     // The ring holds 2048 and the queue TX_QUEUE; every other request is refused
     // and counted.
-    assert_eq!(t.sent, 2048);
+    assert_eq!(t.queued, 2048);
     assert_eq!(bed.p.frames_in_tx(), 2048, "all on the stalled TX ring");
     assert_eq!(bed.p.stats().tx.in_flight(), 2048);
     assert!(t.ring_full > 0, "rounds found the ring full: {t:?}");
@@ -316,8 +313,8 @@ fn the_transmit_queue_refuses_beyond_its_capacity() {
     bed.p.rings_mut().stall_tx(false);
     crate::stack::queue::drain_tx(&mut bed.p, std::time::Duration::from_millis(100));
     let t = bed.p.stats().tx.summary();
-    assert_eq!(t.sent, (2048 + TX_QUEUE) as u64);
-    assert_eq!(t.completed, t.sent);
+    assert_eq!(t.queued, (2048 + TX_QUEUE) as u64);
+    assert_eq!(t.completed, t.queued);
     assert_eq!(bed.p.spare_frames(), 0, "drain gives the spares back");
     bed.conservation();
 }
@@ -338,7 +335,7 @@ fn requests_that_cannot_be_answered_are_counted() {
     bed.arrive(&r);
     bed.poll();
     let t = bed.p.stats().tx.summary();
-    assert_eq!((t.sent, t.reply_errors), (0, 1));
+    assert_eq!((t.queued, t.reply_errors), (0, 1));
     bed.conservation();
 }
 
@@ -440,11 +437,11 @@ fn concurrent_replies_are_each_counted_once() {
     assert!(t.no_frame > 0, "frames ran out: {t:?}");
     assert!(t.reply_errors > 0, "{t:?}");
     assert_eq!(
-        t.sent + t.no_frame + t.reply_errors + t.queue_full,
+        t.queued + t.no_frame + t.reply_errors + t.queue_full,
         requests,
         "every request counted once: {t:?}"
     );
-    assert_eq!(t.completed, t.sent, "{t:?}");
+    assert_eq!(t.completed, t.queued, "{t:?}");
     assert!(bed.p.tx_idle());
     // Requests the handlers could hand over are the ones the poller then sent
     // or counted; the rest the handlers counted themselves.
@@ -453,5 +450,89 @@ fn concurrent_replies_are_each_counted_once() {
     drop(views);
     held.lock().unwrap().clear();
     bed.poll();
+    bed.conservation();
+}
+
+/// A frame the kernel refuses (copy mode: the driver dropped it, `sendto(2)`
+/// says EBUSY) comes back on the completion ring but is not sent: counted as
+/// `kernel_dropped`, and `sent` is what really left.
+#[test]
+fn frames_the_kernel_refuses_are_counted_as_not_sent() {
+    let mut bed = Bed::new(512, 256);
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    bed.poll();
+    bed.p.rings_mut().refuse_tx(3);
+    for i in 0..20 {
+        bed.arrive(&request(false, i, 18));
+    }
+    assert_eq!(bed.poll(), 20);
+    // Each refusal ends a kick; the run loop kicks again for the rest.
+    assert_eq!(bed.p.rings_mut().tx_pending(), 0, "all taken in one round");
+    crate::stack::queue::drain_tx(&mut bed.p, std::time::Duration::from_millis(100));
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.queued, t.completed), (20, 20), "{t:?}");
+    assert_eq!((t.kernel_dropped, t.sent), (3, 17), "{t:?}");
+    assert_eq!(
+        t.kicks, 4,
+        "three kicks ended by a refusal, one for the rest"
+    );
+    assert_eq!(bed.p.rings().refused().len(), 3);
+    assert_eq!(bed.p.rings().sent().len() as u64, t.sent);
+    assert_eq!(bed.p.frames_in_tx(), 0, "refused frames come back too");
+    bed.conservation();
+}
+
+/// The kernel takes 32 frames a kick in copy mode: a round with more queued
+/// kicks until the ring is empty, and no more once it is (frames taken but not
+/// yet completed need no kick).
+#[test]
+fn a_round_kicks_until_the_kernel_has_taken_every_frame() {
+    let mut bed = Bed::new(512, 256);
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    bed.poll();
+    for i in 0..64 {
+        bed.arrive(&request(false, i, 18));
+    }
+    assert_eq!(bed.poll(), 64);
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.queued, t.kicks), (64, 2), "{t:?}");
+    assert_eq!(bed.p.rings().sent().len(), 64);
+    assert!(bed.p.frames_in_tx() > 0, "completions not read yet");
+    assert!(
+        !bed.p.wants_tx_kick(),
+        "nothing left for the kernel to take"
+    );
+    bed.poll();
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.kicks, t.completed, t.sent), (2, 64, 64), "{t:?}");
+    bed.conservation();
+}
+
+/// A busy kernel (EAGAIN) keeps the frames on the ring: counted as a busy
+/// kick, not as sent, and sent by a later kick.
+#[test]
+fn a_busy_kernel_keeps_the_frames_for_the_next_kick() {
+    let mut bed = Bed::new(512, 256);
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    bed.poll();
+    bed.p.rings_mut().stall_tx(true);
+    for i in 0..10 {
+        bed.arrive(&request(false, i, 18));
+    }
+    bed.poll();
+    let t = bed.p.stats().tx.summary();
+    assert_eq!((t.queued, t.kicks, t.kicks_busy, t.sent), (10, 1, 1, 0));
+    assert!(bed.p.wants_tx_kick());
+    bed.p.rings_mut().stall_tx(false);
+    crate::stack::queue::drain_tx(&mut bed.p, std::time::Duration::from_millis(100));
+    let t = bed.p.stats().tx.summary();
+    assert_eq!(
+        (t.sent, t.kernel_dropped, t.kicks_busy),
+        (10, 0, 1),
+        "{t:?}"
+    );
     bed.conservation();
 }

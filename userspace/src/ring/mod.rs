@@ -58,6 +58,9 @@ pub unsafe trait Rings {
     /// True when the kernel must be kicked to transmit what is on the TX ring
     /// (the `need_wakeup` flag of the TX ring; always set in copy mode).
     fn tx_needs_wakeup(&mut self) -> bool;
+    /// Descriptors on the TX ring the kernel has not taken yet (read from its
+    /// index, not a cached one).
+    fn tx_pending(&mut self) -> u32;
     /// Move up to `out.len()` addresses off the completion ring: frames the
     /// kernel has sent.
     fn comp_consume(&mut self, out: &mut [u64]) -> usize;
@@ -66,6 +69,22 @@ pub unsafe trait Rings {
     /// moves from the fill ring to the RX ring between the two reads is counted in
     /// neither, never twice.
     fn occupancy(&mut self) -> RingOccupancy;
+}
+
+/// What the kernel did with a request to transmit (one `sendto(2)` on the
+/// socket), as the run loop tells the poller (`Poller::tx_kicked`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KickOutcome {
+    /// The kernel took what it could (up to its per-call budget); anything
+    /// left on the ring wants another kick.
+    Accepted,
+    /// The kernel could not take frames now (EAGAIN, ENOBUFS: the driver's
+    /// queue is full, or memory is short): they stay on the ring.
+    Busy,
+    /// The driver refused one frame, which the kernel completed without
+    /// sending it (copy mode: EBUSY, "SKB completed but not sent"): the frame
+    /// comes back on the completion ring, and is counted as not sent.
+    Dropped,
 }
 
 /// Where the frames a poller gave the kernel are, as far as the rings show; the

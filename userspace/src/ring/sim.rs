@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use super::{RingOccupancy, Rings, RxDesc, TxDesc};
+use super::{KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc};
 use crate::frame::XDP_PACKET_HEADROOM;
 
 /// Where the simulated kernel puts packet data in a frame, as the real one does.
@@ -33,7 +33,13 @@ pub struct SimRings {
     comp: VecDeque<u64>,
     sent: Vec<TxDesc>,
     tx_stalled: bool,
+    /// Frames the next kicks refuse (complete unsent), and those refused.
+    tx_refuse: u64,
+    refused: Vec<TxDesc>,
 }
+
+/// Frames one kick sends at most: the kernel's copy-mode budget per `sendto(2)`.
+pub const SIM_KICK_BUDGET: usize = 32;
 
 impl SimRings {
     /// Rings for frames of `frame_size` bytes with the given capacities.
@@ -52,6 +58,8 @@ impl SimRings {
             comp: VecDeque::new(),
             sent: Vec::new(),
             tx_stalled: false,
+            tx_refuse: 0,
+            refused: Vec::new(),
         }
     }
 
@@ -59,6 +67,18 @@ impl SimRings {
     /// cannot keep up.
     pub fn stall_tx(&mut self, stalled: bool) {
         self.tx_stalled = stalled;
+    }
+
+    /// The next `n` frames kicks take off the TX ring are refused, like a
+    /// driver that drops them: each ends its kick with
+    /// [`KickOutcome::Dropped`] and goes to the completion ring unsent.
+    pub fn refuse_tx(&mut self, n: u64) {
+        self.tx_refuse = n;
+    }
+
+    /// The frames refused so far, in order.
+    pub fn refused(&self) -> &[TxDesc] {
+        &self.refused
     }
 
     /// Everything sent so far, in order (the descriptors as the poller wrote
@@ -134,15 +154,28 @@ impl SimRings {
         !self.rx.is_empty()
     }
 
-    /// A TX kick (`sendto(MSG_DONTWAIT)`): unless stalled, everything on the TX
-    /// ring is sent and its frames go to the completion ring.
-    pub fn kick(&mut self) {
-        if !self.tx_stalled {
-            for desc in self.tx.drain(..) {
-                self.sent.push(desc);
-                self.comp.push_back(desc.addr);
-            }
+    /// A TX kick (`sendto(MSG_DONTWAIT)`): unless stalled ([`KickOutcome::Busy`]),
+    /// up to [`SIM_KICK_BUDGET`] frames of the TX ring are sent and go to the
+    /// completion ring; a refused frame (see [`SimRings::refuse_tx`]) goes there
+    /// too, unsent, and ends the kick ([`KickOutcome::Dropped`]), as in the
+    /// kernel's copy mode.
+    pub fn kick(&mut self) -> KickOutcome {
+        if self.tx_stalled {
+            return KickOutcome::Busy;
         }
+        for _ in 0..SIM_KICK_BUDGET {
+            let Some(desc) = self.tx.pop_front() else {
+                break;
+            };
+            self.comp.push_back(desc.addr);
+            if self.tx_refuse > 0 {
+                self.tx_refuse -= 1;
+                self.refused.push(desc);
+                return KickOutcome::Dropped;
+            }
+            self.sent.push(desc);
+        }
+        KickOutcome::Accepted
     }
 }
 
@@ -189,6 +222,10 @@ unsafe impl Rings for SimRings {
 
     fn tx_needs_wakeup(&mut self) -> bool {
         true
+    }
+
+    fn tx_pending(&mut self) -> u32 {
+        u32::try_from(self.tx.len()).unwrap_or(u32::MAX)
     }
 
     fn comp_consume(&mut self, out: &mut [u64]) -> usize {

@@ -11,7 +11,7 @@ use std::{
 
 use crate::{
     poller::{Consumer, Poller, ThreadedReceiver},
-    ring::Rings,
+    ring::{KickOutcome, Rings},
     sys::{Kernel, process::realtime_ns},
     tx::add,
 };
@@ -32,16 +32,35 @@ pub(crate) fn round<R: Rings + Kernel>(poller: &mut Poller<R>) -> usize {
     n
 }
 
-/// Kick the kernel to transmit if the poller says frames wait for it.
-fn kick_tx<R: Rings + Kernel>(poller: &mut Poller<R>) {
-    if poller.wants_tx_kick() {
-        // Errors other than "busy, try again" (which `tx_kick` absorbs) leave the
-        // frames on the ring for the next kick; the kernel counts invalid
-        // descriptors itself (tx_invalid_descs).
-        if let Err(e) = poller.rings_mut().tx_kick() {
-            tracing::debug!(error = %e, "TX kick failed");
+/// Kicks one round makes at most. In copy mode the kernel sends up to 32 frames
+/// a kick, and a frame it drops ends the kick: eight carry a full default TX
+/// ring (256) without starving the receive side.
+const KICKS_PER_ROUND: u32 = 8;
+
+/// Kick the kernel to transmit while the poller says frames wait for it (the
+/// kernel takes a batch a call), and tell the poller what each kick did. A busy
+/// kernel or an error leaves the rest on the ring for the next round.
+pub(crate) fn kick_tx<R: Rings + Kernel>(poller: &mut Poller<R>) {
+    for _ in 0..KICKS_PER_ROUND {
+        if !poller.wants_tx_kick() {
+            return;
         }
-        poller.tx_kicked();
+        match poller.rings_mut().tx_kick() {
+            Ok(outcome) => {
+                poller.tx_kicked(outcome);
+                if outcome == KickOutcome::Busy {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Neither busy nor a dropped frame (the device went away): the
+                // frames stay on the ring, and the kernel counts invalid
+                // descriptors itself (tx_invalid_descs).
+                tracing::debug!(error = %e, "TX kick failed");
+                poller.tx_kicked(KickOutcome::Busy);
+                return;
+            }
+        }
     }
 }
 

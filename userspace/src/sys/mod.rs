@@ -7,7 +7,7 @@
 
 use std::io;
 
-use crate::ring::sim::SimRings;
+use crate::ring::{KickOutcome, sim::SimRings};
 
 pub mod ifinfo;
 pub mod loader;
@@ -26,8 +26,9 @@ pub trait Kernel {
     /// readable (`poll(2)`).
     fn wait_rx(&mut self, timeout_ms: i32) -> io::Result<bool>;
     /// Ask the kernel to transmit what is on the TX ring (a non-blocking
-    /// `sendto(2)`).
-    fn tx_kick(&mut self) -> io::Result<()>;
+    /// `sendto(2)`), and say what it did. Errors are those that are neither
+    /// "busy" nor "dropped" (the device is gone, the socket is broken).
+    fn tx_kick(&mut self) -> io::Result<KickOutcome>;
     /// The kernel's XDP_STATISTICS for the socket.
     fn statistics(&self) -> io::Result<XskStats>;
 }
@@ -43,9 +44,8 @@ impl Kernel for SimRings {
         Ok(self.readable())
     }
 
-    fn tx_kick(&mut self) -> io::Result<()> {
-        self.kick();
-        Ok(())
+    fn tx_kick(&mut self) -> io::Result<KickOutcome> {
+        Ok(self.kick())
     }
 
     fn statistics(&self) -> io::Result<XskStats> {

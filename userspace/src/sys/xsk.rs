@@ -21,7 +21,7 @@ use xsk_rs::{
 use super::Kernel;
 use crate::{
     frame::{FrameMemory, FramePool},
-    ring::{RingOccupancy, Rings, RxDesc, TxDesc},
+    ring::{KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc},
 };
 
 /// `--zero-copy auto|on|off`.
@@ -154,6 +154,8 @@ pub struct XskSocket {
     frame_size: u32,
     /// Slots in the fill ring.
     fill_size: u32,
+    /// Slots in the TX ring.
+    tx_size: u32,
     fill: FillQueue,
     comp: CompQueue,
     tx: TxQueue,
@@ -395,6 +397,7 @@ impl XskSocket {
                         zero_copy: false,
                         frame_size: config.frame_size,
                         fill_size: config.frame_count.next_power_of_two(),
+                        tx_size: config.ring_size,
                         fill,
                         comp,
                         tx,
@@ -572,6 +575,10 @@ unsafe impl Rings for XskSocket {
         self.tx.needs_wakeup()
     }
 
+    fn tx_pending(&mut self) -> u32 {
+        self.tx_size - self.tx.nb_free_exact()
+    }
+
     fn occupancy(&mut self) -> RingOccupancy {
         // RX first (see the trait): a frame moving to it meanwhile is missed, not
         // counted twice.
@@ -631,9 +638,32 @@ impl Kernel for XskSocket {
         read_statistics(self.raw_fd())
     }
 
-    fn tx_kick(&mut self) -> io::Result<()> {
-        // sendto(MSG_DONTWAIT); xsk-rs absorbs EAGAIN/EBUSY/ENOBUFS/ENETDOWN,
-        // which mean "the kernel is busy, kick again later".
-        self.tx.wakeup()
+    fn tx_kick(&mut self) -> io::Result<KickOutcome> {
+        // By hand rather than xsk-rs's `TxQueue::wakeup`, which absorbs EBUSY
+        // with EAGAIN; but EBUSY is not "try again": in copy mode the kernel
+        // says it when the driver refused a frame (NET_XMIT_DROP), which it
+        // then completes unsent (net/xdp/xsk.c, "SKB completed but not sent").
+        // SAFETY: null buffer of length 0 and null address are valid for sendto.
+        let rc = unsafe {
+            libc::sendto(
+                self.raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if rc >= 0 {
+            return Ok(KickOutcome::Accepted);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EBUSY) => Ok(KickOutcome::Dropped),
+            // The driver's queue is full, memory is short, or the link is down:
+            // the frames stay on the ring.
+            Some(libc::EAGAIN | libc::ENOBUFS | libc::ENETDOWN) => Ok(KickOutcome::Busy),
+            _ => Err(err),
+        }
     }
 }

@@ -61,9 +61,12 @@ pub struct TxStats {
 #[derive(Debug, Default)]
 pub(crate) struct PollerTxStats {
     /// Frames put on the TX ring.
-    pub(crate) sent: AtomicU64,
+    pub(crate) queued: AtomicU64,
     /// Frames the kernel returned on the completion ring.
     pub(crate) completed: AtomicU64,
+    /// Frames the kernel completed without sending them (see
+    /// [`crate::ring::KickOutcome::Dropped`]).
+    pub(crate) kernel_dropped: AtomicU64,
     /// Echo replies built in the received frame (zero copy).
     pub(crate) in_place: AtomicU64,
     /// Echo replies copied into a free frame because the received one was shared.
@@ -76,6 +79,8 @@ pub(crate) struct PollerTxStats {
     pub(crate) reply_errors: AtomicU64,
     /// sendto(2) calls that asked the kernel to transmit (only when it asks).
     pub(crate) kicks: AtomicU64,
+    /// Kicks the kernel answered "busy, try again" (the frames stay on the ring).
+    pub(crate) kicks_busy: AtomicU64,
     /// Frames on the TX or completion ring right now.
     pub(crate) in_flight: AtomicU64,
 }
@@ -102,10 +107,18 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 /// The counters as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TxSummary {
-    /// Frames put on the TX ring.
+    /// Frames the kernel transmitted: completed and not dropped. This is what
+    /// the interface's TX packet counter counts of ours.
     pub sent: u64,
-    /// Frames the kernel returned on the completion ring.
+    /// Frames put on the TX ring.
+    pub queued: u64,
+    /// Frames the kernel returned on the completion ring, sent or not.
     pub completed: u64,
+    /// Frames the kernel took off the TX ring and completed without sending
+    /// them: in copy mode, the driver refused the frame (`sendto(2)` says
+    /// EBUSY; a veth whose peer cannot take it, a link without carrier). The
+    /// interface counts them in its `tx_dropped`.
+    pub kernel_dropped: u64,
     /// Echo replies built in the received frame (zero copy).
     pub in_place: u64,
     /// Echo replies copied into a free frame because the received one was shared.
@@ -122,6 +135,9 @@ pub struct TxSummary {
     pub reply_errors: u64,
     /// sendto(2) calls that asked the kernel to transmit (only when it asks).
     pub kicks: u64,
+    /// Kicks the kernel answered "busy, try again" (the frames stayed on the
+    /// ring for the next one).
+    pub kicks_busy: u64,
 }
 
 impl TxStats {
@@ -129,9 +145,14 @@ impl TxStats {
     pub fn summary(&self) -> TxSummary {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (p, c) = (&self.poller, &self.consumers);
+        // Dropped frames are counted when the kick returns, before their
+        // completion is read: a snapshot between the two must not underflow.
+        let (completed, kernel_dropped) = (get(&p.completed), get(&p.kernel_dropped));
         TxSummary {
-            sent: get(&p.sent),
-            completed: get(&p.completed),
+            sent: completed.saturating_sub(kernel_dropped),
+            queued: get(&p.queued),
+            completed,
+            kernel_dropped,
             in_place: get(&p.in_place),
             copied: get(&p.copied),
             ring_full: get(&p.ring_full),
@@ -139,6 +160,7 @@ impl TxStats {
             no_frame: get(&p.no_frame) + get(&c.no_frame),
             reply_errors: get(&p.reply_errors) + get(&c.reply_errors),
             kicks: get(&p.kicks),
+            kicks_busy: get(&p.kicks_busy),
         }
     }
 

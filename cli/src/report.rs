@@ -72,7 +72,11 @@ pub fn render_summary(summary: &Summary) -> String {
             q.xsk.rx_invalid_descs,
         );
         for c in &q.consumers {
-            let _ = write!(s, "; {} {} (dropped {})", c.name, c.delivered, c.dropped);
+            let _ = write!(s, "; {} {} (dropped {}", c.name, c.delivered, c.dropped);
+            if c.reclaimed > 0 {
+                let _ = write!(s, ", {} of them taken back for the kernel", c.reclaimed);
+            }
+            s.push(')');
         }
         let t = &q.tx;
         if t.queued + t.queue_full + t.no_frame + t.reply_errors > 0 {

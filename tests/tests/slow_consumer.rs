@@ -42,13 +42,22 @@ const WRITER_BATCH: u64 = 256;
 /// slow reader, a few seconds.
 const EXIT_BOUND: Duration = Duration::from_secs(60);
 
+/// How a test's reader of the capture FIFO behaves.
+#[derive(Clone, Copy)]
+struct Reader {
+    /// Reads nothing for this long (the writer stalls once the pipe is full).
+    stall: Duration,
+    /// Then takes 4 KiB and sleeps this long, again and again.
+    pause: Duration,
+}
+
 /// A reader of the FIFO at `path` that takes at most `chunk` bytes, then sleeps
-/// `pause`; ends when the writer closes the FIFO or after `limit`. Returns the
-/// bytes read and whether the writer closed it.
+/// `pause` (after reading nothing for `stall`); ends when the writer closes the
+/// FIFO or after `limit`. Returns the bytes read and whether the writer closed it.
 fn slow_reader(
     path: &Path,
     chunk: usize,
-    pause: Duration,
+    Reader { stall, pause }: Reader,
     limit: Duration,
 ) -> JoinHandle<(Vec<u8>, bool)> {
     let out = Command::new("mkfifo").arg(path).output().expect("mkfifo");
@@ -62,6 +71,7 @@ fn slow_reader(
         .expect("opening the FIFO");
     std::thread::spawn(move || {
         let deadline = Instant::now() + limit;
+        std::thread::sleep(stall);
         let mut bytes = Vec::new();
         let mut buf = vec![0u8; chunk];
         while Instant::now() < deadline {
@@ -112,13 +122,13 @@ struct Outcome {
 /// --stats 0.2` on a one-queue testbed with a reader taking 4 KiB per `pause`;
 /// send [`SENT`] datagrams, then SIGINT: the stack must exit, cleanly, within
 /// [`EXIT_BOUND`], and the reader see the end of the file.
-fn throttled_run(tag: &str, overflow: &str, pause: Duration) -> Outcome {
+fn throttled_run(tag: &str, overflow: &str, frames: u64, read: Reader) -> Outcome {
     let bed = testbed(tag, 1);
     let dir = TempDir::new(tag);
     let fifo = dir.0.join("slow.pcap");
-    let reader = slow_reader(&fifo, 4096, pause, EXIT_BOUND + Duration::from_secs(60));
+    let reader = slow_reader(&fifo, 4096, read, EXIT_BOUND + Duration::from_secs(60));
     let port = PORT.to_string();
-    let frames = FRAMES.to_string();
+    let frames = frames.to_string();
     let mut stack = StackProcess::start(
         &bed,
         &[
@@ -195,7 +205,11 @@ fn throttled_run(tag: &str, overflow: &str, pause: Duration) -> Outcome {
 /// thread is writing, and the one view the poller is handing over.
 #[test]
 fn dropping_capture_keeps_udp_served_and_holds_few_frames() {
-    let out = throttled_run("sldr", "drop", Duration::from_millis(20));
+    let read = Reader {
+        stall: Duration::ZERO,
+        pause: Duration::from_millis(20),
+    };
+    let out = throttled_run("sldr", "drop", FRAMES, read);
     let s = &out.summary;
     let sent = SENT as u64;
     assert_eq!(out.veth_drops, 0, "the veth dropped frames: {s}");
@@ -247,13 +261,55 @@ fn dropping_capture_keeps_udp_served_and_holds_few_frames() {
     );
 }
 
+/// `--pcap-overflow drop` with a reader that reads nothing while the datagrams
+/// arrive, and a UMEM of only 512 frames: the writer is stuck in write(2) with
+/// its buffer full, its queue holds 256 views (the stack's bound, half the
+/// frames), and the UDP consumer still receives every datagram; what the
+/// capture lost is counted. (Should the queue and the views the writer holds
+/// ever come near the whole UMEM, the poller takes views back from the queue
+/// before the fill ring runs dry, `reclaimed`: the poller's unit tests show it.)
+#[test]
+fn a_stalled_dropping_capture_leaves_every_datagram_to_udp() {
+    const SMALL_UMEM: u64 = 512;
+    let read = Reader {
+        stall: Duration::from_secs(4),
+        pause: Duration::ZERO,
+    };
+    let out = throttled_run("slst", "drop", SMALL_UMEM, read);
+    let s = &out.summary;
+    let sent = SENT as u64;
+    assert_eq!(out.veth_drops, 0, "the veth dropped frames: {s}");
+    for name in ["rx_dropped", "rx_ring_full"] {
+        assert_eq!(xsk(s, name), 0, "xsk.{name}: {s}");
+    }
+    assert_eq!(counter(s, &["udp", "datagrams"]), sent, "{s}");
+    let pcap = consumer(s, "pcap");
+    let (delivered, dropped) = (counter(pcap, &["delivered"]), counter(pcap, &["dropped"]));
+    assert_eq!(delivered + dropped, sent, "{s}");
+    assert!(dropped > 0, "a stalled writer took everything: {s}");
+    assert!(
+        counter(pcap, &["reclaimed"]) <= dropped,
+        "reclaimed views are counted among the drops: {s}"
+    );
+    assert_eq!(
+        counter(s, &["capture", "stats", "records_written"]),
+        delivered,
+        "{s}"
+    );
+    assert_eq!(out.records.len() as u64, delivered, "records in the FIFO");
+}
+
 /// `--pcap-overflow wait` with a slower reader (4 KiB per 50 ms): the capture
 /// drops nothing and the file holds every frame received; the pressure goes to the
 /// kernel, which runs out of fill-ring frames and drops instead, counted: every
 /// datagram sent was received, or dropped by the veth or the socket, exactly.
 #[test]
 fn waiting_capture_loses_nothing_and_the_kernel_drops_instead() {
-    let out = throttled_run("slwt", "wait", Duration::from_millis(50));
+    let read = Reader {
+        stall: Duration::ZERO,
+        pause: Duration::from_millis(50),
+    };
+    let out = throttled_run("slwt", "wait", FRAMES, read);
     let s = &out.summary;
     let sent = SENT as u64;
     let packets = counter(s, &["packets"]);

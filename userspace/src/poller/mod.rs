@@ -89,6 +89,9 @@ pub struct Poller<R: Rings> {
     stats: Arc<QueueStats>,
     descs: Vec<RxDesc>,
     addrs: Vec<u64>,
+    /// Below this many frames in the fill ring, views waiting in dropping
+    /// consumers' queues are taken back (see [`Poller::poll_once`]).
+    low_water: u64,
     /// Frames on the TX and completion rings.
     in_tx: u64,
     tx_descs: Vec<TxDesc>,
@@ -115,7 +118,13 @@ impl<R: Rings> Poller<R> {
         let budget = config.budget.max(1) as usize;
         let stats = Arc::new(QueueStats::default());
         stats.free.store(free.len() as u64, Ordering::Relaxed);
+        // An eighth of the frames, and at least two rounds' worth (but never
+        // more than half): the kernel refills from it while the poller takes
+        // frames back from a lagging consumer.
+        let frames = free.len() as u64;
+        let low_water = (frames / 8).max(2 * budget as u64).min(frames / 2);
         Self {
+            low_water,
             rings,
             pool,
             queue,
@@ -292,6 +301,25 @@ impl<R: Rings> Poller<R> {
             .store(self.in_kernel, Ordering::Relaxed);
     }
 
+    /// The fill ring is low: take views back from dropping consumers' queues
+    /// (a capture writer that lags behind holds frames the kernel needs, and the
+    /// other consumers would lose datagrams to an empty fill ring), enough for
+    /// the fill ring to reach twice the low-water mark, then refill.
+    #[cold]
+    fn reclaim_from_queues(&mut self) {
+        let want = (2 * self.low_water).saturating_sub(self.in_kernel + self.free.len() as u64);
+        let mut left = want as usize;
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if left == 0 {
+                break;
+            }
+            left -= sink::reclaim(sink, &self.stats.consumers[i], left);
+        }
+        if left < want as usize {
+            self.refill();
+        }
+    }
+
     /// Push lossless backlogs into their queues as far as they fit.
     pub fn drain_backlogs(&mut self) {
         for (i, sink) in self.sinks.iter_mut().enumerate() {
@@ -331,6 +359,9 @@ impl<R: Rings> Poller<R> {
     pub fn poll_once(&mut self, now_ns: u64) -> usize {
         self.drain_backlogs();
         self.refill();
+        if self.in_kernel < self.low_water {
+            self.reclaim_from_queues();
+        }
         let n = self.rings.rx_consume(&mut self.descs);
         if n == 0 {
             add(&self.stats.empty_polls, 1);

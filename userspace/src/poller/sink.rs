@@ -161,6 +161,37 @@ pub(super) fn deliver(sink: &mut Sink, stats: &ConsumerStats, view: FrameView) {
     }
 }
 
+/// Take up to `max` views back from a dropping consumer's queue, oldest first,
+/// unconsumed, and drop them: counted as dropped (and reclaimed) instead of
+/// delivered. Returns how many. A consumer that waits (`Overflow::Wait`) is
+/// never robbed: it chose to hold frames back from the kernel.
+pub(super) fn reclaim(sink: &mut Sink, stats: &ConsumerStats, max: usize) -> usize {
+    let Sink::Threaded {
+        queue,
+        overflow: Overflow::Drop,
+        ..
+    } = sink
+    else {
+        return 0;
+    };
+    let mut n = 0;
+    while n < max {
+        let Some(view) = queue.pop() else { break };
+        drop(view);
+        n += 1;
+    }
+    if n > 0 {
+        let n = n as u64;
+        add(&stats.dropped, n);
+        add(&stats.reclaimed, n);
+        let delivered = stats.delivered.load(Ordering::Relaxed);
+        stats
+            .delivered
+            .store(delivered.saturating_sub(n), Ordering::Relaxed);
+    }
+    n
+}
+
 /// Counters a consumer shows in the live statistics and the summary, by name.
 pub trait LiveCounters: Send + Sync {
     /// The counters now; zeros may be left out.

@@ -12,8 +12,12 @@ use crate::{frame::MAX_CONSUMERS, tx::TxStats};
 pub struct ConsumerStats {
     /// Views handed to the consumer (or its queue).
     pub delivered: AtomicU64,
-    /// Views dropped because the consumer's queue was full.
+    /// Views dropped because the consumer's queue was full, or taken back from
+    /// it unconsumed so that the fill ring does not run dry (`reclaimed`).
     pub dropped: AtomicU64,
+    /// Of `dropped`: views taken back from a dropping consumer's queue before
+    /// it consumed them, because the kernel was about to run out of frames.
+    pub reclaimed: AtomicU64,
     /// Views waiting in the lossless backlog right now.
     pub backlog: AtomicU64,
 }

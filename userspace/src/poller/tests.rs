@@ -450,3 +450,56 @@ fn owned_views_are_lent_to_consume_by_default() {
     assert_eq!(seen, 42);
     assert_eq!(pool.viewed_frames(), 0, "the owned view was dropped");
 }
+
+/// A dropping consumer that stalls (a capture writer stuck on a slow disk) may
+/// have a queue as large as the pool. The poller takes views back from it
+/// before the fill ring runs dry: the inline consumer still gets every packet,
+/// and the views taken back are counted as the stalled consumer's drops.
+#[test]
+fn a_stalled_dropping_consumer_cannot_starve_the_others() {
+    let mut p = poller(256, 256, 256, 64);
+    let inline = Arc::new(Mutex::new(0u64));
+    let i2 = inline.clone();
+    p.add_inline(Box::new(move |_: &FrameView| *i2.lock().unwrap() += 1));
+    // Never drained: the thread behind it is stuck.
+    let (id, rx) = p.add_threaded(256, Overflow::Drop);
+    p.poll_once(NOW);
+    let mut arrived = 0;
+    for _ in 0..50 {
+        arrived += p.rings_mut().arrive(64, 64);
+        p.poll_once(NOW);
+    }
+    assert_eq!(arrived, 50 * 64, "the fill ring never ran dry");
+    assert_eq!(p.rings().fill_empty(), 0);
+    assert_eq!(*inline.lock().unwrap(), arrived as u64);
+    let c = &p.stats().consumers[usize::from(id.0)];
+    let (delivered, dropped, reclaimed) = (
+        c.delivered.load(Ordering::Relaxed),
+        c.dropped.load(Ordering::Relaxed),
+        c.reclaimed.load(Ordering::Relaxed),
+    );
+    assert_eq!(delivered + dropped, arrived as u64);
+    assert!(
+        reclaimed > 0 && reclaimed <= dropped,
+        "{reclaimed} of {dropped}"
+    );
+    assert_eq!(delivered, rx.len() as u64, "delivered = still queued");
+    check_conservation(&p, &[]);
+}
+
+/// A consumer that waits is never robbed: the kernel drops instead (counted).
+#[test]
+fn a_waiting_consumer_keeps_its_views_when_the_fill_ring_is_low() {
+    let mut p = poller(64, 64, 64, 16);
+    let (id, rx) = p.add_threaded(64, Overflow::Wait);
+    p.poll_once(NOW);
+    for _ in 0..8 {
+        p.rings_mut().arrive(16, 64);
+        p.poll_once(NOW);
+    }
+    let c = &p.stats().consumers[usize::from(id.0)];
+    assert_eq!(c.reclaimed.load(Ordering::Relaxed), 0);
+    assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(rx.len(), 64, "every frame held by the waiting consumer");
+    assert!(p.rings().fill_empty() > 0, "the kernel counted its drops");
+}

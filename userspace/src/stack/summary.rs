@@ -25,8 +25,11 @@ pub struct ConsumerSummary {
     pub name: String,
     /// Views handed to it.
     pub delivered: u64,
-    /// Views dropped because its queue was full.
+    /// Views dropped because its queue was full, or taken back unconsumed.
     pub dropped: u64,
+    /// Of `dropped`: views taken back from its queue unconsumed, so that the
+    /// kernel's fill ring would not run dry (a dropping consumer that lags).
+    pub reclaimed: u64,
     /// Views it held when the summary was taken.
     pub held: u64,
 }
@@ -172,6 +175,7 @@ pub(super) fn consumer_summaries(
             name: name.clone(),
             delivered: stats.consumers[i].delivered.load(Ordering::Relaxed),
             dropped: stats.consumers[i].dropped.load(Ordering::Relaxed),
+            reclaimed: stats.consumers[i].reclaimed.load(Ordering::Relaxed),
             held: held(FramePool::consumer_id(i)),
         })
         .collect()

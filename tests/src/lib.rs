@@ -353,3 +353,30 @@ pub fn counter(v: &serde_json::Value, path: &[&str]) -> u64 {
     at.as_u64()
         .unwrap_or_else(|| panic!("no counter `{}` in {v}", path.join(".")))
 }
+
+/// Whether the AF_XDP socket `fd` has a TX ring, as the kernel says: mapping the
+/// TX ring's page offset (`XDP_PGOFF_TX_RING`) fails with EINVAL without one.
+/// (`ss --xdp` would show it, but this kernel has no XDP_SOCKETS_DIAG.)
+pub fn has_tx_ring(fd: std::os::fd::RawFd) -> bool {
+    const XDP_PGOFF_TX_RING: libc::off_t = 0x8000_0000;
+    #[expect(unsafe_code, reason = "libc::mmap of the socket's ring")]
+    // SAFETY: a fresh shared mapping of one page of the socket's TX ring, which
+    // nothing else in this process refers to; unmapped at once.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            XDP_PGOFF_TX_RING,
+        );
+        if addr == libc::MAP_FAILED {
+            let err = std::io::Error::last_os_error();
+            assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "mmap: {err}");
+            return false;
+        }
+        libc::munmap(addr, 4096);
+        true
+    }
+}

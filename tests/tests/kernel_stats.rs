@@ -61,6 +61,7 @@ fn provoke(
             frame_size: 2048,
             ring_size,
             zero_copy: ZeroCopy::Off,
+            tx_ring: true,
         };
         let (mut socket, mut pool) = XskSocket::open(&iface, 0, &config).expect("socket");
         let addrs: Vec<u64> = pool
@@ -359,4 +360,51 @@ fn wait_stopped(pid: i32) {
         assert!(Instant::now() < deadline, "process {pid} did not stop");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// `xdpstack --app APP` on a one-queue testbed while datagrams arrive in
+/// bursts (the poller sleeps in poll(2) between them): the summary.
+fn bursts_through(tag: &str, app: &str) -> serde_json::Value {
+    let bed = testbed(tag, 1);
+    let port = PORT.to_string();
+    let mut stack = StackProcess::start(
+        &bed,
+        &["--port", &port, "--app", app, "--duration", "30", "--json"],
+    );
+    stack.wait_attached(&bed);
+    for _ in 0..20 {
+        send_udp(&bed, false, PORT, 50, &[32]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stack.signal(libc::SIGINT);
+    let done = stack.wait(Duration::from_secs(20));
+    assert!(done.status.success(), "{done:?}");
+    done.json()
+}
+
+/// A receive-only run (`--app sink`) binds no TX ring: the kernel's TX counters
+/// stay at zero although the poller slept in poll(2) between bursts, where with
+/// a TX ring copy mode runs the transmit loop on every poll and counts
+/// `tx_ring_empty_descs`, as the echo run shows. (teardown_loop.rs asks the
+/// kernel itself whether each socket has a TX ring.)
+#[test]
+fn a_receive_only_run_binds_no_tx_ring() {
+    let json = bursts_through("krx", "sink");
+    let q = &json["queues"][0];
+    assert_eq!(q["packets"], 1000, "{json}");
+    assert!(
+        q["sleeps"].as_u64().unwrap() > 0,
+        "the poller never slept: {json}"
+    );
+    assert_eq!(q["xsk"]["tx_ring_empty_descs"], 0, "{json}");
+    assert_eq!(q["xsk"]["tx_invalid_descs"], 0, "{json}");
+    assert_eq!(q["tx"]["kicks"], 0, "{json}");
+
+    let json = bursts_through("ktx", "echo");
+    let q = &json["queues"][0];
+    assert_eq!(q["tx"]["sent"], 1000, "{json}");
+    assert!(
+        q["xsk"]["tx_ring_empty_descs"].as_u64().unwrap() > 0,
+        "a TX ring the kernel never found empty? {json}"
+    );
 }

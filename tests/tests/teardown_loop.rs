@@ -1,5 +1,5 @@
 //! Create/teardown loop, as libxdp's and the kernel's AF_XDP tests do it: sockets
-//! and UMEMs on every queue of a 4-queue veth are created, registered in the
+//! (with a TX ring on even queues, receive-only on odd ones) and UMEMs on every queue of a 4-queue veth are created, registered in the
 //! XSKMAP, given their fill rings, received on, and dropped, over and over, with
 //! the XDP program itself reloaded every few rounds. Mapped and resident memory
 //! (each round maps 4 x 2 MiB of UMEM, which the kernel pins), open file
@@ -87,6 +87,7 @@ fn sockets_and_umems_come_and_go_without_leaking() {
         frame_size: 2048,
         ring_size: 512,
         zero_copy: ZeroCopy::Off,
+        tx_ring: true,
     };
     let (first, last, received, freed_maps) = bed
         .in_stack(|| {
@@ -118,8 +119,20 @@ fn sockets_and_umems_come_and_go_without_leaking() {
                 let program = program.as_mut().expect("loaded");
                 let mut sockets = Vec::new();
                 for queue in 0..QUEUES {
+                    // Odd queues receive only: the libxdp-made sockets without
+                    // a TX ring must come and go without leaking too.
+                    let config = XskConfig {
+                        tx_ring: queue % 2 == 0,
+                        ..config
+                    };
                     let (mut socket, mut pool) =
                         XskSocket::open(&iface, queue, &config).expect("socket");
+                    assert_eq!(socket.has_tx_ring(), config.tx_ring);
+                    assert_eq!(
+                        xdpstack_tests::has_tx_ring(socket.raw_fd()),
+                        config.tx_ring,
+                        "queue {queue}: the kernel's word on the TX ring"
+                    );
                     let addrs: Vec<u64> = pool
                         .take_all()
                         .into_iter()

@@ -71,6 +71,14 @@ impl QueueContext<'_> {
     /// A transmitter for replies on this queue (see [`crate::tx`]). Queues whose
     /// consumers never ask for one run no transmit code at all.
     pub fn transmitter(&mut self) -> Transmitter {
+        if !self.poller.rings().has_tx_ring() {
+            tracing::warn!(
+                queue = self.queue(),
+                "a consumer asked for a transmitter on a socket bound without a TX ring \
+                 (XskConfig::tx_ring off): its replies fail with TxError::Disconnected"
+            );
+            return Transmitter::disconnected();
+        }
         self.poller.transmitter()
     }
 

@@ -15,6 +15,7 @@ use crate::{
     app::{Echo, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary},
     capture::{Capture, CaptureConfig, CaptureError, CaptureStats, QueueStats},
     poller::Overflow,
+    sys::xsk::XskConfig,
     tx::Transmitter,
 };
 
@@ -96,6 +97,15 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     on_interval: &mut dyn FnMut(Interval),
 ) -> Result<Report, ServeError> {
+    // Only echo transmits: the other apps' sockets bind no TX ring, which in
+    // copy mode would cost every poll(2) a pass of the kernel's transmit loop.
+    let opts = &StackOptions {
+        xsk: XskConfig {
+            tx_ring: service.app == AppKind::Echo,
+            ..opts.xsk
+        },
+        ..opts.clone()
+    };
     let queues = super::resolve_queues(opts)?;
     let capture = match &service.capture {
         Some(config) => Some(Capture::open(config, &opts.iface, &queues, opts.count)?),

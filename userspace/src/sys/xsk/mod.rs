@@ -6,23 +6,27 @@
 
 use std::{
     ffi::CString,
-    io::{self, Write as _},
+    io,
     num::NonZeroU32,
     os::fd::{AsRawFd, RawFd},
-    ptr::NonNull,
 };
 
 use xsk_rs::{
-    CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem,
+    Umem,
     config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
-    socket::Socket,
 };
 
 use super::Kernel;
+
+mod full;
+mod rx_only;
+
 use crate::{
-    frame::{FrameMemory, FramePool},
+    frame::FramePool,
     ring::{KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc},
 };
+use full::{FullRings, XskMemory, bind_retrying};
+use rx_only::{OpenError as RxOpenError, RxOnly};
 
 /// `--zero-copy auto|on|off`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,6 +51,11 @@ pub struct XskConfig {
     pub ring_size: u32,
     /// Zero-copy policy.
     pub zero_copy: ZeroCopy,
+    /// Bind a TX ring (and the completion ring's use): off for a queue that
+    /// only receives, whose socket then has an RX ring alone (see [`xsk_rx`]).
+    ///
+    /// [`xsk_rx`]: super::xsk_rx
+    pub tx_ring: bool,
 }
 
 impl Default for XskConfig {
@@ -56,6 +65,7 @@ impl Default for XskConfig {
             frame_size: 2048,
             ring_size: 2048,
             zero_copy: ZeroCopy::Auto,
+            tx_ring: true,
         }
     }
 }
@@ -144,100 +154,32 @@ pub fn read_statistics(fd: RawFd) -> io::Result<XskStats> {
     })
 }
 
-/// One AF_XDP socket bound to one RX queue, with its own UMEM and four rings.
+/// One AF_XDP socket bound to one RX queue, with its own UMEM and its rings:
+/// fill, completion, RX and TX, or without TX for a queue that only receives.
 ///
 /// [`XskSocket::open`] returns it with the [`FramePool`] over its UMEM; the poller
 /// owns both.
 #[derive(Debug)]
 pub struct XskSocket {
     zero_copy: bool,
-    frame_size: u32,
     /// Slots in the fill ring.
     fill_size: u32,
-    /// Slots in the TX ring.
+    /// Slots in the TX ring (0 without one).
     tx_size: u32,
-    fill: FillQueue,
-    comp: CompQueue,
-    tx: TxQueue,
-    rx: RxQueue,
-    /// For setting TX descriptors' lengths (xsk-rs sets them through the UMEM).
-    umem: Umem,
-    /// The descriptor xsk-rs made for each frame (index -> desc), used to build
-    /// fill-ring entries since xsk-rs has no public constructor.
-    template: Vec<FrameDesc>,
-    /// Scratch for ring batches.
-    batch: Vec<FrameDesc>,
+    rings: SocketRings,
 }
 
-/// The UMEM as [`FrameMemory`]: a pointer per frame, taken from xsk-rs once at start.
-struct XskMemory {
-    // Keeps the mmap alive as long as any frame view exists.
-    _umem: Umem,
-    ptrs: Box<[NonNull<u8>]>,
-    frame_size: u32,
-    headroom: u32,
-}
-
-// SAFETY: the pointers refer to the UMEM mmap, which `_umem` keeps mapped; the
-// frame ownership rules of `frame.rs` govern access, from any thread.
-unsafe impl Send for XskMemory {}
-// SAFETY: as above.
-unsafe impl Sync for XskMemory {}
-
-// SAFETY: `ptrs[i]` points to the data region of frame i (XDP_PACKET_HEADROOM to the
-// end of the frame, `frame_size - headroom` bytes), obtained from xsk-rs with the
-// full capacity, in the mmap kept alive by `_umem`; regions of different frames do
-// not overlap.
-unsafe impl FrameMemory for XskMemory {
-    fn frame_ptr(&self, index: u32) -> NonNull<u8> {
-        self.ptrs[index as usize]
-    }
-
-    fn headroom(&self) -> u32 {
-        self.headroom
-    }
-
-    fn frame_count(&self) -> u32 {
-        self.ptrs.len() as u32
-    }
-
-    fn frame_size(&self) -> u32 {
-        self.frame_size
-    }
-}
-
-impl XskMemory {
-    /// Take a full-capacity pointer to every frame's data region. Writing zeros
-    /// through xsk-rs's cursor sets each frame's length to its capacity (so the
-    /// slice, and the pointer's provenance, cover the whole region) and pre-faults
-    /// the UMEM pages before the first packet.
-    fn new(umem: &Umem, template: &[FrameDesc], frame_size: u32) -> io::Result<Self> {
-        let headroom = template
-            .first()
-            .map_or(0, |d| (d.addr() % frame_size as usize) as u32);
-        let capacity = (frame_size - headroom) as usize;
-        let zeros = vec![0u8; capacity];
-        let mut ptrs = Vec::with_capacity(template.len());
-        for desc in template {
-            let mut d = *desc;
-            // SAFETY: `d` describes a frame of `umem` that is in no ring yet (the
-            // socket is not bound to the fill ring until after this), so we have
-            // exclusive access to it.
-            let mut data = unsafe { umem.data_mut(&mut d) };
-            data.cursor().write_all(&zeros)?;
-            let bytes = data.contents_mut();
-            debug_assert_eq!(bytes.len(), capacity);
-            ptrs.push(
-                NonNull::new(bytes.as_mut_ptr()).ok_or_else(|| io::Error::other("null frame"))?,
-            );
-        }
-        Ok(Self {
-            _umem: umem.clone(),
-            ptrs: ptrs.into_boxed_slice(),
-            frame_size,
-            headroom,
-        })
-    }
+/// Who made the rings.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per socket, made once; boxing would add a load to every ring operation"
+)]
+enum SocketRings {
+    /// xsk-rs: all four.
+    Full(FullRings),
+    /// libxdp directly, no TX ring (see [`super::xsk_rx`]).
+    RxOnly(RxOnly),
 }
 
 fn config_err(e: impl std::fmt::Display) -> XskError {
@@ -306,37 +248,6 @@ fn bind_hint(errno: Option<i32>, zero_copy: bool) -> &'static str {
     }
 }
 
-/// The rings xsk-rs hands back for a bound socket.
-type Bound = (TxQueue, RxQueue, Option<(FillQueue, CompQueue)>);
-
-/// Bind a socket on `queue`. A socket on this queue that was just closed (the
-/// previous run's, killed a moment ago) is torn down by the kernel in deferred
-/// work, and until then binding says EBUSY: retry for [`BIND_BUSY_RETRY`] before
-/// calling the queue taken.
-fn bind_retrying(
-    config: SocketConfig,
-    umem: &Umem,
-    if_name: &Interface,
-    queue: u32,
-) -> Result<Bound, xsk_rs::socket::SocketCreateError> {
-    let busy_until = std::time::Instant::now() + BIND_BUSY_RETRY;
-    loop {
-        // SAFETY: `umem` is a fresh UMEM used by this socket only, and its
-        // frames are handed to the kernel only through this socket's fill
-        // ring, by the poller.
-        let result = unsafe { Socket::new(config, umem, if_name, queue) };
-        match &result {
-            Err(e)
-                if errno_of(e) == Some(libc::EBUSY) && std::time::Instant::now() < busy_until =>
-            {
-                tracing::debug!(queue, "queue busy (a socket being torn down?), retrying");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            _ => return result,
-        }
-    }
-}
-
 /// How long a bind that finds its queue taken (EBUSY) is retried.
 const BIND_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -347,6 +258,96 @@ impl XskSocket {
     /// 2 s, the time the kernel may take to release a socket that was
     /// just closed.
     pub fn open(
+        iface: &str,
+        queue: u32,
+        config: &XskConfig,
+    ) -> Result<(Self, FramePool), XskError> {
+        if config.tx_ring {
+            Self::open_full(iface, queue, config)
+        } else {
+            Self::open_rx_only(iface, queue, config)
+        }
+    }
+
+    /// The zero-copy modes to try, in order.
+    fn attempts(config: &XskConfig) -> &'static [bool] {
+        match config.zero_copy {
+            ZeroCopy::Auto => &[true, false],
+            ZeroCopy::On => &[true],
+            ZeroCopy::Off => &[false],
+        }
+    }
+
+    /// A receive-only socket (no TX ring), made with libxdp ([`super::xsk_rx`]).
+    fn open_rx_only(
+        iface: &str,
+        queue: u32,
+        config: &XskConfig,
+    ) -> Result<(Self, FramePool), XskError> {
+        if config.frame_count == 0 {
+            return Err(config_err("--frames must be at least 1"));
+        }
+        if !config.ring_size.is_power_of_two() || !config.frame_size.is_power_of_two() {
+            return Err(config_err("ring and frame sizes must be powers of two"));
+        }
+        let if_name = CString::new(iface).map_err(|_| config_err("interface name contains NUL"))?;
+        let mut last_err = None;
+        for &zc in Self::attempts(config) {
+            let busy_until = std::time::Instant::now() + BIND_BUSY_RETRY;
+            let opened = loop {
+                let opened = RxOnly::open(
+                    &if_name,
+                    queue,
+                    config.frame_count,
+                    config.frame_size,
+                    config.ring_size,
+                    zc,
+                );
+                match &opened {
+                    Err(RxOpenError::Bind(e))
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && std::time::Instant::now() < busy_until =>
+                    {
+                        tracing::debug!(queue, "queue busy (a socket being torn down?), retrying");
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    _ => break opened,
+                }
+            };
+            match opened {
+                Ok((rings, memory)) => {
+                    let mut socket = Self {
+                        zero_copy: zc,
+                        fill_size: config.frame_count.next_power_of_two(),
+                        tx_size: 0,
+                        rings: SocketRings::RxOnly(rings),
+                    };
+                    socket.zero_copy = socket.read_zero_copy().unwrap_or(zc);
+                    let pool = FramePool::new(Box::new(memory), queue);
+                    return Ok((socket, pool));
+                }
+                Err(RxOpenError::Umem(source)) => return Err(umem_error(config, source)),
+                Err(RxOpenError::Bind(source)) => {
+                    let errno = source.raw_os_error();
+                    let err = XskError::Bind {
+                        iface: iface.to_string(),
+                        queue,
+                        source,
+                        hint: bind_hint(errno, zc),
+                    };
+                    if zc && errno == Some(libc::EOPNOTSUPP) {
+                        last_err = Some(err);
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| config_err("no bind mode attempted")))
+    }
+
+    /// A socket with all four rings, made with xsk-rs.
+    fn open_full(
         iface: &str,
         queue: u32,
         config: &XskConfig,
@@ -371,13 +372,8 @@ impl XskSocket {
             CString::new(iface).map_err(|_| config_err("interface name contains NUL"))?,
         );
 
-        let attempts: &[bool] = match config.zero_copy {
-            ZeroCopy::Auto => &[true, false],
-            ZeroCopy::On => &[true],
-            ZeroCopy::Off => &[false],
-        };
         let mut last_err = None;
-        for &zc in attempts {
+        for &zc in Self::attempts(config) {
             let mode = if zc {
                 BindFlags::XDP_ZEROCOPY
             } else {
@@ -395,16 +391,18 @@ impl XskSocket {
                     let batch = Vec::with_capacity(template.len());
                     let mut socket = Self {
                         zero_copy: false,
-                        frame_size: config.frame_size,
                         fill_size: config.frame_count.next_power_of_two(),
                         tx_size: config.ring_size,
-                        fill,
-                        comp,
-                        tx,
-                        rx,
-                        umem: umem.clone(),
-                        template,
-                        batch,
+                        rings: SocketRings::Full(FullRings {
+                            frame_size: config.frame_size,
+                            fill,
+                            comp,
+                            tx,
+                            rx,
+                            umem: umem.clone(),
+                            template,
+                            batch,
+                        }),
                     };
                     socket.zero_copy = socket.read_zero_copy().unwrap_or(zc);
                     let pool = FramePool::new(Box::new(memory), queue);
@@ -492,7 +490,15 @@ impl XskSocket {
 
     /// The socket's file descriptor, for the XSKMAP.
     pub fn raw_fd(&self) -> RawFd {
-        self.rx.fd().as_raw_fd()
+        match &self.rings {
+            SocketRings::Full(r) => r.rx.fd().as_raw_fd(),
+            SocketRings::RxOnly(r) => r.fd(),
+        }
+    }
+
+    /// True when the socket has a TX ring.
+    pub fn has_tx_ring(&self) -> bool {
+        matches!(self.rings, SocketRings::Full(_))
     }
 
     /// True when bound in zero-copy mode (read back from the kernel).
@@ -508,95 +514,87 @@ impl XskSocket {
 
 // SAFETY: `rx_consume` returns what the kernel put on our RX ring, which only ever
 // holds frames we gave to the fill ring (the kernel's side of the AF_XDP contract),
-// each once per trip.
+// each once per trip; likewise the completion ring, for the TX ring. A socket
+// without a TX ring takes no TX descriptor and completes nothing.
 unsafe impl Rings for XskSocket {
+    #[inline]
     fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
-        self.batch.clear();
-        self.batch.resize(out.len(), FrameDesc::default());
-        // SAFETY: the descriptors are overwritten with what the kernel hands us on
-        // this socket's RX ring; xsk-rs peeks the producer index once (Acquire) and
-        // releases the consumer index once (Release) for the whole batch.
-        let n = unsafe { self.rx.consume(&mut self.batch) };
-        for (slot, desc) in out.iter_mut().zip(&self.batch[..n]) {
-            *slot = RxDesc {
-                addr: desc.addr() as u64,
-                len: desc.lengths().data() as u32,
-            };
+        match &mut self.rings {
+            SocketRings::Full(r) => r.rx_consume(out),
+            SocketRings::RxOnly(r) => r.rx_consume(out),
         }
-        n
     }
 
+    #[inline]
     fn fill_capacity(&mut self, want: u32) -> u32 {
-        self.fill.nb_free(want)
+        match &mut self.rings {
+            SocketRings::Full(r) => r.fill.nb_free(want),
+            SocketRings::RxOnly(r) => r.fill_capacity(want),
+        }
     }
 
+    #[inline]
     fn fill_produce(&mut self, addrs: &[u64]) {
-        self.batch.clear();
-        for &addr in addrs {
-            let index = (addr / u64::from(self.frame_size)) as usize;
-            self.batch.push(self.template[index]);
+        match &mut self.rings {
+            SocketRings::Full(r) => r.fill_produce(addrs),
+            SocketRings::RxOnly(r) => r.fill_produce(addrs),
         }
-        // SAFETY: the frames were consumed from the pool (`Frame::into_addr`), so
-        // user space holds no view or handle of them; the kernel owns them now.
-        // One Release store of the producer index publishes the batch.
-        let n = unsafe { self.fill.produce(&self.batch) };
-        debug_assert_eq!(n, addrs.len(), "fill_capacity said they fit");
     }
 
     fn fill_needs_wakeup(&mut self) -> bool {
-        self.fill.needs_wakeup()
+        match &mut self.rings {
+            SocketRings::Full(r) => r.fill.needs_wakeup(),
+            SocketRings::RxOnly(r) => r.fill_needs_wakeup(),
+        }
     }
 
     fn tx_capacity(&mut self, want: u32) -> u32 {
-        self.tx.nb_free(want)
+        match &mut self.rings {
+            SocketRings::Full(r) => r.tx.nb_free(want),
+            SocketRings::RxOnly(_) => 0,
+        }
     }
 
     fn tx_produce(&mut self, descs: &[TxDesc]) {
-        self.batch.clear();
-        for d in descs {
-            let index = (d.addr / u64::from(self.frame_size)) as usize;
-            let mut desc = self.template[index];
-            debug_assert_eq!(desc.addr() as u64, d.addr, "TX data starts at the headroom");
-            // SAFETY: the frame's handle was consumed (`Frame::into_addr`) for this
-            // descriptor: nobody else touches the frame until the completion ring
-            // returns it. Only the descriptor's length is set; no byte is written.
-            unsafe { self.umem.data_mut(&mut desc) }
-                .cursor()
-                .set_pos(d.len as usize);
-            self.batch.push(desc);
+        match &mut self.rings {
+            SocketRings::Full(r) => r.tx_produce(descs),
+            // tx_capacity said 0: nothing comes here.
+            SocketRings::RxOnly(_) => debug_assert!(descs.is_empty(), "no TX ring"),
         }
-        // SAFETY: as above, the frames are ours to hand to the kernel, and of this
-        // socket's UMEM. One Release store of the producer index publishes them.
-        let n = unsafe { self.tx.produce(&self.batch) };
-        debug_assert_eq!(n, descs.len(), "tx_capacity said they fit");
     }
 
     fn tx_needs_wakeup(&mut self) -> bool {
-        self.tx.needs_wakeup()
+        match &mut self.rings {
+            SocketRings::Full(r) => r.tx.needs_wakeup(),
+            SocketRings::RxOnly(_) => false,
+        }
     }
 
     fn tx_pending(&mut self) -> u32 {
-        self.tx_size - self.tx.nb_free_exact()
+        match &mut self.rings {
+            SocketRings::Full(r) => self.tx_size - r.tx.nb_free_exact(),
+            SocketRings::RxOnly(_) => 0,
+        }
     }
 
     fn occupancy(&mut self) -> RingOccupancy {
         // RX first (see the trait): a frame moving to it meanwhile is missed, not
         // counted twice.
-        let rx_ring = self.rx.nb_avail_exact();
-        let fill_ring = self.fill_size - self.fill.nb_free_exact();
+        let (rx_ring, fill_ring) = match &mut self.rings {
+            SocketRings::Full(r) => {
+                let rx = r.rx.nb_avail_exact();
+                (rx, self.fill_size - r.fill.nb_free_exact())
+            }
+            SocketRings::RxOnly(r) => r.occupancy(),
+        };
         RingOccupancy { rx_ring, fill_ring }
     }
 
     fn comp_consume(&mut self, out: &mut [u64]) -> usize {
-        self.batch.clear();
-        self.batch.resize(out.len(), FrameDesc::default());
-        // SAFETY: the completion ring of this socket's UMEM only returns frames we
-        // put on its TX ring; the descriptors are overwritten with them.
-        let n = unsafe { self.comp.consume(&mut self.batch) };
-        for (slot, desc) in out.iter_mut().zip(&self.batch[..n]) {
-            *slot = desc.addr() as u64;
+        match &mut self.rings {
+            SocketRings::Full(r) => r.comp_consume(out),
+            SocketRings::RxOnly(_) => 0,
         }
-        n
     }
 }
 
@@ -631,7 +629,18 @@ impl Kernel for XskSocket {
     }
 
     fn wait_rx(&mut self, timeout_ms: i32) -> io::Result<bool> {
-        self.rx.poll(timeout_ms)
+        let mut fds = libc::pollfd {
+            fd: self.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd. (xsk-rs's `RxQueue::poll` does the same; a
+        // socket without a TX ring has no xsk-rs queue to ask.)
+        let rc = unsafe { libc::poll(&mut fds, 1, timeout_ms) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc > 0 && fds.revents & libc::POLLIN != 0)
     }
 
     fn statistics(&self) -> io::Result<XskStats> {
@@ -639,6 +648,9 @@ impl Kernel for XskSocket {
     }
 
     fn tx_kick(&mut self) -> io::Result<KickOutcome> {
+        if !self.has_tx_ring() {
+            return Ok(KickOutcome::Accepted);
+        }
         // By hand rather than xsk-rs's `TxQueue::wakeup`, which absorbs EBUSY
         // with EAGAIN; but EBUSY is not "try again": in copy mode the kernel
         // says it when the driver refused a frame (NET_XMIT_DROP), which it

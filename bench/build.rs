@@ -1,8 +1,9 @@
-//! Builds the generator's XDP program (`xdpstack-bench-ebpf`, bin
-//! `xdpstack-gen-xdp`) for `bpfel-unknown-none` with the nightly toolchain and
-//! places the object in `OUT_DIR`, where `src/loader.rs` embeds it. The same way
-//! `userspace/build.rs` builds the product's steering program; `cargo xtask setup`
-//! installs what this needs.
+//! Builds the benchmark's XDP programs (`xdpstack-bench-ebpf`: bin
+//! `xdpstack-gen-xdp`, the generator, and bin `xdpstack-drop-xdp`, the drop
+//! ceiling) for `bpfel-unknown-none` with the nightly toolchain and places the
+//! objects in `OUT_DIR`, where `src/loader.rs` and `src/ceiling.rs` embed them. The
+//! same way `userspace/build.rs` builds the product's steering program; `cargo
+//! xtask setup` installs what this needs.
 use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
@@ -13,8 +14,10 @@ fn main() -> anyhow::Result<()> {
     // (cargo-fuzz's `--cfg fuzzing` needs no such case: no fuzz target depends on
     // this crate.)
     if std::env::var_os("CARGO_CFG_MIRI").is_some() {
-        let out = PathBuf::from(std::env::var("OUT_DIR")?).join("xdpstack-gen-xdp");
-        std::fs::write(out, [])?;
+        let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+        for object in ["xdpstack-gen-xdp", "xdpstack-drop-xdp"] {
+            std::fs::write(out_dir.join(object), [])?;
+        }
         return Ok(());
     }
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -26,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         .is_err()
     {
         bail!(
-            "bpf-linker not found: it links the traffic generator's XDP program. Run \
+            "bpf-linker not found: it links the benchmark's XDP programs. Run \
              `cargo xtask setup` (or `cargo xtask test`/`run`/`bench`, which call it) to \
              install it"
         );
@@ -47,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         aya_build::Toolchain::default(),
     )
     .context(
-        "building the traffic generator's XDP program failed; `cargo xtask setup` \
+        "building the benchmark's XDP programs failed; `cargo xtask setup` \
          installs the nightly toolchain's rust-src and bpf-linker",
     )
 }

@@ -21,41 +21,148 @@ use xdpstack_bench_ebpf::{GEN_CONFIG_MAP, GEN_PROGRAM_NAME, GEN_STATS_MAP, GenCo
 static GEN_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpstack-gen-xdp"));
 
-/// Errors from loading the generator's XDP program or reading its maps.
+/// The generator's program, as errors name it.
+const GEN_WHAT: BenchProgram = BenchProgram::Generator;
+
+/// Which of the benchmark's XDP programs an error is about (one byte, so that
+/// naming it does not grow the errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchProgram {
+    /// `xdpstack_gen`, the traffic generator's.
+    Generator,
+    /// `xdpstack_xdp_drop`, the drop ceiling's.
+    DropCeiling,
+}
+
+impl std::fmt::Display for BenchProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BenchProgram::Generator => "the generator's XDP program",
+            BenchProgram::DropCeiling => "the XDP drop ceiling's program",
+        })
+    }
+}
+
+/// Errors from loading one of the benchmark's XDP programs or reading its maps.
+/// `program` names which one.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The kernel refused the `bpf()` syscall for lack of privileges.
-    #[error(
-        "loading the generator's XDP program needs CAP_BPF and CAP_NET_ADMIN (run as root): {source}"
-    )]
+    #[error("loading {program} needs CAP_BPF and CAP_NET_ADMIN (run as root): {source}")]
     Privileges {
+        /// Which program.
+        program: BenchProgram,
         /// The underlying error.
         #[source]
         source: EbpfError,
     },
     /// Any other failure to load the object (missing map, bad object...).
-    #[error("loading the generator's XDP program failed: {source}")]
+    #[error("loading {program} failed: {source}")]
     Load {
+        /// Which program.
+        program: BenchProgram,
         /// The underlying error.
         #[source]
         source: EbpfError,
     },
     /// The program did not pass the verifier, or is missing from the object.
-    #[error("the kernel refused the generator's XDP program: {source}")]
+    #[error("the kernel refused {program}: {source}")]
     Program {
+        /// Which program.
+        program: BenchProgram,
         /// The underlying error.
         #[source]
         source: ProgramError,
     },
     /// A map of the ABI is missing or has the wrong type.
-    #[error("the generator's XDP map {name}: {source}")]
+    #[error("the map {name} of {program}: {source}")]
     Map {
+        /// Which program.
+        program: BenchProgram,
         /// The map's name.
         name: &'static str,
         /// The underlying error.
         #[source]
         source: MapError,
     },
+}
+
+/// Load `object` and its XDP program `name` (this runs the verifier); `what` names
+/// the program in errors. Shared by the generator and the drop ceiling.
+pub(crate) fn load_xdp(
+    object: &[u8],
+    name: &'static str,
+    what: BenchProgram,
+) -> Result<Ebpf, LoadError> {
+    let mut ebpf = Ebpf::load(object).map_err(|source| {
+        if ebpf_error_is_permission(&source) {
+            LoadError::Privileges {
+                program: what,
+                source,
+            }
+        } else {
+            LoadError::Load {
+                program: what,
+                source,
+            }
+        }
+    })?;
+    xdp_mut(&mut ebpf, name, what)?
+        .load()
+        .map_err(|source| match &source {
+            ProgramError::LoadError { io_error, .. } if is_permission_error(io_error) => {
+                LoadError::Privileges {
+                    program: what,
+                    source: EbpfError::ProgramError(source),
+                }
+            }
+            _ => LoadError::Program {
+                program: what,
+                source,
+            },
+        })?;
+    Ok(ebpf)
+}
+
+/// The XDP program `name` of `ebpf`.
+pub(crate) fn xdp_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    what: BenchProgram,
+) -> Result<&'a mut Xdp, LoadError> {
+    ebpf.program_mut(name)
+        .ok_or(LoadError::Program {
+            program: what,
+            source: ProgramError::UnexpectedProgramType,
+        })?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            program: what,
+            source,
+        })
+}
+
+/// Element `index` of the per-CPU `u64` array `map` of `ebpf`, on every possible
+/// CPU (indexed by CPU number).
+pub(crate) fn per_cpu_u64(
+    ebpf: &Ebpf,
+    map: &'static str,
+    index: u32,
+    what: BenchProgram,
+) -> Result<Vec<u64>, LoadError> {
+    let map_err = |source| LoadError::Map {
+        program: what,
+        name: map,
+        source,
+    };
+    let data = ebpf.map(map).ok_or(LoadError::Map {
+        program: what,
+        name: map,
+        source: MapError::InvalidName { name: map.into() },
+    })?;
+    let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(data).map_err(map_err)?;
+    let values = array.get(&index, 0).map_err(map_err)?;
+    Ok(values.iter().copied().collect())
 }
 
 /// A live-frames run of the generator's program that the kernel refused or cut
@@ -92,28 +199,7 @@ impl TrafficGenProgram {
     /// Load the embedded object and the generator's program (this runs the
     /// verifier). It sends nothing until configured and run.
     pub fn load() -> Result<Self, LoadError> {
-        let mut ebpf = Ebpf::load(GEN_OBJECT).map_err(|source| {
-            if ebpf_error_is_permission(&source) {
-                LoadError::Privileges { source }
-            } else {
-                LoadError::Load { source }
-            }
-        })?;
-        let program: &mut Xdp = ebpf
-            .program_mut(GEN_PROGRAM_NAME)
-            .ok_or(LoadError::Program {
-                source: ProgramError::UnexpectedProgramType,
-            })?
-            .try_into()
-            .map_err(|source| LoadError::Program { source })?;
-        program.load().map_err(|source| match &source {
-            ProgramError::LoadError { io_error, .. } if is_permission_error(io_error) => {
-                LoadError::Privileges {
-                    source: EbpfError::ProgramError(source),
-                }
-            }
-            _ => LoadError::Program { source },
-        })?;
+        let ebpf = load_xdp(GEN_OBJECT, GEN_PROGRAM_NAME, GEN_WHAT)?;
         Ok(Self { ebpf })
     }
 
@@ -121,19 +207,25 @@ impl TrafficGenProgram {
         self.ebpf
             .program(GEN_PROGRAM_NAME)
             .ok_or(LoadError::Program {
+                program: GEN_WHAT,
                 source: ProgramError::UnexpectedProgramType,
             })?
             .try_into()
-            .map_err(|source| LoadError::Program { source })
+            .map_err(|source| LoadError::Program {
+                program: GEN_WHAT,
+                source,
+            })
     }
 
     /// Set the source ports the program cycles through.
     pub fn configure(&mut self, config: GenConfig) -> Result<(), LoadError> {
         let map_err = |source| LoadError::Map {
+            program: GEN_WHAT,
             name: GEN_CONFIG_MAP,
             source,
         };
         let map = self.ebpf.map_mut(GEN_CONFIG_MAP).ok_or(LoadError::Map {
+            program: GEN_WHAT,
             name: GEN_CONFIG_MAP,
             source: MapError::InvalidName {
                 name: GEN_CONFIG_MAP.into(),
@@ -143,29 +235,9 @@ impl TrafficGenProgram {
         array.set(0, config, 0).map_err(map_err)
     }
 
-    fn stats(&self) -> Result<PerCpuArray<&MapData, u64>, LoadError> {
-        let map = self.ebpf.map(GEN_STATS_MAP).ok_or(LoadError::Map {
-            name: GEN_STATS_MAP,
-            source: MapError::InvalidName {
-                name: GEN_STATS_MAP.into(),
-            },
-        })?;
-        PerCpuArray::try_from(map).map_err(|source| LoadError::Map {
-            name: GEN_STATS_MAP,
-            source,
-        })
-    }
-
     /// `counter` on every possible CPU, indexed by CPU number.
     fn per_cpu(&self, counter: GenCounter) -> Result<Vec<u64>, LoadError> {
-        let values = self
-            .stats()?
-            .get(&counter.index(), 0)
-            .map_err(|source| LoadError::Map {
-                name: GEN_STATS_MAP,
-                source,
-            })?;
-        Ok(values.iter().copied().collect())
+        per_cpu_u64(&self.ebpf, GEN_STATS_MAP, counter.index(), GEN_WHAT)
     }
 
     /// The program's counters, summed over CPUs.

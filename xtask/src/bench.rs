@@ -1,16 +1,21 @@
 //! `cargo xtask bench [--quick]`: every receiver against the same generator, on the
-//! same veth testbed, in one run; ratios against the kernel socket path.
+//! same veth testbed, in one run; ratios against the kernel socket path and against
+//! two references (`refs`): an XDP program that drops every frame (the in-kernel
+//! ceiling) and DPDK's testpmd on its AF_XDP PMD (a peer AF_XDP implementation).
 //!
 //! Each (receiver, payload) pair gets a fresh testbed. The generator
 //! (`xdpstack-gen`, XDP live frames out of the peer's veth) runs pinned to CPU 1;
-//! the receiver's processes are confined to CPU 0 with `taskset`, so the receiver
-//! has one core, like one RX queue's worth of a real machine. Every run reports what
-//! was sent, what reached the application (and the capture file), every drop
-//! counter on the way, and what is left unaccounted for.
+//! the receiver's processes and the receiving veth's threaded NAPI are confined to
+//! CPU 0, so the receiver has one core, like one RX queue's worth of a real
+//! machine, and its CPU time (processes and NAPI threads) is accounted. Every run
+//! reports what was sent, what reached the application (and the capture file),
+//! every drop counter on the way, and what is left unaccounted for.
+
+mod refs;
+mod report;
 
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
     io::Read as _,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -22,21 +27,32 @@ use serde::Serialize;
 use serde_json::Value;
 use xdpstack_testbed::Testbed;
 
+use refs::{CEILING, EthtoolWindow, TESTPMD_5TSWAP, TESTPMD_RXONLY};
+
 const PORT: u16 = 9000;
 /// Source ports the generator cycles through.
 const FLOWS: u32 = 16;
 /// Ethernet + IPv4 + UDP headers in front of the payload.
 const HEADERS: u64 = 14 + 20 + 8;
 
-/// The receivers, in the order they run and are reported.
-const RECEIVERS: [&str; 6] = [
+/// The receivers, in the order they run and are reported: the references first,
+/// so that a machine that cannot run one says so before the long part.
+const RECEIVERS: [&str; 9] = [
     "kernel-udp",
     "kernel-udp+tcpdump",
+    CEILING,
+    TESTPMD_RXONLY,
+    TESTPMD_5TSWAP,
     "xdpstack-drop",
     "xdpstack-sink",
     "xdpstack-sink+pcap",
     "xdpstack-echo",
 ];
+
+/// Receivers that send every frame back: their replies are counted at the peer.
+fn is_echo(receiver: &str) -> bool {
+    receiver == "xdpstack-echo" || receiver == TESTPMD_5TSWAP
+}
 
 /// One measurement.
 #[derive(Debug, Serialize)]
@@ -50,7 +66,8 @@ struct Run {
     veth_ring_full: u64,
     /// Frames the generator transmitted (the peer veth's TX counter).
     sent: u64,
-    /// Datagrams (frames, for xdpstack-drop) that reached the application.
+    /// Datagrams (frames, for xdpstack-drop, testpmd and the ceiling) that reached
+    /// the application; for the ceiling, the veth's XDP drop counter.
     delivered: u64,
     /// Frames in the capture file, where there is one.
     captured: Option<u64>,
@@ -64,12 +81,60 @@ struct Run {
     unaccounted: i64,
     mpps: f64,
     gbps: f64,
+    /// CPU seconds of the receiver's processes and of the receiving veth's NAPI
+    /// threads, from the generator's start to the end of the drain.
     cpu_s: f64,
-    /// Echo replies received back at the peer (xdpstack-echo).
+    /// Echo replies received back at the peer (xdpstack-echo, testpmd 5tswap).
     #[serde(skip_serializing_if = "Option::is_none")]
     echoed: Option<u64>,
+    /// `echoed` per second of the run, in millions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_mpps: Option<f64>,
+    /// Frames the receiver says it transmitted: xdpstack's `tx.sent` summed over
+    /// queues (frames the kernel really transmitted), testpmd's TX-packets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tx_sent: Option<u64>,
+    /// The stack veth's TX packet counter over the run, to reconcile `tx_sent`
+    /// with (the kernel's own ARP replies can make it a few higher).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iface_tx: Option<u64>,
+    /// The stack veth's TX drop counter over the run: frames handed to it that it
+    /// could not pass to its peer (the peer's ring full).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iface_tx_dropped: Option<u64>,
+    /// xdpstack's `tx.kernel_dropped` summed over queues (0 when it has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tx_kernel_dropped: Option<u64>,
+    /// The drop ceiling program's own count, from attach to detach (a cross-check
+    /// of `delivered`, which is the veth's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    program_dropped: Option<u64>,
+    /// What the bench noticed about this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
     /// The generator's own rate, to show it is not the bottleneck.
     generator_mpps: f64,
+}
+
+/// A receiver that was not run, and why.
+#[derive(Debug, Serialize)]
+struct Skipped {
+    receiver: String,
+    reason: String,
+}
+
+/// What a receiver's own counters say about a run, whatever the receiver.
+#[derive(Debug, Default)]
+struct Outcome {
+    delivered: u64,
+    captured: Option<u64>,
+    drops: BTreeMap<String, u64>,
+    capture_drops: BTreeMap<String, u64>,
+    tx_sent: Option<u64>,
+    iface_tx: Option<u64>,
+    tx_kernel_dropped: Option<u64>,
+    program_dropped: Option<u64>,
+    notes: Vec<String>,
 }
 
 /// A child process, ended by pid if still running when dropped.
@@ -215,6 +280,7 @@ struct Bins {
     xdpstack: PathBuf,
     gen_: PathBuf,
     kernel_rx: PathBuf,
+    xdp_drop: PathBuf,
 }
 
 /// Give veth end `dev` a NAPI context of its own, run by a kernel thread pinned
@@ -271,6 +337,222 @@ pub(crate) fn threaded_napi(ns: &str, dev: &str, cpu: u32) -> Result<Vec<String>
     Ok(pinned)
 }
 
+/// A receiver, running.
+enum Receiver {
+    /// `xdpstack-kernel-rx`, with tcpdump beside it for kernel-udp+tcpdump.
+    Kernel { rx: Proc, tcpdump: Option<Proc> },
+    /// `xdpstack` with one of its apps.
+    Xdpstack(Proc),
+    /// One of the references: the drop ceiling or testpmd.
+    Reference(Proc),
+}
+
+impl Receiver {
+    /// CPU seconds of the receiver's processes so far.
+    fn cpu_s(&self) -> f64 {
+        match self {
+            Receiver::Kernel { rx, tcpdump } => {
+                rx.cpu_s() + tcpdump.as_ref().map_or(0.0, Proc::cpu_s)
+            }
+            Receiver::Xdpstack(p) | Receiver::Reference(p) => p.cpu_s(),
+        }
+    }
+}
+
+/// The testbed's counters at one moment: both veths' (`ip -s link`) and the stack
+/// veth's per-queue ones (`ethtool -S`).
+struct Snapshot {
+    peer: Value,
+    stack: Value,
+    ethtool: BTreeMap<String, u64>,
+}
+
+fn snapshot(bed: &Testbed) -> Result<Snapshot> {
+    Ok(Snapshot {
+        peer: link_stats(&bed.peer_ns(), &bed.peer_if())?,
+        stack: link_stats(&bed.stack_ns(), &bed.stack_if())?,
+        ethtool: refs::ethtool_stats(&bed.stack_ns(), &bed.stack_if())?,
+    })
+}
+
+/// Counter `dir`/`name` of `side` (peer or stack) over the run.
+fn delta(before: &Value, after: &Value, dir: &str, name: &str) -> u64 {
+    counter(after, dir, name).saturating_sub(counter(before, dir, name))
+}
+
+/// Start `receiver` on the stack side of `bed`, ready to receive.
+fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Result<Receiver> {
+    let ns_s = bed.stack_ns();
+    let on_cpu0 = |program: &Path| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns_s, "taskset", "-c", "0"])
+            .arg(program);
+        c
+    };
+    if receiver.starts_with("kernel") {
+        let mut tcpdump = None;
+        if receiver.ends_with("tcpdump") {
+            let p = Proc::spawn(
+                on_cpu0(Path::new("tcpdump"))
+                    .args(["-i", &bed.stack_if(), "-n", "-s", "0", "-B", "16384", "-w"])
+                    .arg(pcap)
+                    .args(["udp", "port", &PORT.to_string()]),
+                "tcpdump",
+            )?;
+            // tcpdump says "listening on" once its socket is up.
+            std::thread::sleep(Duration::from_millis(700));
+            tcpdump = Some(p);
+        }
+        let rx = Proc::spawn(
+            on_cpu0(&bins.kernel_rx).args(["--bind", &format!("198.18.0.1:{PORT}")]),
+            "xdpstack-kernel-rx",
+        )?;
+        return Ok(Receiver::Kernel { rx, tcpdump });
+    }
+    if !receiver.starts_with("xdpstack") {
+        return refs::start(receiver, bed, &bins.xdp_drop, &on_cpu0).map(Receiver::Reference);
+    }
+    let app = match receiver {
+        "xdpstack-drop" => "none",
+        "xdpstack-echo" => "echo",
+        _ => "sink",
+    };
+    let mut cmd = on_cpu0(&bins.xdpstack);
+    cmd.args(["-i", &bed.stack_if(), "--port", &PORT.to_string()])
+        .args(["--app", app, "--json"]);
+    if receiver.ends_with("+pcap") {
+        cmd.arg("-w").arg(pcap);
+    }
+    let p = Proc::spawn(&mut cmd, "xdpstack")?;
+    if bed.wait_xdp_attached(Duration::from_secs(10))?.is_none() {
+        let (out, err) = p.stop(Duration::from_secs(5))?;
+        bail!("xdpstack did not attach:\n{out}\n{err}");
+    }
+    Ok(Receiver::Xdpstack(p))
+}
+
+/// Stop xdpstack-kernel-rx (and tcpdump) and read their counters.
+fn finish_kernel(rx: Proc, tcpdump: Option<Proc>) -> Result<Outcome> {
+    let (out, err) = rx.stop(Duration::from_secs(10))?;
+    let report = json_line(&out).with_context(|| format!("receiver said: {err}"))?;
+    let mut o = Outcome {
+        delivered: report["datagrams"].as_u64().unwrap_or(0),
+        ..Outcome::default()
+    };
+    for (k, v) in report["drops"].as_object().into_iter().flatten() {
+        // InErrors includes RcvbufErrors and InCsumErrors: count it alone.
+        if k != "udp_rcvbuf_errors" && k != "udp_in_csum_errors" {
+            o.drops.insert(k.clone(), v.as_u64().unwrap_or(0));
+        }
+    }
+    if let Some(t) = tcpdump {
+        let (_, err) = t.stop(Duration::from_secs(10))?;
+        // "N packets captured", "N packets dropped by kernel".
+        let stat = |what: &str| {
+            err.lines()
+                .find(|l| l.contains(what))
+                .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        o.captured = stat("packets captured");
+        o.capture_drops.insert(
+            "tcpdump_dropped_by_kernel".into(),
+            stat("dropped by kernel").unwrap_or(0),
+        );
+    }
+    Ok(o)
+}
+
+/// Stop xdpstack and read its report; for xdpstack-echo, reconcile what it says
+/// it transmitted with the stack veth's TX counter (`iface_tx`).
+fn finish_xdpstack(p: Proc, receiver: &str, iface_tx: u64) -> Result<Outcome> {
+    let (out, err) = p.stop(Duration::from_secs(10))?;
+    let report = json_line(&out).with_context(|| format!("receiver said: {err}"))?;
+    let mut o = Outcome {
+        delivered: if receiver == "xdpstack-drop" {
+            report["packets"].as_u64().unwrap_or(0)
+        } else {
+            report["udp"]["datagrams"].as_u64().unwrap_or(0)
+        },
+        ..Outcome::default()
+    };
+    let queues = report["queues"].as_array().cloned().unwrap_or_default();
+    let sum = |f: &dyn Fn(&Value) -> u64| queues.iter().map(f).sum::<u64>();
+    // rx_dropped includes the frames lost to an empty fill ring.
+    o.drops.insert(
+        "xsk_rx_dropped".into(),
+        sum(&|q| q["xsk"]["rx_dropped"].as_u64().unwrap_or(0)),
+    );
+    o.drops.insert(
+        "xsk_rx_ring_full".into(),
+        sum(&|q| q["xsk"]["rx_ring_full"].as_u64().unwrap_or(0)),
+    );
+    let consumer_drops = |c: &str| {
+        sum(&|q| {
+            q["consumers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| x["name"] == c)
+                .map(|x| x["dropped"].as_u64().unwrap_or(0))
+                .sum()
+        })
+    };
+    o.drops
+        .insert("udp_queue_full".into(), consumer_drops("udp"));
+    if receiver.ends_with("+pcap") {
+        o.capture_drops
+            .insert("pcap_queue_full".into(), consumer_drops("pcap"));
+        o.captured = report["capture"]["stats"]["records_written"].as_u64();
+    }
+    if receiver != "xdpstack-drop" {
+        let rejected: u64 = report["udp"]["rejected"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(_, v)| v.as_u64().unwrap_or(0))
+            .sum();
+        o.drops.insert("udp_rejected".into(), rejected);
+    }
+    let passed: u64 = report["xdp"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("pass") || k.starts_with("malformed"))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum();
+    o.drops.insert("xdp_passed_to_kernel".into(), passed);
+    if receiver == "xdpstack-echo" {
+        o.tx_sent = Some(sum(&|q| q["tx"]["sent"].as_u64().unwrap_or(0)));
+        // Absent from reports of builds that do not count it yet: 0.
+        o.tx_kernel_dropped = Some(sum(&|q| q["tx"]["kernel_dropped"].as_u64().unwrap_or(0)));
+        o.iface_tx = Some(iface_tx);
+    }
+    Ok(o)
+}
+
+/// Notes on a run whose transmit counters do not agree; `iface_dropped` is the
+/// stack veth's TX drop counter over the run.
+fn tx_notes(o: &Outcome, iface_dropped: u64) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let (Some(sent), Some(iface)) = (o.tx_sent, o.iface_tx)
+        && sent != iface
+    {
+        let left = (iface + iface_dropped) as i64 - sent as i64;
+        notes.push(format!(
+            "the receiver counted {sent} frames transmitted, the stack veth transmitted \
+             {iface} and dropped {iface_dropped} on transmit (its peer's ring full): \
+             {left:+} left over, which the kernel's own frames on that veth (ARP \
+             replies, neighbour discovery) explain when it is a handful"
+        ));
+    }
+    if let Some(dropped) = o.tx_kernel_dropped.filter(|&d| d > 0) {
+        notes.push(format!(
+            "the kernel dropped {dropped} frames from the stack's TX ring (tx.kernel_dropped)"
+        ));
+    }
+    notes
+}
+
 /// One receiver at one payload size, on a fresh testbed.
 fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) -> Result<Run> {
     let name = "xsbench";
@@ -280,73 +562,22 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
     let bed = Testbed::create(name, 1)?;
     let (ns_s, ns_p) = (bed.stack_ns(), bed.peer_ns());
     let (if_s, if_p) = (bed.stack_if(), bed.peer_if());
-    let kernel = receiver.starts_with("kernel");
     // The receive path's kernel half runs in these threads: their CPU time is
     // the receiver's too.
     let napi = threaded_napi(&ns_s, &if_s, 0)?;
-    if receiver == "xdpstack-echo" {
+    if is_echo(receiver) {
         // The peer's receive path for the replies runs on the generator's core,
         // as it would on another machine, not on the receiver's.
         threaded_napi(&ns_p, &if_p, 1)?;
     }
     let napi_cpu = || napi.iter().map(|p| cpu_of(p)).sum::<f64>();
-    let on_cpu0 = |program: &Path| {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &ns_s, "taskset", "-c", "0"])
-            .arg(program);
-        c
-    };
     let pcap = dir.join(format!("{receiver}-{payload}.pcap"));
     let _ = std::fs::remove_file(&pcap);
-    let mut tcpdump = None;
-    let rx = if kernel {
-        if receiver.ends_with("tcpdump") {
-            let p = Proc::spawn(
-                on_cpu0(Path::new("tcpdump"))
-                    .args(["-i", &if_s, "-n", "-s", "0", "-B", "16384", "-w"])
-                    .arg(&pcap)
-                    .args(["udp", "port", &PORT.to_string()]),
-                "tcpdump",
-            )?;
-            // tcpdump says "listening on" once its socket is up.
-            std::thread::sleep(Duration::from_millis(700));
-            tcpdump = Some(p);
-        }
-        Proc::spawn(
-            on_cpu0(&bins.kernel_rx).args(["--bind", &format!("198.18.0.1:{PORT}")]),
-            "xdpstack-kernel-rx",
-        )?
-    } else {
-        let app = match receiver {
-            "xdpstack-drop" => "none",
-            "xdpstack-echo" => "echo",
-            _ => "sink",
-        };
-        let mut cmd = on_cpu0(&bins.xdpstack);
-        cmd.args([
-            "-i",
-            &if_s,
-            "--port",
-            &PORT.to_string(),
-            "--app",
-            app,
-            "--json",
-        ]);
-        if receiver.ends_with("+pcap") {
-            cmd.arg("-w").arg(&pcap);
-        }
-        let p = Proc::spawn(&mut cmd, "xdpstack")?;
-        if bed.wait_xdp_attached(Duration::from_secs(10))?.is_none() {
-            let (out, err) = p.stop(Duration::from_secs(5))?;
-            bail!("xdpstack did not attach:\n{out}\n{err}");
-        }
-        p
-    };
+    let rx = start_receiver(bins, receiver, &bed, &pcap)?;
     std::thread::sleep(Duration::from_millis(300));
 
-    let napi_before = napi_cpu();
-    let peer_before = link_stats(&ns_p, &if_p)?;
-    let stack_before = link_stats(&ns_s, &if_s)?;
+    let cpu_before = rx.cpu_s() + napi_cpu();
+    let before = snapshot(&bed)?;
     let gen_out = Command::new("ip")
         .args(["netns", "exec", &ns_p])
         .arg(&bins.gen_)
@@ -371,304 +602,97 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
     let generator = json_line(&String::from_utf8_lossy(&gen_out.stdout))?;
     // Let the receiver drain what is queued.
     std::thread::sleep(Duration::from_millis(500));
-    let cpu_s = rx.cpu_s() + tcpdump.as_ref().map_or(0.0, Proc::cpu_s) + napi_cpu() - napi_before;
-    let peer_after = link_stats(&ns_p, &if_p)?;
-    let stack_after = link_stats(&ns_s, &if_s)?;
-    let (out, err) = rx.stop(Duration::from_secs(10))?;
-    let report = json_line(&out).with_context(|| format!("receiver said: {err}"))?;
+    let cpu_s = rx.cpu_s() + napi_cpu() - cpu_before;
+    let after = snapshot(&bed)?;
+    let iface_tx = delta(&before.stack, &after.stack, "tx", "packets");
+    let iface_tx_dropped = delta(&before.stack, &after.stack, "tx", "dropped");
+    let eth = EthtoolWindow {
+        before: before.ethtool,
+        after: after.ethtool,
+    };
+    let mut o = match rx {
+        Receiver::Kernel { rx, tcpdump } => finish_kernel(rx, tcpdump)?,
+        Receiver::Xdpstack(p) => finish_xdpstack(p, receiver, iface_tx)?,
+        Receiver::Reference(p) if receiver == CEILING => refs::finish_ceiling(p, &eth)?,
+        Receiver::Reference(p) => refs::finish_testpmd(p, receiver, &eth, iface_tx)?,
+    };
+    drop(bed);
 
-    let delta = |a: &Value, b: &Value, dir: &str, n: &str| counter(b, dir, n) - counter(a, dir, n);
-    let sent = delta(&peer_before, &peer_after, "tx", "packets");
-    let gen_seconds = generator["seconds"].as_f64().unwrap_or(seconds).max(1e-9);
+    let sent = delta(&before.peer, &after.peer, "tx", "packets");
     // Receiver-side counters only: veth's own rx_dropped also counts the frames
     // the sender found the ring full for (`veth_ring_full`, never sent) and the
-    // AF_XDP socket's drops (counted below), so it would count them twice.
-    let mut drops = BTreeMap::new();
-    let veth_rx = delta(&stack_before, &stack_after, "rx", "packets");
-    let mut captured = None;
-    let mut echoed = None;
-    let mut capture_drops = BTreeMap::new();
-    let delivered;
-    let mut passed = 0;
-    if kernel {
-        delivered = report["datagrams"].as_u64().unwrap_or(0);
-        for (k, v) in report["drops"].as_object().into_iter().flatten() {
-            // InErrors includes RcvbufErrors and InCsumErrors: count it alone.
-            if k != "udp_rcvbuf_errors" && k != "udp_in_csum_errors" {
-                drops.insert(k.clone(), v.as_u64().unwrap_or(0));
-            }
-        }
-        if let Some(t) = tcpdump {
-            let (_, err) = t.stop(Duration::from_secs(10))?;
-            // "N packets captured", "N packets dropped by kernel".
-            let stat = |what: &str| {
-                err.lines()
-                    .find(|l| l.contains(what))
-                    .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-            };
-            captured = stat("packets captured");
-            capture_drops.insert(
-                "tcpdump_dropped_by_kernel".into(),
-                stat("dropped by kernel").unwrap_or(0),
-            );
-        }
-    } else {
-        delivered = if receiver == "xdpstack-drop" {
-            report["packets"].as_u64().unwrap_or(0)
-        } else {
-            report["udp"]["datagrams"].as_u64().unwrap_or(0)
-        };
-        let queues = report["queues"].as_array().cloned().unwrap_or_default();
-        let sum = |f: &dyn Fn(&Value) -> u64| queues.iter().map(f).sum::<u64>();
-        // rx_dropped includes the frames lost to an empty fill ring.
-        drops.insert(
-            "xsk_rx_dropped".into(),
-            sum(&|q| q["xsk"]["rx_dropped"].as_u64().unwrap_or(0)),
-        );
-        drops.insert(
-            "xsk_rx_ring_full".into(),
-            sum(&|q| q["xsk"]["rx_ring_full"].as_u64().unwrap_or(0)),
-        );
-        let consumer_drops = |c: &str| {
-            sum(&|q| {
-                q["consumers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|x| x["name"] == c)
-                    .map(|x| x["dropped"].as_u64().unwrap_or(0))
-                    .sum()
-            })
-        };
-        drops.insert("udp_queue_full".into(), consumer_drops("udp"));
-        if receiver.ends_with("+pcap") {
-            capture_drops.insert("pcap_queue_full".into(), consumer_drops("pcap"));
-        }
-        if receiver != "xdpstack-drop" {
-            let rejected: u64 = report["udp"]["rejected"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(_, v)| v.as_u64().unwrap_or(0))
-                .sum();
-            drops.insert("udp_rejected".into(), rejected);
-        }
-        for (k, v) in report["xdp"].as_object().into_iter().flatten() {
-            if k.starts_with("pass") || k.starts_with("malformed") {
-                passed += v.as_u64().unwrap_or(0);
-            }
-        }
-        drops.insert("xdp_passed_to_kernel".into(), passed);
-        if receiver.ends_with("+pcap") {
-            captured = report["capture"]["stats"]["records_written"].as_u64();
-        }
-        if receiver == "xdpstack-echo" {
-            echoed = Some(delta(&peer_before, &peer_after, "rx", "packets"));
-        }
-    }
-    drop(bed);
-    let lost: u64 = drops.values().sum();
-    let unaccounted = sent as i64 - delivered as i64 - lost as i64;
-    let frame = payload + HEADERS;
+    // AF_XDP socket's drops (counted by the receivers), so it would count them
+    // twice.
+    let veth_rx = delta(&before.stack, &after.stack, "rx", "packets");
     if veth_rx != sent {
-        eprintln!("    note: the receiving veth counted {veth_rx} frames, the sender {sent}");
+        o.notes.push(format!(
+            "the receiving veth counted {veth_rx} frames, the sender {sent}"
+        ));
     }
+    let echoed = is_echo(receiver).then(|| delta(&before.peer, &after.peer, "rx", "packets"));
+    o.notes.extend(tx_notes(&o, iface_tx_dropped));
+    let gen_seconds = generator["seconds"].as_f64().unwrap_or(seconds).max(1e-9);
+    let lost: u64 = o.drops.values().sum();
+    let frame = payload + HEADERS;
     Ok(Run {
         receiver: receiver.to_string(),
         payload,
         offered: generator["runs"].as_u64().unwrap_or(0),
         veth_ring_full: generator["dropped"].as_u64().unwrap_or(0),
         sent,
-        delivered,
-        captured,
-        drops,
-        capture_drops,
-        unaccounted,
-        mpps: delivered as f64 / gen_seconds / 1e6,
-        gbps: (delivered * frame * 8) as f64 / gen_seconds / 1e9,
+        delivered: o.delivered,
+        captured: o.captured,
+        unaccounted: sent as i64 - o.delivered as i64 - lost as i64,
+        drops: o.drops,
+        capture_drops: o.capture_drops,
+        mpps: o.delivered as f64 / gen_seconds / 1e6,
+        gbps: (o.delivered * frame * 8) as f64 / gen_seconds / 1e9,
         cpu_s,
         echoed,
+        reply_mpps: echoed.map(|e| e as f64 / gen_seconds / 1e6),
+        tx_sent: o.tx_sent,
+        iface_tx: o.iface_tx,
+        iface_tx_dropped: o.iface_tx.map(|_| iface_tx_dropped),
+        tx_kernel_dropped: o.tx_kernel_dropped,
+        program_dropped: o.program_dropped,
+        notes: o.notes,
         generator_mpps: generator["runs"].as_u64().unwrap_or(sent) as f64 / gen_seconds / 1e6,
     })
 }
 
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    serde_json::json!({ "cpu": cpu, "cpus": cpus, "testbed": "veth pair in two network namespaces, 1 queue, copy mode" })
-}
-
-fn kernel_release() -> String {
-    Command::new("uname")
-        .arg("-r")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn ratios(runs: &[Run]) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for base in ["kernel-udp", "kernel-udp+tcpdump"] {
-        for r in runs.iter().filter(|r| r.receiver.starts_with("xdpstack")) {
-            if let Some(b) = runs
-                .iter()
-                .find(|b| b.receiver == base && b.payload == r.payload && b.mpps > 0.0)
-            {
-                out.insert(
-                    format!("{}/{base}@{}", r.receiver, r.payload),
-                    r.mpps / b.mpps,
-                );
-            }
-        }
-    }
-    out
-}
-
-fn table(runs: &[Run], ratios: &BTreeMap<String, f64>, markdown: bool) -> String {
-    let head = [
-        "receiver",
-        "payload",
-        "offered",
-        "sent",
-        "delivered",
-        "captured",
-        "drops",
-        "unacc.",
-        "Mpps",
-        "Gbit/s",
-        "CPU s",
-        "x kernel-udp",
-        "x +tcpdump",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
-    for r in runs {
-        let ratio = |base: &str| {
-            ratios
-                .get(&format!("{}/{base}@{}", r.receiver, r.payload))
-                .map_or("-".to_string(), |x| format!("{x:.2}"))
-        };
-        rows.push(vec![
-            r.receiver.clone(),
-            r.payload.to_string(),
-            r.offered.to_string(),
-            r.sent.to_string(),
-            r.delivered.to_string(),
-            r.captured.map_or("-".to_string(), |c| c.to_string()),
-            r.drops.values().sum::<u64>().to_string(),
-            r.unaccounted.to_string(),
-            format!("{:.3}", r.mpps),
-            format!("{:.2}", r.gbps),
-            format!("{:.2}", r.cpu_s),
-            ratio("kernel-udp"),
-            ratio("kernel-udp+tcpdump"),
-        ]);
-    }
-    let mut s = String::new();
-    if markdown {
-        for (i, row) in rows.iter().enumerate() {
-            let _ = writeln!(s, "| {} |", row.join(" | "));
-            if i == 0 {
-                let _ = writeln!(s, "|{}", "---|".repeat(row.len()));
-            }
-        }
-        return s;
-    }
-    let widths: Vec<usize> = (0..head.len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        for (c, cell) in row.iter().enumerate() {
-            if c == 0 {
-                let _ = write!(s, "{cell:<w$}", w = widths[c]);
-            } else {
-                let _ = write!(s, "  {cell:>w$}", w = widths[c]);
-            }
-        }
-        s.push('\n');
-    }
-    s
-}
-
-/// Mpps per receiver, grouped by payload, as an SVG bar chart.
-fn plot(runs: &[Run], payloads: &[u64], path: &Path) -> Result<()> {
-    use plotters::prelude::*;
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max = runs.iter().map(|r| r.mpps).fold(0.0, f64::max).max(0.1) * 1.15;
-    let groups = payloads.len();
-    let per = RECEIVERS.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Mpps delivered, veth testbed (copy mode)",
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..(groups * (per + 1)) as f64, 0f64..max)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(0)
-        .y_desc("Mpps")
-        .draw()?;
-    for (g, payload) in payloads.iter().enumerate() {
-        let x = (g * (per + 1)) as f64 + per as f64 / 2.0;
-        chart.draw_series(std::iter::once(Text::new(
-            format!("{payload}-byte payload"),
-            (x - 1.0, -max * 0.04),
-            ("sans-serif", 14),
-        )))?;
-    }
-    for (i, receiver) in RECEIVERS.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let bars: Vec<_> = payloads
-            .iter()
-            .enumerate()
-            .filter_map(|(g, p)| {
-                let r = runs
-                    .iter()
-                    .find(|r| r.receiver == *receiver && r.payload == *p)?;
-                let x = (g * (per + 1) + i) as f64;
-                Some(Rectangle::new(
-                    [(x, 0.0), (x + 0.9, r.mpps)],
-                    color.filled(),
-                ))
-            })
-            .collect();
-        chart
-            .draw_series(bars)?
-            .label(*receiver)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
-}
-
-/// Run the suite. `bins` are release builds.
-pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Result<()> {
+/// The receivers to run (all, or those of `only`), with the ones this machine
+/// cannot run set aside with the reason: testpmd when apt cannot install it.
+fn plan(only: &[String]) -> Result<(Vec<&'static str>, Vec<Skipped>)> {
     if let Some(unknown) = only.iter().find(|r| !RECEIVERS.contains(&r.as_str())) {
         bail!(
             "unknown receiver {unknown}: one of {}",
             RECEIVERS.join(", ")
         );
     }
+    let mut chosen: Vec<&str> = RECEIVERS
+        .into_iter()
+        .filter(|r| only.is_empty() || only.iter().any(|o| o == r))
+        .collect();
+    let mut skipped = Vec::new();
+    let testpmd = |r: &&str| *r == TESTPMD_RXONLY || *r == TESTPMD_5TSWAP;
+    if chosen.iter().any(testpmd)
+        && let Err(reason) = refs::testpmd_available()
+    {
+        eprintln!("==> skipping {TESTPMD_RXONLY} and {TESTPMD_5TSWAP}: {reason}");
+        for r in chosen.iter().filter(|r| testpmd(r)) {
+            skipped.push(Skipped {
+                receiver: r.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        chosen.retain(|r| !testpmd(r));
+    }
+    Ok((chosen, skipped))
+}
+
+/// Run the suite. `xdpstack` is the release build; the bench tooling is next to it.
+pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Result<()> {
+    let (receivers, skipped) = plan(only)?;
     let dir = crate::root().join("target").join("bench");
     std::fs::create_dir_all(&dir)?;
     let bin_dir = xdpstack.parent().context("binary has a directory")?;
@@ -676,6 +700,7 @@ pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Re
         xdpstack: xdpstack.to_path_buf(),
         gen_: bin_dir.join("xdpstack-gen"),
         kernel_rx: bin_dir.join("xdpstack-kernel-rx"),
+        xdp_drop: bin_dir.join("xdpstack-xdp-drop"),
     };
     let (payloads, seconds): (&[u64], f64) = if quick {
         (&[18], 1.0)
@@ -689,49 +714,36 @@ pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Re
     };
     let mut runs = Vec::new();
     for &payload in &payloads {
-        for receiver in RECEIVERS
-            .into_iter()
-            .filter(|r| only.is_empty() || only.iter().any(|o| o == r))
-        {
+        for &receiver in &receivers {
             eprintln!("==> {receiver}, {payload}-byte payloads, {seconds} s");
             let run = measure(&bins, receiver, payload, seconds, &dir)
                 .with_context(|| format!("{receiver} at {payload} bytes"))?;
             eprintln!(
-                "    sent {} delivered {} ({:.3} Mpps, generator {:.3} Mpps), drops {}, unaccounted {}",
+                "    sent {} delivered {} ({:.3} Mpps, generator {:.3} Mpps), drops {}, unaccounted {}{}",
                 run.sent,
                 run.delivered,
                 run.mpps,
                 run.generator_mpps,
                 run.drops.values().sum::<u64>(),
-                run.unaccounted
+                run.unaccounted,
+                run.echoed
+                    .map_or(String::new(), |e| format!(", replies at the peer {e}")),
             );
+            if let (Some(sent), Some(iface)) = (run.tx_sent, run.iface_tx) {
+                eprintln!(
+                    "    transmitted: receiver says {sent}, stack veth {iface} (dropped {}), kernel dropped {}",
+                    run.iface_tx_dropped.unwrap_or(0),
+                    run.tx_kernel_dropped
+                        .map_or("-".to_string(), |d| d.to_string())
+                );
+            }
+            for note in &run.notes {
+                eprintln!("    note: {note}");
+            }
             runs.push(run);
         }
     }
-    let ratios = ratios(&runs);
-    let text = table(&runs, &ratios, false);
-    println!("{text}");
-    let results = serde_json::json!({
-        "machine": machine(),
-        "kernel": kernel_release(),
-        "quick": quick,
-        "seconds_per_run": seconds,
-        "runs": runs,
-        "ratios": ratios,
-    });
-    std::fs::write(
-        dir.join("results.json"),
-        serde_json::to_string_pretty(&results)?,
-    )?;
-    let md = format!(
-        "# xdpstack benchmark\n\nKernel {}, {}; {} s per run; generator on CPU 1, receiver on CPU 0.\n\n{}",
-        kernel_release(),
-        machine()["cpu"].as_str().unwrap_or(""),
-        seconds,
-        table(&runs, &ratios, true)
-    );
-    std::fs::write(dir.join("results.md"), md)?;
-    plot(&runs, &payloads, &dir.join("results.svg"))?;
+    report::write(&dir, &runs, &skipped, &payloads, quick, seconds)?;
     for r in &runs {
         let _ = std::fs::remove_file(dir.join(format!("{}-{}.pcap", r.receiver, r.payload)));
     }

@@ -206,6 +206,63 @@ pub fn setup() -> Result<()> {
     Ok(())
 }
 
+/// The Debian packages of the benchmark's peer AF_XDP implementation, DPDK
+/// 22.11's `dpdk-testpmd` with its AF_XDP PMD; only `cargo xtask bench` needs
+/// them, so `setup` does not install them.
+const DPDK_PACKAGES: &[&str] = &["dpdk-dev", "librte-net-af-xdp23"];
+
+/// `dpdk-testpmd` with the AF_XDP PMD, for `cargo xtask bench`: installed with apt
+/// when missing (checked first with dpkg, so an installed machine needs no
+/// network). `Err` says, in one line, why it is not there and how to get it; the
+/// bench skips the testpmd receivers then instead of failing.
+pub fn bench_dpdk_testpmd() -> Result<(), String> {
+    let present = || DPDK_PACKAGES.iter().all(|p| apt_installed(p));
+    // `--help` exits 0 without touching hugepages or devices (`--version` does not).
+    let on_path = || succeeds(Command::new("dpdk-testpmd").arg("--help"));
+    if !present() {
+        let wanted = DPDK_PACKAGES.join(" ");
+        eprintln!(
+            "setup: missing apt packages {wanted}: the bench's peer AF_XDP implementation (dpdk-testpmd)"
+        );
+        if !is_root() {
+            return Err(format!(
+                "installing {wanted} needs root: run `sudo apt-get install {wanted}`"
+            ));
+        }
+        let apt = |what: &str, cmd: &mut Command| -> Result<(), String> {
+            eprintln!("setup: {what}");
+            match cmd.env("DEBIAN_FRONTEND", "noninteractive").status() {
+                Ok(s) if s.success() => Ok(()),
+                Ok(s) => Err(format!("{what} failed ({s})")),
+                Err(e) => Err(format!("could not run apt-get: {e}")),
+            }
+        };
+        apt("apt-get update", Command::new("apt-get").args(["update", "-qq"]))
+            .and_then(|()| {
+                apt(
+                    &format!("apt-get install {wanted}"),
+                    Command::new("apt-get")
+                        .args(["install", "-y", "-qq", "--no-install-recommends"])
+                        .args(DPDK_PACKAGES),
+                )
+            })
+            .map_err(|e| {
+                format!("{e}: apt could not install {wanted} (no network or no Debian mirror?); `apt-get install {wanted}` by hand, then rerun")
+            })?;
+        if !present() {
+            return Err(format!("apt-get ran but {wanted} are still not installed"));
+        }
+    }
+    if !on_path() {
+        return Err(
+            "dpkg says dpdk-dev is installed but `dpdk-testpmd --help` does not run; \
+             reinstall it with `apt-get install --reinstall dpdk-dev`"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// True when running as root.
 pub fn root() -> bool {
     is_root()

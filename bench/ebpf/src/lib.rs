@@ -15,6 +15,12 @@
 //! a redirect to that interface). Pages are recycled without being re-initialised,
 //! so the program rewrites the whole source port on every run rather than
 //! incrementing it.
+//!
+//! The crate's second program, `xdpstack_xdp_drop` (`src/drop.rs`, object
+//! `xdpstack-drop-xdp`), is the benchmark's in-kernel ceiling: attached in driver
+//! mode to the receiving veth, it drops every frame and counts it per CPU in
+//! [`DROP_STATS_MAP`]. Nothing in user space can take frames faster than the
+//! kernel can hand them to an XDP program that does nothing.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -25,6 +31,12 @@ pub const GEN_PROGRAM_NAME: &str = "xdpstack_gen";
 pub const GEN_CONFIG_MAP: &str = "GEN_CONFIG";
 /// `PERCPU_ARRAY[GEN_COUNTER_COUNT]` of `u64`, indexed by [`GenCounter`].
 pub const GEN_STATS_MAP: &str = "GEN_STATS";
+
+/// Name of the drop ceiling's XDP program function in its object file.
+pub const DROP_PROGRAM_NAME: &str = "xdpstack_xdp_drop";
+
+/// `PERCPU_ARRAY[1]` of `u64`: the frames the drop ceiling's program dropped.
+pub const DROP_STATS_MAP: &str = "DROP_STATS";
 
 /// Byte offset of the UDP source port in the template frame: an untagged Ethernet
 /// header (14 bytes) and an IPv4 header without options (20 bytes). User space builds

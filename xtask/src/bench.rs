@@ -531,24 +531,38 @@ fn finish_xdpstack(p: Proc, receiver: &str, iface_tx: u64) -> Result<Outcome> {
 }
 
 /// Notes on a run whose transmit counters do not agree; `iface_dropped` is the
-/// stack veth's TX drop counter over the run.
+/// stack veth's TX drop counter over the run. xdpstack's `tx.sent` counts what
+/// the kernel transmitted and `tx.kernel_dropped` what it refused, so they are
+/// compared with the veth's TX and TX-drop counters one to one; testpmd reports
+/// its TX-packets, which include what the veth then dropped.
 fn tx_notes(o: &Outcome, iface_dropped: u64) -> Vec<String> {
     let mut notes = Vec::new();
-    if let (Some(sent), Some(iface)) = (o.tx_sent, o.iface_tx)
-        && sent != iface
-    {
-        let left = (iface + iface_dropped) as i64 - sent as i64;
-        notes.push(format!(
-            "the receiver counted {sent} frames transmitted, the stack veth transmitted \
-             {iface} and dropped {iface_dropped} on transmit (its peer's ring full): \
-             {left:+} left over, which the kernel's own frames on that veth (ARP \
-             replies, neighbour discovery) explain when it is a handful"
-        ));
-    }
-    if let Some(dropped) = o.tx_kernel_dropped.filter(|&d| d > 0) {
-        notes.push(format!(
-            "the kernel dropped {dropped} frames from the stack's TX ring (tx.kernel_dropped)"
-        ));
+    let Some((sent, iface)) = o.tx_sent.zip(o.iface_tx) else {
+        return notes;
+    };
+    match o.tx_kernel_dropped {
+        Some(dropped) => {
+            if sent != iface || dropped != iface_dropped {
+                notes.push(format!(
+                    "tx.sent {sent} against the stack veth's {iface} transmitted ({:+}), \
+                     tx.kernel_dropped {dropped} against its {iface_dropped} dropped on \
+                     transmit ({:+}); the kernel's own frames on that veth (ARP replies, \
+                     neighbour discovery) explain a handful in the veth's counts",
+                    iface as i64 - sent as i64,
+                    iface_dropped as i64 - dropped as i64,
+                ));
+            }
+        }
+        None if sent != iface => {
+            let left = (iface + iface_dropped) as i64 - sent as i64;
+            notes.push(format!(
+                "the receiver counted {sent} frames transmitted, the stack veth transmitted \
+                 {iface} and dropped {iface_dropped} on transmit (its peer's ring full): \
+                 {left:+} left over, which the kernel's own frames on that veth (ARP \
+                 replies, neighbour discovery) explain when it is a handful"
+            ));
+        }
+        None => {}
     }
     notes
 }

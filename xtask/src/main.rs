@@ -375,7 +375,7 @@ fn main() -> ExitCode {
         } => setup::setup().and_then(|()| {
             require_root("the benchmarks")?;
             step(
-                "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx)",
+                "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx, xdpstack-xdp-drop)",
                 &mut build_command(true),
             )?;
             bench::bench(&binary(true), quick, &receivers, &payloads)

@@ -541,18 +541,17 @@ fn tx_notes(o: &Outcome, iface_dropped: u64) -> Vec<String> {
         return notes;
     };
     match o.tx_kernel_dropped {
-        Some(dropped) => {
-            if sent != iface || dropped != iface_dropped {
-                notes.push(format!(
-                    "tx.sent {sent} against the stack veth's {iface} transmitted ({:+}), \
-                     tx.kernel_dropped {dropped} against its {iface_dropped} dropped on \
-                     transmit ({:+}); the kernel's own frames on that veth (ARP replies, \
-                     neighbour discovery) explain a handful in the veth's counts",
-                    iface as i64 - sent as i64,
-                    iface_dropped as i64 - dropped as i64,
-                ));
-            }
+        Some(dropped) if sent != iface || dropped != iface_dropped => {
+            notes.push(format!(
+                "tx.sent {sent} against the stack veth's {iface} transmitted ({:+}), \
+                 tx.kernel_dropped {dropped} against its {iface_dropped} dropped on \
+                 transmit ({:+}); the kernel's own frames on that veth (ARP replies, \
+                 neighbour discovery) explain a handful in the veth's counts",
+                iface as i64 - sent as i64,
+                iface_dropped as i64 - dropped as i64,
+            ));
         }
+        Some(_) => {}
         None if sent != iface => {
             let left = (iface + iface_dropped) as i64 - sent as i64;
             notes.push(format!(

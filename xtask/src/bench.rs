@@ -423,6 +423,11 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
     if receiver.ends_with("+pcap") {
         cmd.arg("-w").arg(pcap);
     }
+    // Extra flags for every xdpstack receiver, for trying a tuning in the same
+    // method (`XDPSTACK_BENCH_ARGS="--busy-poll --budget 128"`).
+    if let Ok(extra) = std::env::var("XDPSTACK_BENCH_ARGS") {
+        cmd.args(extra.split_whitespace());
+    }
     let p = Proc::spawn(&mut cmd, "xdpstack")?;
     if bed.wait_xdp_attached(Duration::from_secs(10))?.is_none() {
         let (out, err) = p.stop(Duration::from_secs(5))?;

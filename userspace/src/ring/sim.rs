@@ -36,6 +36,7 @@ pub struct SimRings {
     /// Frames the next kicks refuse (complete unsent), and those refused.
     tx_refuse: u64,
     refused: Vec<TxDesc>,
+    napi_id: u32,
 }
 
 /// Frames one kick sends at most: the kernel's copy-mode budget per `sendto(2)`.
@@ -60,6 +61,7 @@ impl SimRings {
             tx_stalled: false,
             tx_refuse: 0,
             refused: Vec::new(),
+            napi_id: 0,
         }
     }
 
@@ -74,6 +76,16 @@ impl SimRings {
     /// [`KickOutcome::Dropped`] and goes to the completion ring unsent.
     pub fn refuse_tx(&mut self, n: u64) {
         self.tx_refuse = n;
+    }
+
+    /// The NAPI id the socket reports (0, none, unless set).
+    pub fn set_napi_id(&mut self, id: u32) {
+        self.napi_id = id;
+    }
+
+    /// The NAPI id the socket reports.
+    pub fn napi_id(&self) -> u32 {
+        self.napi_id
     }
 
     /// The frames refused so far, in order.

@@ -87,6 +87,7 @@ pub(crate) fn run<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) 
 fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> io::Result<()> {
     let stats = poller.stats();
     let config = *poller.config();
+    let mut busy = BusyPoll::new(config.busy_poll);
     let mut spin = 0u32;
     while !stop.load(Ordering::Relaxed) {
         poller.answer_ring_sample();
@@ -95,7 +96,8 @@ fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> i
             spin = (spin * 2).clamp(16, config.max_spin.max(16));
             continue;
         }
-        if config.busy_poll {
+        let received = stats.rx_packets.load(Ordering::Relaxed);
+        if busy.keep(received, || poller.rings().napi_id(), poller.queue()) {
             // Busy polling: the syscall itself runs the driver's NAPI poll.
             poller.rings_mut().wakeup()?;
             add(&stats.wakeups, 1);
@@ -125,6 +127,52 @@ fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> i
         }
     }
     Ok(())
+}
+
+/// Whether the run loop busy polls (`--busy-poll`). Busy polling runs the NAPI
+/// poll of the socket's NAPI id from the poller's syscalls; a socket whose
+/// packets carry no NAPI id (veth's XDP rings: `SO_INCOMING_NAPI_ID` stays 0)
+/// gives it nothing to run, and a poller that never sleeps then only takes the
+/// CPU from the NAPI thread that does the work: on a shared core the queue
+/// collapses to a tenth of its rate. So once packets have come, a socket without
+/// a NAPI id falls back to sleeping in poll(2), with a warning.
+#[derive(Debug)]
+pub(crate) struct BusyPoll {
+    on: bool,
+    checked: bool,
+}
+
+impl BusyPoll {
+    pub(crate) fn new(on: bool) -> Self {
+        Self { on, checked: !on }
+    }
+
+    /// Whether to busy poll now, given the packets received so far and the
+    /// socket's NAPI id (asked once, after the first packet).
+    pub(crate) fn keep(
+        &mut self,
+        received: u64,
+        napi_id: impl FnOnce() -> io::Result<u32>,
+        queue: u32,
+    ) -> bool {
+        if !self.checked && received > 0 {
+            self.checked = true;
+            match napi_id() {
+                Ok(0) => {
+                    tracing::warn!(
+                        queue,
+                        "--busy-poll: the socket's packets carry no NAPI id (SO_INCOMING_NAPI_ID \
+                         is 0; veth's XDP rings give none), so busy polling has nothing to \
+                         run: sleeping in poll(2) instead"
+                    );
+                    self.on = false;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(queue, error = %e, "SO_INCOMING_NAPI_ID"),
+            }
+        }
+        self.on
+    }
 }
 
 /// At stop: hand the lossless backlogs to their consumers, whose threads run

@@ -31,6 +31,10 @@ pub trait Kernel {
     fn tx_kick(&mut self) -> io::Result<KickOutcome>;
     /// The kernel's XDP_STATISTICS for the socket.
     fn statistics(&self) -> io::Result<XskStats>;
+    /// The NAPI id the socket's packets came through (`SO_INCOMING_NAPI_ID`):
+    /// what busy polling runs. 0 before the first packet, or when the driver's
+    /// rings carry none (veth's XDP rings on the kernels we know).
+    fn napi_id(&self) -> io::Result<u32>;
 }
 
 /// The fake ring answers like a socket whose kernel never fails.
@@ -46,6 +50,10 @@ impl Kernel for SimRings {
 
     fn tx_kick(&mut self) -> io::Result<KickOutcome> {
         Ok(self.kick())
+    }
+
+    fn napi_id(&self) -> io::Result<u32> {
+        Ok(self.napi_id())
     }
 
     fn statistics(&self) -> io::Result<XskStats> {

@@ -2,7 +2,7 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use super::flush_backlogs;
+use super::{BusyPoll, flush_backlogs};
 use crate::poller::{
     Overflow,
     tests::{NOW, poller},
@@ -48,4 +48,49 @@ fn backlogs_are_flushed_at_stop() {
             assert_eq!((got, delivered, dropped, flushed), (0, 2, 14, 14));
         }
     }
+}
+
+/// `--busy-poll` holds while the socket has a NAPI id to busy poll, and falls
+/// back to sleeping once packets show it has none; the id is asked once, after
+/// the first packet.
+#[test]
+fn busy_polling_falls_back_without_a_napi_id() {
+    let mut asked = 0;
+    let mut busy = BusyPoll::new(true);
+    assert!(busy.keep(0, || unreachable!("no packet yet"), 0));
+    assert!(
+        !busy.keep(
+            5,
+            || {
+                asked += 1;
+                Ok(0)
+            },
+            0
+        ),
+        "no NAPI id"
+    );
+    assert!(
+        !busy.keep(
+            9,
+            || {
+                asked += 1;
+                Ok(8193)
+            },
+            0
+        ),
+        "decided"
+    );
+    assert_eq!(asked, 1);
+
+    let mut busy = BusyPoll::new(true);
+    assert!(busy.keep(1, || Ok(8193), 0));
+    assert!(busy.keep(2, || unreachable!("asked once"), 0));
+    let mut busy = BusyPoll::new(true);
+    assert!(
+        busy.keep(1, || Err(std::io::Error::other("old kernel")), 0),
+        "unknown: kept"
+    );
+
+    let mut off = BusyPoll::new(false);
+    assert!(!off.keep(1, || unreachable!("not busy polling"), 0));
 }

@@ -647,6 +647,27 @@ impl Kernel for XskSocket {
         read_statistics(self.raw_fd())
     }
 
+    fn napi_id(&self) -> io::Result<u32> {
+        // <asm-generic/socket.h>
+        const SO_INCOMING_NAPI_ID: libc::c_int = 56;
+        let mut id: u32 = 0;
+        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+        // SAFETY: `id` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.raw_fd(),
+                libc::SOL_SOCKET,
+                SO_INCOMING_NAPI_ID,
+                (&raw mut id).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(id)
+    }
+
     fn tx_kick(&mut self) -> io::Result<KickOutcome> {
         if !self.has_tx_ring() {
             return Ok(KickOutcome::Accepted);

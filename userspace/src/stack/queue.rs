@@ -21,6 +21,10 @@ use crate::{
 /// a slow FIFO takes seconds between two views.
 pub(crate) const BACKLOG_STALL: Duration = Duration::from_secs(10);
 
+/// How long the run loop waits before kicking again a kernel that was too busy
+/// to take the TX ring's frames.
+const TX_BUSY_WAIT: Duration = Duration::from_micros(50);
+
 /// How long the end of a run waits for the kernel to complete the last replies.
 const TX_DRAIN: Duration = Duration::from_millis(500);
 
@@ -106,6 +110,14 @@ fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> i
         if spin > 0 {
             spin -= 1;
             std::hint::spin_loop();
+            continue;
+        }
+        if poller.has_tx() && poller.rings_mut().tx_pending() > 0 {
+            // Never sleep in poll(2) with frames on the TX ring: in copy mode
+            // poll(2) transmits them itself and swallows what the driver
+            // refused (the EBUSY a kick reports), so they would count as sent.
+            // The kernel was busy: wait a little and kick again.
+            std::thread::sleep(TX_BUSY_WAIT);
             continue;
         }
         if poller.rings_mut().fill_needs_wakeup() {

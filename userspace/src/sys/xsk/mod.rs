@@ -230,6 +230,29 @@ fn umem_error(config: &XskConfig, source: io::Error) -> XskError {
     }
 }
 
+/// A bind that failed: `Ok(error)` when zero-copy is unsupported and copy mode
+/// may be tried next, `Err(error)` otherwise.
+fn bind_failed(
+    iface: &str,
+    queue: u32,
+    source: io::Error,
+    zero_copy: bool,
+) -> Result<XskError, XskError> {
+    let errno = source.raw_os_error();
+    let err = XskError::Bind {
+        iface: iface.to_string(),
+        queue,
+        source,
+        hint: bind_hint(errno, zero_copy),
+    };
+    // Only "zero-copy unsupported" may fall through to copy mode.
+    if zero_copy && errno == Some(libc::EOPNOTSUPP) {
+        Ok(err)
+    } else {
+        Err(err)
+    }
+}
+
 /// What to do about a failed bind, by errno.
 fn bind_hint(errno: Option<i32>, zero_copy: bool) -> &'static str {
     match errno {
@@ -328,18 +351,7 @@ impl XskSocket {
                 }
                 Err(RxOpenError::Umem(source)) => return Err(umem_error(config, source)),
                 Err(RxOpenError::Bind(source)) => {
-                    let errno = source.raw_os_error();
-                    let err = XskError::Bind {
-                        iface: iface.to_string(),
-                        queue,
-                        source,
-                        hint: bind_hint(errno, zc),
-                    };
-                    if zc && errno == Some(libc::EOPNOTSUPP) {
-                        last_err = Some(err);
-                        continue;
-                    }
-                    return Err(err);
+                    last_err = Some(bind_failed(iface, queue, source, zc)?);
                 }
             }
         }
@@ -412,19 +424,7 @@ impl XskSocket {
                     return Err(config_err("xsk-rs returned no fill/completion ring"));
                 }
                 Err(e) => {
-                    let errno = errno_of(&e);
-                    let err = XskError::Bind {
-                        iface: iface.to_string(),
-                        queue,
-                        source: io_error_of(&e),
-                        hint: bind_hint(errno, zc),
-                    };
-                    // Only "zero-copy unsupported" may fall through to copy mode.
-                    if zc && errno == Some(libc::EOPNOTSUPP) {
-                        last_err = Some(err);
-                        continue;
-                    }
-                    return Err(err);
+                    last_err = Some(bind_failed(iface, queue, io_error_of(&e), zc)?);
                 }
             }
         }

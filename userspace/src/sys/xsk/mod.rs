@@ -52,9 +52,8 @@ pub struct XskConfig {
     /// Zero-copy policy.
     pub zero_copy: ZeroCopy,
     /// Bind a TX ring (and the completion ring's use): off for a queue that
-    /// only receives, whose socket then has an RX ring alone (see [`xsk_rx`]).
-    ///
-    /// [`xsk_rx`]: super::xsk_rx
+    /// only receives, whose socket then has an RX ring alone, made with libxdp
+    /// directly (`sys/xsk/rx_only.rs`: xsk-rs always binds a TX ring).
     pub tx_ring: bool,
 }
 
@@ -178,7 +177,7 @@ pub struct XskSocket {
 enum SocketRings {
     /// xsk-rs: all four.
     Full(FullRings),
-    /// libxdp directly, no TX ring (see [`super::xsk_rx`]).
+    /// libxdp directly, no TX ring (see `rx_only`).
     RxOnly(RxOnly),
 }
 
@@ -301,7 +300,7 @@ impl XskSocket {
         }
     }
 
-    /// A receive-only socket (no TX ring), made with libxdp ([`super::xsk_rx`]).
+    /// A receive-only socket (no TX ring), made with libxdp (`rx_only`).
     fn open_rx_only(
         iface: &str,
         queue: u32,

@@ -84,7 +84,7 @@ pub fn render_summary(summary: &Summary) -> String {
                 s,
                 "; tx {} sent of {} queued (echo: {} in place, {} copied; {} other replies); \
                  not sent: kernel_dropped {}, in_flight {}, queue_full {}, no_frame {}, \
-                 reply_errors {}; tx_invalid {}",
+                 reply_errors {}, too_many_views {}; tx_invalid {}",
                 t.sent,
                 t.queued,
                 t.in_place,
@@ -95,6 +95,7 @@ pub fn render_summary(summary: &Summary) -> String {
                 t.queue_full,
                 t.no_frame,
                 t.reply_errors,
+                t.too_many_views,
                 q.xsk.tx_invalid_descs,
             );
         }

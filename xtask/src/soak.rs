@@ -1320,7 +1320,7 @@ fn phase_checks(p: &Phase, bad_lines: u64, attached_after: Option<u32>) -> Vec<C
     // counted as dropped by the kernel.
     let tx = |f: &str| sum(&|q| u(&q["tx"][f]));
     let (queued, sent, completed) = (tx("queued"), tx("sent"), tx("completed"));
-    let not_sent = tx("queue_full") + tx("no_frame") + tx("reply_errors");
+    let not_sent = tx("queue_full") + tx("no_frame") + tx("reply_errors") + tx("too_many_views");
     check(
         "echo_reconciles",
         datagrams == queued + not_sent

@@ -143,6 +143,29 @@ impl FrameView {
         f(&lent)
     }
 
+    /// Another view of the frame for the same holder, or `None` when the holder
+    /// already has 255 (the most its byte of the reference word counts): what a
+    /// caller that may keep many views of one frame uses instead of `clone`,
+    /// which aborts there.
+    pub fn try_clone(&self) -> Option<FrameView> {
+        let unit = self.holder.unit();
+        let shift = 8 * u32::from(self.holder.0);
+        let refs = &self.shared().refs[self.index as usize];
+        // Relaxed, as in `share_with`; a loop so that a concurrent clone by the
+        // same holder on another thread cannot take the byte past 255.
+        let mut old = refs.load(Ordering::Relaxed);
+        loop {
+            if (old >> shift) & 0xff == 0xff {
+                return None;
+            }
+            match refs.compare_exchange_weak(old, old + unit, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(self.alias(self.holder)),
+                Err(now) => old = now,
+            }
+        }
+    }
+
     /// A new view of the same frame accounted to consumer `holder`.
     ///
     /// Aborts the process if one consumer would hold more than 255 views of one

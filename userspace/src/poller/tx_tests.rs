@@ -536,3 +536,34 @@ fn a_busy_kernel_keeps_the_frames_for_the_next_kick() {
     );
     bed.conservation();
 }
+
+/// An app that echoes one datagram many times holds a view per waiting echo:
+/// past 255 (one consumer's byte of the frame's reference word) the echo is
+/// refused and counted, where a plain clone would abort the process.
+#[test]
+fn echoes_past_255_views_of_one_frame_are_refused_not_fatal() {
+    let mut bed = Bed::new(1024, 512);
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let r2 = refused.clone();
+    let tx = bed.p.transmitter();
+    let udp = UdpConsumer::new(tx).route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
+        for _ in 0..300 {
+            if let Err(e) = d.echo(tx) {
+                r2.lock().unwrap().push(e);
+            }
+        }
+    });
+    bed.p.add_inline(Box::new(udp));
+    bed.poll();
+    bed.arrive(&request(false, 1, 18));
+    assert_eq!(bed.poll(), 1);
+    let refused = refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), 45, "{refused:?}");
+    assert!(refused.iter().all(|e| *e == TxError::TooManyViews));
+    crate::stack::queue::drain_tx(&mut bed.p, std::time::Duration::from_millis(100));
+    let t = bed.p.stats().tx.summary();
+    assert_eq!(t.too_many_views, 45, "{t:?}");
+    assert_eq!(t.queued + t.no_frame, 255, "{t:?}");
+    assert_eq!(t.sent, t.queued);
+    bed.conservation();
+}

@@ -94,6 +94,8 @@ pub(crate) struct ConsumerTxStats {
     pub(crate) no_frame: AtomicU64,
     /// [`Transmitter::reply`] calls whose reply cannot be built.
     pub(crate) reply_errors: AtomicU64,
+    /// Echoes refused because the consumer held 255 views of the frame.
+    pub(crate) too_many_views: AtomicU64,
 }
 
 /// Add `n` to a counter that only the calling thread writes (the poller's): a
@@ -138,6 +140,9 @@ pub struct TxSummary {
     /// Kicks the kernel answered "busy, try again" (the frames stayed on the
     /// ring for the next one).
     pub kicks_busy: u64,
+    /// Echoes refused because the consumer already held 255 views of the
+    /// frame ([`TxError::TooManyViews`]).
+    pub too_many_views: u64,
 }
 
 impl TxStats {
@@ -161,6 +166,7 @@ impl TxStats {
             reply_errors: get(&p.reply_errors) + get(&c.reply_errors),
             kicks: get(&p.kicks),
             kicks_busy: get(&p.kicks_busy),
+            too_many_views: get(&c.too_many_views),
         }
     }
 
@@ -185,6 +191,10 @@ pub enum TxError {
     /// A [`Transmitter::disconnected`] sends nothing.
     #[error("this consumer has no transmitter")]
     Disconnected,
+    /// The consumer already holds 255 views of this frame (echoes of it waiting
+    /// to be sent, say): the most one consumer may hold of one frame.
+    #[error("too many views of one frame (255 per consumer)")]
+    TooManyViews,
 }
 
 /// A request for the poller.
@@ -255,8 +265,12 @@ impl Transmitter {
     /// in place if nobody else holds the frame by then, else in a free frame.
     pub fn echo(&self, view: &FrameView, layout: &Layout) -> Result<(), TxError> {
         let shared = self.shared()?;
+        let Some(view) = view.try_clone() else {
+            count(&shared.stats.consumers.too_many_views);
+            return Err(TxError::TooManyViews);
+        };
         let request = TxRequest::Echo {
-            view: view.clone(),
+            view,
             layout: *layout,
         };
         shared.requests.push(request).map_err(|_| {

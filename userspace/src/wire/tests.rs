@@ -1347,3 +1347,21 @@ fn reject_discriminants_index_all() {
         assert_eq!(reason as usize, i, "{reason:?}");
     }
 }
+
+/// `add` counts n frames for its reason and no other, and adds up.
+#[test]
+fn reject_counters_add_up_per_reason() {
+    for (i, r) in Reject::ALL.into_iter().enumerate() {
+        let mut c = RejectCounters::default();
+        c.add(r, 2);
+        c.add(r, i as u64 + 3);
+        c.count(r);
+        assert_eq!(c.get(r), i as u64 + 6, "{r:?}");
+        let others: u64 = Reject::ALL
+            .iter()
+            .filter(|&&o| o != r)
+            .map(|&o| c.get(o))
+            .sum();
+        assert_eq!(others, 0, "{r:?} counted elsewhere");
+    }
+}

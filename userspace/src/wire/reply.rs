@@ -87,6 +87,7 @@ pub fn make_reply_in_place(frame: &mut [u8], layout: &Layout) -> Result<usize, R
     let hlen = ip_hlen(version);
     let new_l4 = l3 + hlen;
     let end = new_l4 + udp_len;
+    // (`>=` is an equivalent mutant: with l4 == new_l4 the copy is a no-op.)
     if l4 > new_l4 {
         frame.copy_within(l4..udp_end, new_l4);
     }

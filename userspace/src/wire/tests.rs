@@ -1365,3 +1365,19 @@ fn reject_counters_add_up_per_reason() {
         assert_eq!(others, 0, "{r:?} counted elsewhere");
     }
 }
+
+/// A jumbo request (an 8000-byte IPv4 datagram, as a 9000-byte MTU carries) is
+/// answered like any other: the length checks bound the IP total length at
+/// 65535, not the UDP length times anything.
+#[test]
+fn jumbo_requests_are_answered() {
+    let payload = vec![0x5au8; 8000];
+    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
+        .udp(40000, 9000);
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, &payload).unwrap();
+    let r = reply(&frame);
+    assert_answers(&frame, &r);
+    assert_eq!(parse(&r).unwrap().payload.len(), 8000);
+}

@@ -41,6 +41,7 @@ struct Shared {
 }
 
 /// A view with the time it is written with.
+#[derive(Debug)]
 struct Stamped {
     view: FrameView,
     ns: u64,
@@ -99,6 +100,7 @@ impl Capture {
         CaptureConsumer {
             capture: self.clone(),
             batch: Vec::with_capacity(BATCH),
+            stamped: Vec::with_capacity(BATCH),
             last_flush: Instant::now(),
         }
     }
@@ -145,6 +147,8 @@ impl Capture {
 pub struct CaptureConsumer {
     capture: Capture,
     batch: Vec<FrameView>,
+    /// The batch with its write times, while it is written.
+    stamped: Vec<Stamped>,
     last_flush: Instant,
 }
 
@@ -156,7 +160,7 @@ impl CaptureConsumer {
         let monotonic = self.capture.monotonic;
         let mut guard = self.capture.lock();
         let Shared { writer, last_ns } = &mut *guard;
-        writer.write_batch(self.batch.drain(..).map(|view| {
+        self.stamped.extend(self.batch.drain(..).map(|view| {
             let mut ns = view.timestamp_ns();
             if monotonic {
                 ns = ns.max(*last_ns);
@@ -164,6 +168,10 @@ impl CaptureConsumer {
             }
             Stamped { view, ns }
         }));
+        // Large frames go from the UMEM to the file with writev (one copy);
+        // the views are released once the batch is written.
+        writer.write_records(&self.stamped);
+        self.stamped.clear();
         if let Some(err) = writer.error()
             && !self.capture.reported.swap(true, Ordering::Relaxed)
         {

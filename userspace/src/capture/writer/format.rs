@@ -55,6 +55,21 @@ pub(super) const fn pcap_record_len(caplen: usize) -> usize {
 /// min(len, snaplen)) behind its header; the original length stays `data.len()`.
 #[inline]
 pub(super) fn pcap_record(buf: &mut Vec<u8>, ts_ns: u64, data: &[u8], caplen: usize) {
+    pcap_record_with(buf, ts_ns, data.len(), caplen, |b| {
+        b.extend_from_slice(&data[..caplen]);
+    });
+}
+
+/// A pcap record of a frame of `len` bytes cut to `caplen`, whose `caplen`
+/// bytes of data `body` puts in (or accounts for elsewhere: the one-copy
+/// writer hands them to the kernel straight from the frame).
+pub(super) fn pcap_record_with(
+    buf: &mut Vec<u8>,
+    ts_ns: u64,
+    len: usize,
+    caplen: usize,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
     let mut h = [0u8; PCAP_RECORD_HEADER_LEN];
     // "The seconds value is a 32-bit unsigned integer": a u32 of seconds covers
     // 1970..2106; later clocks wrap, as they do in libpcap.
@@ -63,9 +78,9 @@ pub(super) fn pcap_record(buf: &mut Vec<u8>, ts_ns: u64, data: &[u8], caplen: us
     // Captured Packet Length: "the minimum value among the Original Packet Length
     // and the snapshot length".
     h[8..12].copy_from_slice(&len32(caplen).to_ne_bytes());
-    h[12..16].copy_from_slice(&len32(data.len()).to_ne_bytes());
+    h[12..16].copy_from_slice(&len32(len).to_ne_bytes());
     buf.extend_from_slice(&h);
-    buf.extend_from_slice(&data[..caplen]);
+    body(buf);
 }
 
 // ---------------------------------------------------------------------- pcapng
@@ -132,6 +147,21 @@ pub(super) const fn epb_len(caplen: usize) -> usize {
 /// Appends one Enhanced Packet Block with an epb_flags option (inbound).
 #[inline]
 pub(super) fn epb(buf: &mut Vec<u8>, interface_id: u32, ts_ns: u64, data: &[u8], caplen: usize) {
+    epb_with(buf, interface_id, ts_ns, data.len(), caplen, |b| {
+        b.extend_from_slice(&data[..caplen]);
+    });
+}
+
+/// An Enhanced Packet Block of a frame of `len` bytes cut to `caplen`, whose
+/// data `body` puts in (or accounts for elsewhere, as in [`pcap_record_with`]).
+pub(super) fn epb_with(
+    buf: &mut Vec<u8>,
+    interface_id: u32,
+    ts_ns: u64,
+    len: usize,
+    caplen: usize,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
     let pad = pad4(caplen);
     let total = len32(EPB_OVERHEAD + caplen + pad).to_ne_bytes();
     let mut h = [0u8; 28];
@@ -147,9 +177,9 @@ pub(super) fn epb(buf: &mut Vec<u8>, interface_id: u32, ts_ns: u64, data: &[u8],
     h[16..20].copy_from_slice(&(ts_ns as u32).to_ne_bytes());
     // "Captured Packet Length ... does not include the padding octets".
     h[20..24].copy_from_slice(&len32(caplen).to_ne_bytes());
-    h[24..28].copy_from_slice(&len32(data.len()).to_ne_bytes());
+    h[24..28].copy_from_slice(&len32(len).to_ne_bytes());
     buf.extend_from_slice(&h);
-    buf.extend_from_slice(&data[..caplen]);
+    body(buf);
 
     // Up to 3 bytes of padding ("The alignment octets ... MUST be filled with
     // zeroes"), then the options and the trailing length, in one copy.

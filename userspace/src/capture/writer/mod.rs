@@ -70,7 +70,8 @@ use output::{FileSink, Sink as _};
 
 /// A received frame, as the capture writer sees it. The stack's zero-copy
 /// `FrameView` implements it; the writer drops each record right after copying
-/// it, which returns the frame to the NIC.
+/// it, or after writing it from the frame itself
+/// ([`CaptureWriter::write_records`]), which returns the frame to the NIC.
 pub trait CaptureRecord {
     /// The whole frame as received, Ethernet header first.
     fn bytes(&self) -> &[u8];
@@ -368,6 +369,15 @@ impl CaptureWriter {
         for record in records {
             self.core.write(&record);
         }
+    }
+
+    /// Writes `records` in order, the data of large ones (512 bytes or more
+    /// after the snaplen) straight from the records with `writev`: the only
+    /// copy is the kernel's into the file. Everything is written (or counted
+    /// as dropped after a write error) before this returns, so the records can
+    /// go at once; small records are buffered as by [`Self::write_batch`].
+    pub fn write_records<R: CaptureRecord>(&mut self, records: &[R]) {
+        self.core.write_direct(records);
     }
 
     /// Writes one record; [`Self::write_batch`] for one.

@@ -351,26 +351,7 @@ impl<S: Sink> Core<S> {
         }
         slices.push(io::IoSlice::new(&self.buf[at..]));
         let total = self.buf.len() + direct;
-        let mut left: &mut [io::IoSlice<'_>] = &mut slices;
-        let mut done = 0;
-        let mut failed = None;
-        while done < total {
-            match self.sink.write_vectored(left) {
-                Ok(0) => {
-                    failed = Some(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes"));
-                    break;
-                }
-                Ok(n) => {
-                    done += n;
-                    io::IoSlice::advance_slices(&mut left, n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
+        let (done, failed) = write_all(&mut self.sink, &mut slices, total);
         if let Some(e) = failed {
             // Cold: the bytes the file would have held, for the cut-back logic
             // that reads the records' headers out of them.
@@ -385,12 +366,7 @@ impl<S: Sink> Core<S> {
             self.buf = whole;
             return self.fail(e, done);
         }
-        self.file_len += done as u64;
-        self.stats.bytes_written += done as u64;
-        self.stats.records_written += self.buf_records;
-        self.buf.clear();
-        self.buf_records = 0;
-        self.buf_prefix = 0;
+        self.wrote(done);
     }
 
     /// Hands the buffer to the kernel, looping over short writes.
@@ -402,18 +378,16 @@ impl<S: Sink> Core<S> {
         if self.error.is_some() || self.buf.is_empty() {
             return;
         }
-        let mut done = 0;
-        while done < self.buf.len() {
-            match self.sink.write(&self.buf[done..]) {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes");
-                    return self.fail(e, done);
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e, done),
-            }
+        let total = self.buf.len();
+        let (done, failed) = write_all(&mut self.sink, &mut [io::IoSlice::new(&self.buf)], total);
+        match failed {
+            Some(e) => self.fail(e, done),
+            None => self.wrote(done),
         }
+    }
+
+    /// The whole buffer (and the pieces with it) went out: `done` bytes.
+    fn wrote(&mut self, done: usize) {
         self.file_len += done as u64;
         self.stats.bytes_written += done as u64;
         self.stats.records_written += self.buf_records;
@@ -534,4 +508,32 @@ impl<S: Sink> Core<S> {
             self.error = Some(self.write_error(e));
         }
     }
+}
+
+/// Hands `slices` (`total` bytes) to `sink`, looping over short writes and
+/// EINTR: the bytes written, and the error that stopped it, if any.
+fn write_all<S: Sink>(
+    sink: &mut S,
+    slices: &mut [io::IoSlice<'_>],
+    total: usize,
+) -> (usize, Option<io::Error>) {
+    let mut left = slices;
+    let mut done = 0;
+    while done < total {
+        match sink.write_vectored(left) {
+            Ok(0) => {
+                return (
+                    done,
+                    Some(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
+                );
+            }
+            Ok(n) => {
+                done += n;
+                io::IoSlice::advance_slices(&mut left, n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
 }

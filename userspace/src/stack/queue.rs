@@ -37,8 +37,9 @@ pub(crate) fn round<R: Rings + Kernel>(poller: &mut Poller<R>) -> usize {
 }
 
 /// Kicks one round makes at most. In copy mode the kernel sends up to 32 frames
-/// a kick, and a frame it drops ends the kick: eight carry a full default TX
-/// ring (256) without starving the receive side.
+/// a kick, and a frame it drops ends the kick: eight carry 256 frames, four
+/// rounds' replies at the default budget of 64, without starving the receive
+/// side.
 const KICKS_PER_ROUND: u32 = 8;
 
 /// Kick the kernel to transmit while the poller says frames wait for it (the

@@ -716,6 +716,16 @@ fn steered(c: &mut Corpus) {
         "udp6/ah",
         udp6_frame(&[], &[Ext::Ah(4)], p, &payload(16)),
     );
+    // An AH longer than the payload length leaves for it: still AH, still the
+    // kernel's (steer.rs reads no AH field).
+    let f = udp6_frame(&[], &[Ext::Ah(4)], p, &payload(16));
+    for left in [10u16, 16] {
+        c.pass(
+            Counter::PassNotSteered,
+            &format!("udp6/ah-of-24-octets-in-{left}"),
+            with16(f.clone(), l3_offset(0) + IPV6_PAYLOAD_LEN, left),
+        );
+    }
     // Atomic fragment (offset 0, M 0, RFC 6946): the whole datagram.
     c.steer(
         "udp6/atomic-fragment",
@@ -1071,6 +1081,13 @@ fn truncated(c: &mut Corpus) {
         "ipv4-header-cut-before-total-length",
         f[..ETH_HLEN + 3].to_owned(),
     );
+    // IHL*4 equal to the total length (no payload), cut inside the base header.
+    let bad = patch_ipv4(f.clone(), ETH_HLEN, |ip| put16(ip, IPV4_TOTAL_LEN, 20));
+    c.pass(
+        e,
+        "ipv4-total-length-20-header-cut-at-18-bytes",
+        bad[..ETH_HLEN + 18].to_owned(),
+    );
     // IPv6 header cut.
     let f = udp6_frame(&[], &[], STEERED_PORT, &payload(10));
     c.pass(
@@ -1301,6 +1318,42 @@ fn bad_length(c: &mut Corpus) {
         );
     }
     c.pass(e, "udp6-length-beyond-payload", with16(f, l4 + UDP_LEN, 19));
+    // IHL*4 equal to the total length (a header with no payload), and the frame
+    // ends between the fixed 20 bytes and the options' end: the total length
+    // claims bytes the frame lacks.
+    let f = padded(udp4_frame(
+        &[],
+        &ipv4_options(4),
+        STEERED_PORT,
+        &payload(10),
+    ));
+    let bad = patch_ipv4(f, l3, |ip| put16(ip, IPV4_TOTAL_LEN, 24));
+    c.pass(
+        e,
+        "ipv4-ihl-6-total-length-24-frame-ends-at-22-bytes",
+        bad[..l3 + 22].to_owned(),
+    );
+    // A Hop-by-Hop header after a Destination Options header, with only 4 octets
+    // of the payload left for it: the length check comes before the position check.
+    let f = udp6_frame(
+        &[],
+        &[Ext::DstOpts(0), Ext::HopByHop(0)],
+        STEERED_PORT,
+        &payload(10),
+    );
+    c.pass(
+        e,
+        "ipv6-misplaced-hop-by-hop-in-4-octets",
+        with16(f, l3 + IPV6_PAYLOAD_LEN, 12),
+    );
+    // Eight whole headers, and a ninth with 4 octets: the length check comes before
+    // the header count.
+    let f = udp6_frame(&[], &[Ext::DstOpts(0); 9], STEERED_PORT, &payload(10));
+    c.pass(
+        e,
+        "ipv6-ninth-extension-header-in-4-octets",
+        with16(f, l3 + IPV6_PAYLOAD_LEN, 8 * 8 + 4),
+    );
     // The Hop-by-Hop header (16 octets) runs past the payload length (12); the frame
     // holds all of it and the UDP datagram.
     let f = udp6_frame(&[], &[Ext::HopByHop(1)], STEERED_PORT, &payload(10));

@@ -40,9 +40,37 @@ pub fn realtime_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// True when `fd` is the write end of a pipe (or FIFO) that no reader holds
+/// open any more: poll(2) reports POLLERR for it, and the next write would fail
+/// with EPIPE. False for anything else, and while a reader is there.
+pub fn pipe_reader_gone(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd as _;
+    // No events asked for: POLLERR is reported whatever `events` says.
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a descriptor the caller holds open, nfds 1,
+    // timeout 0: poll(2) only writes `revents` and returns at once.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    rc > 0 && p.revents & libc::POLLERR != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipe_without_readers_is_seen() {
+        use std::os::fd::AsFd as _;
+        let (reader, writer) = std::io::pipe().unwrap();
+        assert!(!pipe_reader_gone(writer.as_fd()), "a reader is there");
+        drop(reader);
+        assert!(pipe_reader_gone(writer.as_fd()), "no reader left");
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(!pipe_reader_gone(file.as_fd()), "not a pipe");
+    }
 
     #[test]
     fn cpu_time_grows_with_work() {

@@ -26,7 +26,8 @@
 //! 2. The headers say what was asked: pcap's magic (ns), version 2.4, snaplen and
 //!    LINKTYPE_ETHERNET; pcapng's SHB (native byte order, 1.0, unknown length,
 //!    shb_userappl), one IDB per RX queue in order of appearance (queues named at
-//!    open first) with the snaplen, if_name `IFACE:qN` and if_tsresol 9, each EPB
+//!    open first) with the snaplen, if_name `IFACE`, if_description
+//!    `IFACE RX queue N` and if_tsresol 9, each EPB
 //!    on its queue's interface with epb_flags inbound, and one ISB per interface
 //!    at the end with the counters given for its queue.
 //! 3. The writer's counters match the file: every record written, none buffered or
@@ -57,7 +58,8 @@ use xdpstack::capture::{
 
 /// Most records one input writes.
 pub const MAX_RECORDS: usize = 32;
-/// The interface name the writer gets (pcapng if_name is `fuzz0:qN`).
+/// The interface name the writer gets: pcapng's if_name (if_description
+/// `fuzz0 RX queue N`).
 const IFACE: &str = "fuzz0";
 const NANOS: u64 = 1_000_000_000;
 
@@ -399,11 +401,20 @@ fn check_pcapng(
                     .unwrap_or_else(|| panic!("IDB {} of {interfaces:?}", idbs.len()));
                 assert_eq!(idb.linktype, DataLink::ETHERNET);
                 assert_eq!(idb.snaplen, snaplen);
-                let name = format!("{IFACE}:q{q}");
+                let description = format!("{IFACE} RX queue {q}");
                 assert!(
                     idb.options
                         .iter()
-                        .any(|o| matches!(o, InterfaceDescriptionOption::IfName(n) if *n == name)),
+                        .any(|o| matches!(o, InterfaceDescriptionOption::IfName(n) if *n == IFACE)),
+                    "IDB {}: {:?}",
+                    idbs.len(),
+                    idb.options
+                );
+                assert!(
+                    idb.options.iter().any(|o| matches!(
+                        o,
+                        InterfaceDescriptionOption::IfDescription(d) if *d == description
+                    )),
                     "IDB {}: {:?}",
                     idbs.len(),
                     idb.options

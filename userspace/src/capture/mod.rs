@@ -30,7 +30,7 @@ mod writer;
 
 pub use writer::{
     CaptureConfig, CaptureError, CaptureRecord, CaptureStats, CaptureSummary, CaptureWriter,
-    Format, MAX_SNAPLEN, Output, QueueStats,
+    Direction, Format, MAX_SNAPLEN, Output, QueueStats,
 };
 
 /// The writer and the time of the last record written.
@@ -56,6 +56,9 @@ impl CaptureRecord for Stamped {
     }
     fn queue(&self) -> u32 {
         self.view.queue()
+    }
+    fn direction(&self) -> Direction {
+        CaptureRecord::direction(&self.view)
     }
 }
 

@@ -8,8 +8,22 @@ use std::{
 
 use super::{
     BUFFER_BYTES, CaptureError, CaptureRecord, CaptureStats, Format, NO_INTERFACE, QUEUE_TABLE_MAX,
-    QueueStats, Settings, format, hint, now_ns, output::Sink,
+    QueueStats, Settings,
+    format::{self, EpbHeader, IdbText},
+    hint, now_ns,
+    output::Sink,
 };
+
+/// What pcapng's header blocks say, the same in every file.
+#[derive(Debug, Default)]
+pub(super) struct Header {
+    /// The interface: every IDB's if_name.
+    pub(super) iface: String,
+    /// The capture's filter expression: every IDB's if_filter.
+    pub(super) filter: Option<String>,
+    /// The SHB's shb_os.
+    pub(super) os: String,
+}
 
 /// The writer proper, generic over its sink so tests can fail writes on cue.
 pub(super) struct Core<S: Sink> {
@@ -21,7 +35,7 @@ pub(super) struct Core<S: Sink> {
     pub(super) path: Option<PathBuf>,
     /// Number of the current file in the rotation (tcpdump's `Cflag_count`).
     pub(super) file_no: u32,
-    pub(super) iface: String,
+    pub(super) header: Header,
     /// Encoded bytes not yet handed to the kernel; never grows past `buf_cap`.
     pub(super) buf: Vec<u8>,
     pub(super) buf_cap: usize,
@@ -68,7 +82,7 @@ impl<S: Sink> Core<S> {
         sink: S,
         base: Option<PathBuf>,
         path: Option<PathBuf>,
-        iface: &str,
+        header: Header,
         queues: &[u32],
     ) -> Self {
         let snap = settings.snaplen as usize;
@@ -81,7 +95,7 @@ impl<S: Sink> Core<S> {
             base,
             path,
             file_no: 0,
-            iface: iface.to_owned(),
+            header,
             buf: Vec::with_capacity(buf_cap),
             buf_cap,
             buf_prefix: 0,
@@ -129,6 +143,7 @@ impl<S: Sink> Core<S> {
             Format::PcapNg => {
                 format::shb(
                     &mut self.buf,
+                    &self.header.os,
                     concat!("xdpstack ", env!("CARGO_PKG_VERSION")),
                 );
                 for i in 0..self.interfaces.len() {
@@ -141,12 +156,13 @@ impl<S: Sink> Core<S> {
     }
 
     pub(super) fn idb(&mut self, queue: u32) {
-        format::idb(
-            &mut self.buf,
-            self.settings.snaplen,
-            &format!("{}:q{queue}", self.iface),
-            &format!("{} RX queue {queue} (AF_XDP, xdpstack)", self.iface),
-        );
+        let description = format!("{} RX queue {queue}", self.header.iface);
+        let text = IdbText {
+            name: &self.header.iface,
+            description: &description,
+            filter: self.header.filter.as_deref(),
+        };
+        format::idb(&mut self.buf, self.settings.snaplen, &text);
     }
 
     pub(super) fn lookup(&self, queue: u32) -> Option<u32> {
@@ -236,7 +252,14 @@ impl<S: Sink> Core<S> {
                 if !self.make_room(format::epb_len(caplen)) {
                     return self.drop_record(caplen);
                 }
-                format::epb(&mut self.buf, id, record.timestamp_ns(), data, caplen);
+                let h = EpbHeader {
+                    interface_id: id,
+                    ts_ns: record.timestamp_ns(),
+                    len: data.len(),
+                    caplen,
+                    flags: format::epb_flags(record.direction()),
+                };
+                format::epb(&mut self.buf, &h, data);
             }
         }
         self.buf_records += 1;
@@ -318,9 +341,14 @@ impl<S: Sink> Core<S> {
                 let Some(id) = self.interface_id(record.queue()) else {
                     return self.drop_record(caplen);
                 };
-                format::epb_with(&mut self.buf, id, ts, len, caplen, |b| {
-                    made = Some(piece(b));
-                });
+                let h = EpbHeader {
+                    interface_id: id,
+                    ts_ns: ts,
+                    len,
+                    caplen,
+                    flags: format::epb_flags(record.direction()),
+                };
+                format::epb_with(&mut self.buf, &h, |b| made = Some(piece(b)));
             }
         }
         if let Some(p) = made {

@@ -99,10 +99,12 @@ pub(super) const BT_EPB: u32 = 6;
 pub(super) const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
 
 const OPT_ENDOFOPT: u16 = 0;
+const SHB_OS: u16 = 3;
 const SHB_USERAPPL: u16 = 4;
 const IF_NAME: u16 = 2;
 const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
+const IF_FILTER: u16 = 11;
 const EPB_FLAGS: u16 = 2;
 const ISB_STARTTIME: u16 = 2;
 const ISB_ENDTIME: u16 = 3;
@@ -116,8 +118,15 @@ const ISB_OSDROP: u16 = 7;
 pub(super) const TSRESOL_NS: u8 = 9;
 
 /// epb_flags bits 0-1: "Inbound / Outbound packet (00 = information not available,
-/// 01 = inbound, 10 = outbound)". Every frame we capture was received.
+/// 01 = inbound, 10 = outbound)".
 pub(super) const EPB_FLAG_INBOUND: u32 = 0b01;
+/// See [`EPB_FLAG_INBOUND`].
+pub(super) const EPB_FLAG_OUTBOUND: u32 = 0b10;
+
+/// if_filter's first octet: "a code of the filter used (e.g. if this is a libpcap
+/// string, or BPF bytecode ...)"; its example, '00'"tcp port 23 and host
+/// 192.0.2.5", and Wireshark read 0 as a libpcap filter string.
+pub(super) const FILTER_LIBPCAP_STRING: u8 = 0;
 
 /// Fixed part of an EPB as we write it: the 28 bytes before Packet Data, the
 /// epb_flags option (4 + 4), opt_endofopt (4) and the trailing Block Total Length.
@@ -144,24 +153,46 @@ pub(super) const fn epb_len(caplen: usize) -> usize {
     EPB_OVERHEAD + caplen + pad4(caplen)
 }
 
-/// Appends one Enhanced Packet Block with an epb_flags option (inbound).
-#[inline]
-pub(super) fn epb(buf: &mut Vec<u8>, interface_id: u32, ts_ns: u64, data: &[u8], caplen: usize) {
-    epb_with(buf, interface_id, ts_ns, data.len(), caplen, |b| {
-        b.extend_from_slice(&data[..caplen]);
-    });
+/// What one Enhanced Packet Block says of its frame besides the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct EpbHeader {
+    pub interface_id: u32,
+    pub ts_ns: u64,
+    /// The frame's length on the wire (its original length).
+    pub len: usize,
+    /// Bytes of it captured: min(len, snaplen).
+    pub caplen: usize,
+    /// The epb_flags word: [`EPB_FLAG_INBOUND`] or [`EPB_FLAG_OUTBOUND`].
+    pub flags: u32,
 }
 
-/// An Enhanced Packet Block of a frame of `len` bytes cut to `caplen`, whose
-/// data `body` puts in (or accounts for elsewhere, as in [`pcap_record_with`]).
-pub(super) fn epb_with(
-    buf: &mut Vec<u8>,
-    interface_id: u32,
-    ts_ns: u64,
-    len: usize,
-    caplen: usize,
-    body: impl FnOnce(&mut Vec<u8>),
-) {
+/// The epb_flags word for a frame's direction.
+#[inline]
+pub(super) const fn epb_flags(direction: super::Direction) -> u32 {
+    match direction {
+        super::Direction::Inbound => EPB_FLAG_INBOUND,
+        super::Direction::Outbound => EPB_FLAG_OUTBOUND,
+    }
+}
+
+/// Appends one Enhanced Packet Block with its epb_flags option: the first
+/// `h.caplen` bytes of `data` (`h.len` = `data.len()`).
+#[inline]
+pub(super) fn epb(buf: &mut Vec<u8>, h: &EpbHeader, data: &[u8]) {
+    epb_with(buf, h, |b| b.extend_from_slice(&data[..h.caplen]));
+}
+
+/// An Enhanced Packet Block of a frame of `h.len` bytes cut to `h.caplen`,
+/// whose data `body` puts in (or accounts for elsewhere, as in
+/// [`pcap_record_with`]).
+pub(super) fn epb_with(buf: &mut Vec<u8>, h: &EpbHeader, body: impl FnOnce(&mut Vec<u8>)) {
+    let EpbHeader {
+        interface_id,
+        ts_ns,
+        len,
+        caplen,
+        flags,
+    } = *h;
     let pad = pad4(caplen);
     let total = len32(EPB_OVERHEAD + caplen + pad).to_ne_bytes();
     let mut h = [0u8; 28];
@@ -186,7 +217,7 @@ pub(super) fn epb_with(
     let mut t = [0u8; 3 + 16];
     t[3..5].copy_from_slice(&EPB_FLAGS.to_ne_bytes());
     t[5..7].copy_from_slice(&4u16.to_ne_bytes());
-    t[7..11].copy_from_slice(&EPB_FLAG_INBOUND.to_ne_bytes());
+    t[7..11].copy_from_slice(&flags.to_ne_bytes());
     // t[11..15]: opt_endofopt, code 0 length 0. "Code that writes pcapng files
     // MUST put an opt_endofopt option at the end of an option list."
     t[15..19].copy_from_slice(&total);
@@ -265,8 +296,9 @@ impl<'a> BlockBuilder<'a> {
 }
 
 /// Appends a Section Header Block, version 1.0, unspecified section length, with
-/// shb_userappl = `userappl`.
-pub(super) fn shb(buf: &mut Vec<u8>, userappl: &str) {
+/// shb_os = `os` ("the name of the operating system used to create this
+/// section") and shb_userappl = `userappl`.
+pub(super) fn shb(buf: &mut Vec<u8>, os: &str, userappl: &str) {
     let mut b = BlockBuilder::new(buf, BT_SHB);
     b.u32(BYTE_ORDER_MAGIC)
         // "Writers of pcapng files MUST NOT write SHBs with a Major Version other
@@ -276,23 +308,41 @@ pub(super) fn shb(buf: &mut Vec<u8>, userappl: &str) {
         // "If the Section Length is -1 (0xFFFFFFFFFFFFFFFF), this means that the
         // size of the section is not specified": we stream, so we cannot know it.
         .u64(u64::MAX)
+        .option(SHB_OS, os.as_bytes())
         .option(SHB_USERAPPL, userappl.as_bytes());
     b.finish();
 }
 
-/// Appends an Interface Description Block for Ethernet with if_name, if_description
-/// and if_tsresol = 9 (nanoseconds).
-pub(super) fn idb(buf: &mut Vec<u8>, snaplen: u32, name: &str, description: &str) {
+/// What an Interface Description Block names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct IdbText<'a> {
+    /// if_name: the interface ("eth0").
+    pub name: &'a str,
+    /// if_description: which of its queues ("eth0 RX queue 3").
+    pub description: &'a str,
+    /// if_filter: the capture's filter expression, a libpcap filter string.
+    pub filter: Option<&'a str>,
+}
+
+/// Appends an Interface Description Block for Ethernet with if_name,
+/// if_description, if_tsresol = 9 (nanoseconds) and, when given, if_filter.
+pub(super) fn idb(buf: &mut Vec<u8>, snaplen: u32, text: &IdbText<'_>) {
     let mut b = BlockBuilder::new(buf, BT_IDB);
     // "LinkType (16 bits)", "Reserved (16 bits): ... MUST be filled with 0",
     // "SnapLen (32 bits)".
     b.u16(LINKTYPE_ETHERNET)
         .u16(0)
         .u32(snaplen)
-        .option(IF_NAME, name.as_bytes())
-        .option(IF_DESCRIPTION, description.as_bytes())
+        .option(IF_NAME, text.name.as_bytes())
+        .option(IF_DESCRIPTION, text.description.as_bytes())
         // "If this option is not present, a resolution of 10^-6 is assumed".
         .option(IF_TSRESOL, &[TSRESOL_NS]);
+    if let Some(filter) = text.filter {
+        let mut value = Vec::with_capacity(1 + filter.len());
+        value.push(FILTER_LIBPCAP_STRING);
+        value.extend_from_slice(filter.as_bytes());
+        b.option(IF_FILTER, &value);
+    }
     b.finish();
 }
 
@@ -452,12 +502,31 @@ mod tests {
         assert_eq!(&b[16..], &data[..60]);
     }
 
+    fn text<'a>(name: &'a str, description: &'a str) -> IdbText<'a> {
+        IdbText {
+            name,
+            description,
+            filter: None,
+        }
+    }
+
+    fn header(interface_id: u32, ts_ns: u64, len: usize, caplen: usize) -> EpbHeader {
+        EpbHeader {
+            interface_id,
+            ts_ns,
+            len,
+            caplen,
+            flags: EPB_FLAG_INBOUND,
+        }
+    }
+
     #[test]
     fn shb_bytes() {
         let mut b = Vec::new();
-        shb(&mut b, "xdpstack 1.2.3");
-        // 28 fixed bytes + option (4 + 14 + 2 pad) + endofopt 4.
-        assert_eq!(b.len(), 28 + 20 + 4);
+        shb(&mut b, "Linux 6.1.0", "xdpstack 1.2.3");
+        // 24 fixed bytes, shb_os (4 + 11 + 1 pad), shb_userappl (4 + 14 + 2 pad),
+        // endofopt 4, trailing length 4.
+        assert_eq!(b.len(), 24 + 16 + 20 + 4 + 4);
         assert_eq!(
             &b[0..4],
             &[0x0a, 0x0d, 0x0d, 0x0a],
@@ -470,16 +539,18 @@ mod tests {
         assert_eq!(&b[8..12], &[0x4d, 0x3c, 0x2b, 0x1a]);
         assert_eq!((u16_at(&b, 12), u16_at(&b, 14)), (1, 0), "version 1.0");
         assert_eq!(&b[16..24], &[0xff; 8], "section length -1");
-        assert_eq!((u16_at(&b, 24), u16_at(&b, 26)), (4, 14), "shb_userappl");
-        assert_eq!(&b[28..42], b"xdpstack 1.2.3");
-        assert_eq!(&b[42..44], &[0, 0], "option padded with zeroes");
-        assert_eq!(&b[44..48], &[0, 0, 0, 0], "opt_endofopt");
+        assert_eq!((u16_at(&b, 24), u16_at(&b, 26)), (3, 11), "shb_os");
+        assert_eq!(&b[28..40], b"Linux 6.1.0\0");
+        assert_eq!((u16_at(&b, 40), u16_at(&b, 42)), (4, 14), "shb_userappl");
+        assert_eq!(&b[44..58], b"xdpstack 1.2.3");
+        assert_eq!(&b[58..60], &[0, 0], "option padded with zeroes");
+        assert_eq!(&b[60..64], &[0, 0, 0, 0], "opt_endofopt");
     }
 
     #[test]
     fn idb_bytes() {
         let mut b = Vec::new();
-        idb(&mut b, 9000, "eth0:q3", "xy");
+        idb(&mut b, 9000, &text("eth0:q3", "xy"));
         assert_eq!(u32_at(&b, 0), 1);
         assert_eq!(u32_at(&b, 4) as usize, b.len());
         assert_eq!(b.len() % 4, 0);
@@ -503,12 +574,31 @@ mod tests {
     }
 
     #[test]
+    fn idb_filter_is_a_libpcap_string() {
+        let mut b = Vec::new();
+        let filter = IdbText {
+            filter: Some("udp port 53"),
+            ..text("e", "d")
+        };
+        idb(&mut b, 100, &filter);
+        // if_name (8), if_description (8), if_tsresol (8), then if_filter: code
+        // 11, length 1 + 11, type 0 and the string, no padding needed.
+        let o = 16 + 24;
+        assert_eq!((u16_at(&b, o), u16_at(&b, o + 2)), (11, 12));
+        assert_eq!(b[o + 4], 0, "filter type 0: libpcap filter string");
+        assert_eq!(&b[o + 5..o + 16], b"udp port 53");
+        assert_eq!(u32_at(&b, o + 16), 0, "opt_endofopt");
+        assert_eq!(u32_at(&b, 4) as usize, b.len());
+        assert_eq!(b.len(), o + 16 + 4 + 4);
+    }
+
+    #[test]
     fn epb_bytes_lengths_and_padding() {
         for len in 0..9usize {
             let data: Vec<u8> = (1..=len as u8).collect();
             let mut b = vec![0xee]; // a preceding byte: the block must not touch it
             let ts = 0x0000_0123_4567_89ab_u64;
-            epb(&mut b, 5, ts, &data, len);
+            epb(&mut b, &header(5, ts, len, len), &data);
             let b = &b[1..];
             let pad = (4 - len % 4) % 4;
             assert_eq!(b.len(), 32 + len + pad + 12, "len {len}");
@@ -535,10 +625,27 @@ mod tests {
     }
 
     #[test]
+    fn epb_flags_carry_the_direction() {
+        for (direction, word) in [
+            (super::super::Direction::Inbound, 1),
+            (super::super::Direction::Outbound, 2),
+        ] {
+            let mut b = Vec::new();
+            let h = EpbHeader {
+                flags: epb_flags(direction),
+                ..header(0, 0, 4, 4)
+            };
+            epb(&mut b, &h, &[1, 2, 3, 4]);
+            assert_eq!((u16_at(&b, 32), u16_at(&b, 34)), (2, 4), "epb_flags");
+            assert_eq!(u32_at(&b, 36), word, "{direction:?}");
+        }
+    }
+
+    #[test]
     fn epb_snaplen_cut_keeps_original_length() {
         let data = [7u8; 100];
         let mut b = Vec::new();
-        epb(&mut b, 0, 1, &data, 61);
+        epb(&mut b, &header(0, 1, 100, 61), &data);
         assert_eq!(u32_at(&b, 20), 61);
         assert_eq!(u32_at(&b, 24), 100);
         assert_eq!(b.len(), 44 + 61 + 3);
@@ -602,14 +709,14 @@ mod tests {
     #[test]
     fn split_pcapng_at_every_offset() {
         let mut b = Vec::new();
-        shb(&mut b, "x");
-        idb(&mut b, 100, "a", "b");
+        shb(&mut b, "o", "x");
+        idb(&mut b, 100, &text("a", "b"));
         let hdr = b.len();
-        epb(&mut b, 0, 0, &[1; 5], 5);
+        epb(&mut b, &header(0, 0, 5, 5), &[1; 5]);
         let e1 = b.len();
-        idb(&mut b, 100, "c", "d");
+        idb(&mut b, 100, &text("c", "d"));
         let i2 = b.len();
-        epb(&mut b, 1, 0, &[1; 8], 8);
+        epb(&mut b, &header(1, 0, 8, 8), &[1; 8]);
         let e2 = b.len();
         for w in 0..=b.len() {
             let s = split_pcapng(&b, w);

@@ -43,6 +43,15 @@
 //! pcapng Interface Statistics Blocks are written once, at [`CaptureWriter::close`],
 //! into the last file: the counters are the caller's, known only then.
 //!
+//! # pcapng: what the file says of itself
+//! The Section Header Block names the application (`shb_userappl`,
+//! "xdpstack VERSION") and the kernel (`shb_os`, as `uname -sr`). Each RX queue is
+//! an interface: `if_name` is the interface (`eth0`), `if_description` the queue
+//! (`eth0 RX queue 3`), `if_tsresol` 9 (nanoseconds), and `if_filter` the capture's
+//! filter expression when it has one ([`CaptureConfig::filter`]). Each Enhanced
+//! Packet Block carries `epb_flags` with the frame's [`Direction`]. Classic pcap
+//! has no place for any of these.
+//!
 //! # Errors
 //! The first write error (ENOSPC, EIO, EPIPE, ...) stops all writing: the file is
 //! cut back (`ftruncate`) to the end of its last complete record, so it stays
@@ -64,7 +73,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use engine::Core;
+use engine::{Core, Header};
 pub use format::MAX_SNAPLEN;
 use output::{FileSink, Sink as _};
 
@@ -79,6 +88,22 @@ pub trait CaptureRecord {
     fn timestamp_ns(&self) -> u64;
     /// RX queue the frame arrived on; one pcapng interface per queue.
     fn queue(&self) -> u32;
+    /// Which way the frame went: pcapng records it in each packet block's
+    /// epb_flags; classic pcap has no field for it. Received, unless the
+    /// record says otherwise.
+    fn direction(&self) -> Direction {
+        Direction::Inbound
+    }
+}
+
+/// Which way a captured frame went through the interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// Received.
+    #[default]
+    Inbound,
+    /// Sent (a frame the stack transmitted).
+    Outbound,
 }
 
 impl<T: CaptureRecord + ?Sized> CaptureRecord for &T {
@@ -90,6 +115,9 @@ impl<T: CaptureRecord + ?Sized> CaptureRecord for &T {
     }
     fn queue(&self) -> u32 {
         (**self).queue()
+    }
+    fn direction(&self) -> Direction {
+        (**self).direction()
     }
 }
 
@@ -113,7 +141,8 @@ pub enum Format {
     /// `tcpdump --nano -w` writes.
     #[default]
     Pcap,
-    /// pcapng (`--pcapng`): one interface per RX queue, drop statistics at the end.
+    /// pcapng (`--pcapng`): one interface per RX queue, each frame's direction,
+    /// drop statistics at the end.
     PcapNg,
 }
 
@@ -156,6 +185,9 @@ pub struct CaptureConfig {
     pub file_size_mb: Option<u64>,
     /// `-W N`: with `-C`, a ring of N files.
     pub file_count: Option<u32>,
+    /// The capture's filter expression, if any: pcapng's `if_filter` (a libpcap
+    /// filter string) in every interface block.
+    pub filter: Option<String>,
 }
 
 impl CaptureConfig {
@@ -169,6 +201,7 @@ impl CaptureConfig {
             packet_buffered: false,
             file_size_mb: None,
             file_count: None,
+            filter: None,
         }
     }
 }
@@ -356,8 +389,13 @@ impl CaptureWriter {
             Output::Stdout => None,
             Output::File(base) => Some(base.clone()),
         };
+        let header = Header {
+            iface: interface.to_owned(),
+            filter: config.filter.clone(),
+            os: os_name(),
+        };
         Ok(Self {
-            core: Core::new(settings, sink, base, path, interface, queues),
+            core: Core::new(settings, sink, base, path, header, queues),
             closed: false,
         })
     }
@@ -532,4 +570,21 @@ fn wflag_chars(count: u32) -> usize {
         x /= 10;
     }
     digits
+}
+
+/// shb_os: the kernel's name and release, as `uname -sr` prints them (the
+/// `sysname` and `release` of uname(2), which procfs shows for the caller's UTS
+/// namespace).
+fn os_name() -> String {
+    let read = |what: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{what}"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    match (read("ostype"), read("osrelease")) {
+        (Some(name), Some(release)) => format!("{name} {release}"),
+        (Some(name), None) => name,
+        _ => std::env::consts::OS.to_owned(),
+    }
 }

@@ -24,7 +24,11 @@ use pcap_file::{
 };
 use proptest::prelude::*;
 
-use super::{engine::Core, output::Sink, *};
+use super::{
+    engine::{Core, Header},
+    output::Sink,
+    *,
+};
 
 const BASE_NS: u64 = 1_700_000_000_123_456_789;
 
@@ -34,6 +38,7 @@ struct Rec {
     data: Vec<u8>,
     ts: u64,
     queue: u32,
+    direction: Direction,
 }
 
 impl CaptureRecord for Rec {
@@ -46,6 +51,9 @@ impl CaptureRecord for Rec {
     fn queue(&self) -> u32 {
         self.queue
     }
+    fn direction(&self) -> Direction {
+        self.direction
+    }
 }
 
 /// Frame `i`: its index in the first 8 bytes (when they fit), then a pattern.
@@ -57,6 +65,7 @@ fn rec(i: u64, len: usize, queue: u32) -> Rec {
         data,
         ts: BASE_NS + i * 1_001,
         queue,
+        direction: Direction::Inbound,
     }
 }
 
@@ -135,6 +144,9 @@ fn read_pcap(path: &Path) -> (pcap_file::pcap::PcapHeader, Vec<Packet>) {
 #[derive(Debug, Default)]
 struct PcapNg {
     userappl: Option<String>,
+    os: Option<String>,
+    /// Each packet's epb_flags.
+    flags: Vec<u32>,
     interfaces: Vec<InterfaceDescriptionBlock<'static>>,
     packets: Vec<Packet>,
     /// (interface id, timestamp, options) of each ISB.
@@ -152,6 +164,10 @@ fn read_pcapng(path: &Path) -> PcapNg {
             SectionHeaderOption::UserApplication(s) => Some(s.to_string()),
             _ => None,
         }),
+        os: section.options.iter().find_map(|o| match o {
+            SectionHeaderOption::OS(s) => Some(s.to_string()),
+            _ => None,
+        }),
         ..PcapNg::default()
     };
     while let Some(block) = r.next_block() {
@@ -161,11 +177,13 @@ fn read_pcapng(path: &Path) -> PcapNg {
                 let snaplen = f.interfaces[p.interface_id as usize].snaplen;
                 assert!(p.data.len() <= snaplen as usize, "caplen <= snaplen");
                 assert!(p.data.len() <= p.original_len as usize);
-                assert_eq!(
-                    p.options,
-                    vec![EnhancedPacketOption::Flags(1)],
-                    "epb_flags inbound, nothing else"
-                );
+                let [EnhancedPacketOption::Flags(flags @ (1 | 2))] = p.options[..] else {
+                    panic!(
+                        "epb_flags inbound or outbound, nothing else: {:?}",
+                        p.options
+                    );
+                };
+                f.flags.push(flags);
                 f.packets.push(Packet {
                     ts: u64::try_from(p.timestamp.as_nanos()).unwrap(),
                     orig_len: p.original_len,
@@ -343,16 +361,37 @@ fn pcapng_round_trip_interfaces_and_statistics() {
                 i.options
                     .contains(&InterfaceDescriptionOption::IfTsResol(9))
             );
-            i.options
-                .iter()
-                .find_map(|o| match o {
-                    InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .unwrap()
+            let text = |want: u16| {
+                i.options
+                    .iter()
+                    .find_map(|o| match (want, o) {
+                        (2, InterfaceDescriptionOption::IfName(n))
+                        | (3, InterfaceDescriptionOption::IfDescription(n)) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap()
+            };
+            assert!(
+                !i.options
+                    .iter()
+                    .any(|o| matches!(o, InterfaceDescriptionOption::IfFilter(_))),
+                "no filter, no if_filter"
+            );
+            (text(2), text(3))
         })
         .collect();
-    assert_eq!(names, ["veth1:q4", "veth1:q2", "veth1:q9", "veth1:q5"]);
+    assert_eq!(
+        names,
+        [
+            ("veth1", "veth1 RX queue 4"),
+            ("veth1", "veth1 RX queue 2"),
+            ("veth1", "veth1 RX queue 9"),
+            ("veth1", "veth1 RX queue 5")
+        ]
+        .map(|(n, d)| (n.to_string(), d.to_string()))
+    );
+    assert_eq!(f.os, Some(os_name()));
+    assert!(f.flags.iter().all(|&x| x == 1), "every frame inbound");
     let id_of = |q: u32| [4, 2, 9, 5].iter().position(|&x| x == q).unwrap() as u32;
     let want: Vec<Packet> = recs
         .iter()
@@ -910,7 +949,12 @@ fn core_over(sink: FailingSink, format: Format, snaplen: u32) -> Core<FailingSin
         packet_buffered: false,
         rotation: None,
     };
-    Core::new(settings, sink, None, Some("t.cap".into()), "eth0", &[0])
+    let header = Header {
+        iface: "eth0".into(),
+        filter: None,
+        os: "Linux".into(),
+    };
+    Core::new(settings, sink, None, Some("t.cap".into()), header, &[0])
 }
 
 fn parse_all(format: Format, bytes: &[u8]) -> Vec<Packet> {
@@ -1129,7 +1173,7 @@ fn tshark_and_capinfos_read_both_formats() {
             let secs = format!("{}.{:09}", r.ts / 1_000_000_000, r.ts % 1_000_000_000);
             assert_eq!(row[4], secs, "ns timestamps");
             if format == Format::PcapNg {
-                assert_eq!(row[2], format!("eth0:q{}", r.queue));
+                assert_eq!(row[2], "eth0");
                 assert_eq!(row[3], "0x00000001", "inbound");
             }
         }
@@ -1156,9 +1200,10 @@ fn tshark_and_capinfos_read_both_formats() {
                     capinfos_value(&report, "Number of interfaces in file:"),
                     ["3"]
                 );
+                assert_eq!(capinfos_value(&report, "Name ="), ["eth0"; 3]);
                 assert_eq!(
-                    capinfos_value(&report, "Name ="),
-                    ["eth0:q0", "eth0:q1", "eth0:q2"]
+                    capinfos_value(&report, "Description ="),
+                    ["eth0 RX queue 0", "eth0 RX queue 1", "eth0 RX queue 2"]
                 );
                 assert_eq!(capinfos_value(&report, "Time resolution ="), ["0x09"; 3]);
                 assert_eq!(capinfos_value(&report, "Capture length ="), ["1600"; 3]);
@@ -1247,10 +1292,11 @@ proptest! {
         let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
         let caplen = len.min(snaplen as usize);
         let mut b = Vec::new();
-        format::shb(&mut b, "p");
-        format::idb(&mut b, snaplen, "e:q0", "d");
+        format::shb(&mut b, "o", "p");
+        format::idb(&mut b, snaplen, &format::IdbText { name: "e", description: "d", filter: None });
         let before = b.len();
-        format::epb(&mut b, 0, ts, &data, caplen);
+        let h = format::EpbHeader { interface_id: 0, ts_ns: ts, len, caplen, flags: 1 };
+        format::epb(&mut b, &h, &data);
         prop_assert_eq!(b.len() - before, format::epb_len(caplen));
         prop_assert_eq!((b.len() - before) % 4, 0);
         let packets = parse_all(Format::PcapNg, &b);
@@ -1415,5 +1461,134 @@ fn direct_writes_rotate_like_copied_ones() {
     for ((dn, db), (cn, cb)) in direct.2.iter().zip(&copied.2) {
         assert_eq!(dn, cn);
         assert!(db == cb, "{dn} differs");
+    }
+}
+
+// ------------------------------------------- pcapng metadata, direction (tshark)
+
+fn outbound(mut r: Rec) -> Rec {
+    r.direction = Direction::Outbound;
+    r
+}
+
+/// `uname -sr`, the independent oracle of shb_os.
+fn uname_sr() -> String {
+    let out = Command::new("uname").arg("-sr").output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn pcapng_names_the_os_the_application_the_queue_and_the_filter() {
+    let dir = TempDir::new("meta");
+    let path = dir.path("m.pcapng");
+    let c = CaptureConfig {
+        filter: Some("udp port 9000".into()),
+        ..config(&path, Format::PcapNg)
+    };
+    let mut w = CaptureWriter::open(&c, "eth7", &[0, 3]).unwrap();
+    w.write_batch([rec(0, 100, 0), outbound(rec(1, 100, 3)), rec(2, 60, 3)]);
+    assert!(w.close(&[]).error.is_none());
+
+    let f = read_pcapng(&path);
+    assert_eq!(f.os.as_deref(), Some(uname_sr().as_str()), "shb_os");
+    assert_eq!(
+        f.userappl.as_deref(),
+        Some(concat!("xdpstack ", env!("CARGO_PKG_VERSION")))
+    );
+    for (i, q) in [0, 3].into_iter().enumerate() {
+        let opts = &f.interfaces[i].options;
+        let description = format!("eth7 RX queue {q}");
+        assert!(opts.contains(&InterfaceDescriptionOption::IfName("eth7".into())));
+        assert!(opts.contains(&InterfaceDescriptionOption::IfDescription(
+            description.into()
+        )));
+        assert!(opts.contains(&InterfaceDescriptionOption::IfTsResol(9)));
+        // pcap-file keeps if_filter's value whole: the type octet, then the text.
+        assert!(
+            opts.contains(&InterfaceDescriptionOption::IfFilter(
+                b"\0udp port 9000"[..].into()
+            )),
+            "{opts:?}"
+        );
+    }
+    assert_eq!(f.flags, [1, 2, 1], "epb_flags: inbound, outbound, inbound");
+
+    let Some(report) = wireshark_tool("capinfos", &["-M"], &path) else {
+        return;
+    };
+    assert_eq!(capinfos_value(&report, "Capture oper-sys:"), [uname_sr()]);
+    assert_eq!(
+        capinfos_value(&report, "Capture application:"),
+        [concat!("xdpstack ", env!("CARGO_PKG_VERSION"))]
+    );
+    assert_eq!(capinfos_value(&report, "Name ="), ["eth7"; 2]);
+    assert_eq!(
+        capinfos_value(&report, "Description ="),
+        ["eth7 RX queue 0", "eth7 RX queue 3"]
+    );
+    assert_eq!(
+        capinfos_value(&report, "Filter string ="),
+        ["udp port 9000"; 2]
+    );
+    let Some(fields) = wireshark_tool(
+        "tshark",
+        &[
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.interface_description",
+            "-e",
+            "frame.packet_flags_direction",
+            "-r",
+        ],
+        &path,
+    ) else {
+        return;
+    };
+    assert_eq!(
+        fields.lines().collect::<Vec<_>>(),
+        [
+            "eth7\teth7 RX queue 0\t0x00000001",
+            "eth7\teth7 RX queue 3\t0x00000002",
+            "eth7\teth7 RX queue 3\t0x00000001",
+        ]
+    );
+    let Some(verbose) = wireshark_tool("tshark", &["-V", "-r"], &path) else {
+        return;
+    };
+    let directions: Vec<&str> = verbose
+        .lines()
+        .filter_map(|l| l.split(" = Direction: ").nth(1))
+        .collect();
+    assert_eq!(
+        directions,
+        ["Inbound (0x1)", "Outbound (0x2)", "Inbound (0x1)"]
+    );
+}
+
+/// Both paths of the writer (copied and writev) write each record's direction.
+#[test]
+fn direction_on_both_write_paths() {
+    let recs: Vec<Rec> = (0..40u64)
+        .map(|i| {
+            let r = rec(i, [60, 1514][i as usize % 2], 0);
+            if i % 3 == 0 { outbound(r) } else { r }
+        })
+        .collect();
+    let want: Vec<u32> = (0..40).map(|i| if i % 3 == 0 { 2 } else { 1 }).collect();
+    for direct in [false, true] {
+        let dir = TempDir::new("dir");
+        let path = dir.path("d.pcapng");
+        let mut w = CaptureWriter::open(&config(&path, Format::PcapNg), "eth0", &[0]).unwrap();
+        if direct {
+            w.write_records(&recs);
+        } else {
+            w.write_batch(&recs);
+        }
+        assert!(w.close(&[]).error.is_none());
+        assert_eq!(read_pcapng(&path).flags, want, "direct {direct}");
     }
 }

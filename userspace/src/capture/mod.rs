@@ -29,8 +29,8 @@ use crate::{frame::FrameView, poller::Consumer};
 mod writer;
 
 pub use writer::{
-    CaptureConfig, CaptureError, CaptureRecord, CaptureStats, CaptureSummary, CaptureWriter,
-    Direction, Format, MAX_SNAPLEN, Output, QueueStats,
+    CaptureConfig, CaptureEnd, CaptureError, CaptureRecord, CaptureStats, CaptureSummary,
+    CaptureWriter, Clock, Direction, Format, MAX_SNAPLEN, Output, QueueStats, SystemClock,
 };
 
 /// The writer and the time of the last record written.
@@ -78,6 +78,8 @@ pub struct Capture {
     remaining: Arc<AtomicU64>,
     /// Set once the first write error has been reported.
     reported: Arc<AtomicBool>,
+    /// Set when the writer ends the capture on its own ([`CaptureEnd`]).
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Capture {
@@ -95,7 +97,17 @@ impl Capture {
             monotonic: config.format == Format::Pcap && queues.len() > 1,
             remaining: Arc::new(AtomicU64::new(count.unwrap_or(u64::MAX))),
             reported: Arc::new(AtomicBool::new(false)),
+            stop: None,
         })
+    }
+
+    /// Sets `stop` when the writer ends the capture on its own: `-G` with `-W`
+    /// wrote its files ([`CaptureEnd`]). Give it the run's stop flag, and the run ends with
+    /// the capture, as tcpdump's does. Consumers made before this call do not
+    /// set it.
+    pub fn stop_on_end(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// A consumer for one queue.
@@ -138,6 +150,7 @@ impl Capture {
                 CaptureSummary {
                     stats: w.stats(),
                     error: None,
+                    end: w.ended(),
                     path: w.current_path().map(Into::into),
                 }
             }
@@ -181,6 +194,11 @@ impl CaptureConsumer {
             // Say it once, now; the run goes on (the UDP consumer is still
             // served), frames keep being released, and the exit status says it.
             tracing::error!("{err}; capture stopped, frames are still released and counted");
+        }
+        if let (Some(end), Some(stop)) = (writer.ended(), &self.capture.stop)
+            && !stop.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!("capture ended ({end:?}): stopping the run");
         }
     }
 }

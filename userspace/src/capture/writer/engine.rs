@@ -7,12 +7,22 @@ use std::{
 };
 
 use super::{
-    BUFFER_BYTES, CaptureError, CaptureRecord, CaptureStats, Format, NO_INTERFACE, QUEUE_TABLE_MAX,
-    QueueStats, Settings,
+    BUFFER_BYTES, CaptureEnd, CaptureError, CaptureRecord, CaptureStats, Clock, Format,
+    NO_INTERFACE, QUEUE_TABLE_MAX, QueueStats, Settings,
     format::{self, EpbHeader, IdbText},
-    hint, now_ns,
+    hint,
     output::Sink,
 };
+
+/// The files of a capture: where it started, where it is.
+#[derive(Debug, Default)]
+pub(super) struct Files {
+    /// `-w FILE` as given: the stem (or `-G` pattern) of rotated names. `None`
+    /// for stdout.
+    pub(super) base: Option<PathBuf>,
+    /// The file being written. `None` for stdout.
+    pub(super) path: Option<PathBuf>,
+}
 
 /// What pcapng's header blocks say, the same in every file.
 #[derive(Debug, Default)]
@@ -25,17 +35,31 @@ pub(super) struct Header {
     pub(super) os: String,
 }
 
+/// Whole seconds since the epoch of a CLOCK_REALTIME time, as `time(2)` has it.
+pub(super) fn seconds(ns: u64) -> i64 {
+    i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX)
+}
+
 /// The writer proper, generic over its sink so tests can fail writes on cue.
 pub(super) struct Core<S: Sink> {
     pub(super) settings: Settings,
     pub(super) sink: S,
-    /// `-w FILE` as given: the stem of rotated names. `None` for stdout.
+    /// `-w FILE` as given: the stem (or `-G` pattern) of rotated names. `None`
+    /// for stdout.
     pub(super) base: Option<PathBuf>,
     /// The file being written. `None` for stdout.
     pub(super) path: Option<PathBuf>,
     /// Number of the current file in the rotation (tcpdump's `Cflag_count`).
     pub(super) file_no: u32,
+    /// When the current `-G` interval started, in seconds since the epoch
+    /// (tcpdump's `Gflag_time`): the time in its file names.
+    pub(super) opened_s: i64,
+    /// `-G` intervals ended so far (tcpdump's `Gflag_count`).
+    pub(super) intervals: u32,
+    /// `-G`: the time (s) of a new interval that the next record starts.
+    pub(super) interval_due: Option<i64>,
     pub(super) header: Header,
+    pub(super) clock: Box<dyn Clock>,
     /// Encoded bytes not yet handed to the kernel; never grows past `buf_cap`.
     pub(super) buf: Vec<u8>,
     pub(super) buf_cap: usize,
@@ -51,6 +75,8 @@ pub(super) struct Core<S: Sink> {
     pub(super) start_ns: u64,
     pub(super) stats: CaptureStats,
     pub(super) error: Option<CaptureError>,
+    /// Set when the capture ended without an error; nothing more is written.
+    pub(super) end: Option<CaptureEnd>,
     /// What the next flush writes beyond `buf` alone: large records' data,
     /// straight from their frames (see [`Core::write_direct`]). Empty outside
     /// `write_direct`.
@@ -80,22 +106,27 @@ impl<S: Sink> Core<S> {
     pub(super) fn new(
         settings: Settings,
         sink: S,
-        base: Option<PathBuf>,
-        path: Option<PathBuf>,
+        files: Files,
         header: Header,
         queues: &[u32],
+        clock: Box<dyn Clock>,
     ) -> Self {
         let snap = settings.snaplen as usize;
         let largest = format::pcap_record_len(snap).max(format::epb_len(snap));
         // Room for the largest record after a flush, so there is one code path.
         let buf_cap = BUFFER_BYTES.max(largest + 1024);
+        let start_ns = clock.now_ns();
         let mut core = Self {
             settings,
             sink,
-            base,
-            path,
+            base: files.base,
+            path: files.path,
             file_no: 0,
+            opened_s: seconds(start_ns),
+            intervals: 0,
+            interval_due: None,
             header,
+            clock,
             buf: Vec::with_capacity(buf_cap),
             buf_cap,
             buf_prefix: 0,
@@ -103,9 +134,10 @@ impl<S: Sink> Core<S> {
             file_len: 0,
             interfaces: Vec::with_capacity(queues.len()),
             if_table: Vec::new(),
-            start_ns: now_ns(),
+            start_ns,
             stats: CaptureStats::default(),
             error: None,
+            end: None,
             pieces: Vec::new(),
             direct_bytes: 0,
         };
@@ -165,6 +197,51 @@ impl<S: Sink> Core<S> {
         format::idb(&mut self.buf, self.settings.snaplen, &text);
     }
 
+    /// True while records are written: no error, and the capture has not
+    /// ended.
+    #[inline]
+    pub(super) fn accepting(&self) -> bool {
+        self.error.is_none() && self.end.is_none()
+    }
+
+    /// True while the output can be written: no error (the file limit of
+    /// `-G -W` still lets the last file get its statistics).
+    #[inline]
+    fn sink_ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// `-G`: reads the clock (once per batch) and, when the interval is over,
+    /// makes the next record start a new file.
+    pub(super) fn check_interval(&mut self) {
+        let Some(every) = self.settings.rotation.and_then(|r| r.seconds) else {
+            return;
+        };
+        let now = seconds(self.clock.now_ns());
+        if now.saturating_sub(self.opened_s) >= i64::from(every) {
+            self.interval_due = Some(now);
+        }
+    }
+
+    /// What comes before each record: a new `-G` file if one is due, then a new
+    /// `-C` file if this one is larger than the limit with `pending` bytes not
+    /// yet written. False if the record cannot be written.
+    #[inline]
+    fn before_record(&mut self, pending: usize) -> bool {
+        if let Some(now) = self.interval_due.take() {
+            self.rotate_interval(now);
+        }
+        if !self.accepting() {
+            return false;
+        }
+        if let Some(limit) = self.settings.rotation.and_then(|r| r.size_limit)
+            && self.file_len + pending as u64 > limit
+        {
+            self.rotate_size();
+        }
+        self.accepting()
+    }
+
     pub(super) fn lookup(&self, queue: u32) -> Option<u32> {
         if queue < QUEUE_TABLE_MAX {
             match self.if_table.get(queue as usize) {
@@ -215,7 +292,7 @@ impl<S: Sink> Core<S> {
         if self.buf.len() + n > self.buf_cap {
             self.flush();
         }
-        self.error.is_none()
+        self.sink_ok()
     }
 
     pub(super) fn drop_record(&mut self, caplen: usize) {
@@ -227,16 +304,8 @@ impl<S: Sink> Core<S> {
     pub(super) fn write<R: CaptureRecord + ?Sized>(&mut self, record: &R) {
         let data = record.bytes();
         let caplen = data.len().min(self.settings.snaplen as usize);
-        if self.error.is_some() {
+        if !self.before_record(self.buf.len()) {
             return self.drop_record(caplen);
-        }
-        if let Some(r) = self.settings.rotation
-            && self.file_len + self.buf.len() as u64 > r.limit
-        {
-            self.rotate();
-            if self.error.is_some() {
-                return self.drop_record(caplen);
-            }
         }
         match self.settings.format {
             Format::Pcap => {
@@ -282,7 +351,7 @@ impl<S: Sink> Core<S> {
                 // What may flush or rotate runs with no piece pending.
                 self.flush_with(records);
             }
-            if !direct || self.error.is_some() {
+            if !direct || !self.accepting() {
                 self.write(record);
                 continue;
             }
@@ -303,10 +372,14 @@ impl<S: Sink> Core<S> {
         };
         let new_interface =
             self.settings.format == Format::PcapNg && self.lookup(record.queue()).is_none();
-        let rotate = self
-            .settings
-            .rotation
-            .is_some_and(|r| self.file_len + (self.buf.len() + self.direct_bytes) as u64 > r.limit);
+        let rotate = self.interval_due.is_some()
+            || self
+                .settings
+                .rotation
+                .and_then(|r| r.size_limit)
+                .is_some_and(|limit| {
+                    self.file_len + (self.buf.len() + self.direct_bytes) as u64 > limit
+                });
         self.pieces.len() + 2 > MAX_IOVECS / 2
             || self.buf.len() + buffered > self.buf_cap
             || new_interface
@@ -316,14 +389,9 @@ impl<S: Sink> Core<S> {
     /// A direct record: its header (and pcapng trailer) into the buffer, its
     /// data as a piece.
     fn write_header<R: CaptureRecord>(&mut self, index: usize, record: &R, caplen: usize) {
-        if let Some(r) = self.settings.rotation
-            && self.file_len + (self.buf.len() + self.direct_bytes) as u64 > r.limit
-        {
-            // No piece is pending (see `would_flush`).
-            self.rotate();
-            if self.error.is_some() {
-                return self.drop_record(caplen);
-            }
+        // Rotation happens with no piece pending (see `would_flush`).
+        if !self.before_record(self.buf.len() + self.direct_bytes) {
+            return self.drop_record(caplen);
         }
         let len = record.bytes().len();
         let ts = record.timestamp_ns();
@@ -364,7 +432,7 @@ impl<S: Sink> Core<S> {
     fn flush_with<R: CaptureRecord>(&mut self, records: &[R]) {
         let pieces = std::mem::take(&mut self.pieces);
         let direct = std::mem::take(&mut self.direct_bytes);
-        if self.error.is_some() {
+        if !self.sink_ok() {
             // Pieces are only made while writing works, and flushed before
             // anything else can fail.
             debug_assert!(pieces.is_empty());
@@ -403,7 +471,7 @@ impl<S: Sink> Core<S> {
             self.pieces.is_empty(),
             "pieces are flushed with their records"
         );
-        if self.error.is_some() || self.buf.is_empty() {
+        if !self.sink_ok() || self.buf.is_empty() {
             return;
         }
         let total = self.buf.len();
@@ -467,27 +535,59 @@ impl<S: Sink> Core<S> {
         }
     }
 
-    /// Closes the current file and starts the next one of the rotation.
+    /// `-C`: the current file is over the limit; the next number (wrapping at
+    /// `-W`, as tcpdump's `Cflag_count` does whether or not `-G` is given).
     #[cold]
-    pub(super) fn rotate(&mut self) {
-        self.flush();
-        let (Some(rotation), Some(base)) = (self.settings.rotation, self.base.as_deref()) else {
-            return;
-        };
-        if self.error.is_some() {
-            return;
-        }
+    fn rotate_size(&mut self) {
         let mut next = self.file_no.wrapping_add(1);
-        if rotation.count.is_some_and(|w| next >= w) {
+        if self
+            .settings
+            .rotation
+            .and_then(|r| r.count)
+            .is_some_and(|w| next >= w)
+        {
             next = 0;
         }
-        let path = self.settings.file_name(base, next);
+        self.open_next(next);
+    }
+
+    /// `-G`: an interval is over at `now` (s): the file of the next one, or, with
+    /// `-W N` and no `-C`, the end after N files.
+    #[cold]
+    fn rotate_interval(&mut self, now: i64) {
+        self.flush();
+        if !self.sink_ok() {
+            return;
+        }
+        self.intervals = self.intervals.saturating_add(1);
+        if let Some(files) = self.settings.rotation.and_then(|r| r.file_limit())
+            && self.intervals >= files
+        {
+            // The last file stays the sink: pcapng's statistics go into it at close.
+            self.end = Some(CaptureEnd::FileLimit { files });
+            return;
+        }
+        self.opened_s = now;
+        // "Reset the count so multiple files would end with 1,2,3 in the filename."
+        self.open_next(0);
+    }
+
+    /// Closes the current file and starts file `n` of the rotation.
+    fn open_next(&mut self, n: u32) {
+        self.flush();
+        let Some(base) = self.base.as_deref() else {
+            return;
+        };
+        if !self.sink_ok() {
+            return;
+        }
+        let path = self.settings.file_name(base, n, self.opened_s);
         match S::create(&path) {
             Ok(sink) => {
                 // Replacing the sink closes the previous file.
                 self.sink = sink;
                 self.path = Some(path);
-                self.file_no = next;
+                self.file_no = n;
                 self.file_len = 0;
                 self.stats.files_rotated += 1;
                 self.start_file();
@@ -504,13 +604,13 @@ impl<S: Sink> Core<S> {
 
     /// pcapng: one ISB per interface; then flush.
     pub(super) fn finish(&mut self, queue_stats: &[QueueStats]) {
-        if self.settings.format == Format::PcapNg && self.error.is_none() {
+        if self.settings.format == Format::PcapNg && self.sink_ok() {
             for s in queue_stats {
                 if self.interface_id(s.queue).is_none() {
                     break;
                 }
             }
-            let now = now_ns().max(self.start_ns);
+            let now = self.clock.now_ns().max(self.start_ns);
             for id in 0..self.interfaces.len() {
                 let q = self.interfaces[id];
                 let counters =
@@ -530,7 +630,7 @@ impl<S: Sink> Core<S> {
             }
         }
         self.flush();
-        if self.error.is_none()
+        if self.sink_ok()
             && let Err(e) = self.sink.flush()
         {
             self.error = Some(self.write_error(e));

@@ -1,5 +1,5 @@
 //! Capture file writer: classic pcap (nanosecond timestamps) and pcapng, with a
-//! snapshot length, tcpdump-style rotation (`-C`, `-W`), standard output (`-w -`),
+//! snapshot length, tcpdump-style rotation (`-C`, `-G`, `-W`), standard output (`-w -`),
 //! and write errors that stop the capture cleanly instead of stalling the stack.
 //!
 //! # Data path
@@ -16,27 +16,51 @@
 //! copy wins, and for large ones the kernel's own copy into the page cache is
 //! the limit either way.
 //!
-//! # Rotation (`-C`, `-W`), as tcpdump does it
-//! tcpdump(1): "-C file_size: Before writing a raw packet to a savefile, check
+//! # Rotation (`-C`, `-G`, `-W`), as tcpdump does it
+//! tcpdump(8): "-C file_size: Before writing a raw packet to a savefile, check
 //! whether the file is currently larger than file_size and, if so, close the
 //! current savefile and open a new one. Savefiles after the first savefile will
 //! have the name specified with the -w flag, with a number after it, starting at 1
 //! and continuing upward. The default unit of file_size is millions of bytes
-//! (1,000,000 bytes, not 1,048,576 bytes)." and "-W filecount: Used in conjunction
-//! with the -C option, this will limit the number of files created to the specified
-//! number, and begin overwriting files from the beginning, thus creating a
-//! 'rotating' buffer. In addition, it will name the files with enough leading 0s to
-//! support the maximum number of files".
+//! (1,000,000 bytes, not 1,048,576 bytes)."; "-G rotate_seconds: If specified,
+//! rotates the dump file specified with the -w option every rotate_seconds
+//! seconds. Savefiles will have the name specified by -w which should include a
+//! time format as defined by strftime(3). If no time format is specified, each
+//! new file will overwrite the previous. [...] If used in conjunction with the -C
+//! option, filenames will take the form of `file<count>'."; and "-W filecount:
+//! Used in conjunction with the -C option, this will limit the number of files
+//! created to the specified number, and begin overwriting files from the
+//! beginning, thus creating a 'rotating' buffer. In addition, it will name the
+//! files with enough leading 0s to support the maximum number of files [...]
+//! Used in conjunction with the -G option, this will limit the number of rotated
+//! dump files that get created, exiting with status 0 when reaching the limit.
+//! If used in conjunction with both -C and -G, the -W option will currently be
+//! ignored, and will only affect the file name."
 //!
 //! So, like tcpdump.c (`dump_packet_and_trunc`, `MakeFilename`, `getWflagChars`):
-//! - the size check runs before each record, on the bytes written so far
-//!   (buffered ones included, as `ftell` counts stdio's buffer), and rotates when
-//!   that size is *larger than* `MB * 1_000_000`: a file ends with the record that
-//!   took it over the limit, so it exceeds the limit by less than one record;
+//! - before each record, the time check first, then the size check ("if a Gflag
+//!   time boundary and a Cflag size boundary coincide, the time rotation will
+//!   occur first");
+//! - `-G S`: a new file before the first record once S seconds have passed
+//!   since the current file was opened, in whole seconds of the wall clock as
+//!   `time(2)` counts them (`t - Gflag_time >= Gflag`); no record, no new file.
+//!   The name is the `-w` name formatted by strftime(3) in local time at the
+//!   moment the file is opened (`-w 'cap-%Y%m%d-%H%M%S.pcap' -G 60`). The
+//!   clock is read once per batch of records ([`Clock`]: the caller's);
+//! - the size check runs on the bytes written so far (buffered ones included,
+//!   as `ftell` counts stdio's buffer), and rotates when that size is *larger
+//!   than* `MB * 1_000_000`: a file ends with the record that took it over the
+//!   limit, so it exceeds the limit by less than one record;
 //! - `-C` alone: `FILE`, `FILE1`, `FILE2`, ...;
 //! - `-C` with `-W N`: `FILE0` .. `FILE{N-1}` with the number zero-padded to the
 //!   digits of N-1 (`-W 3`: `FILE0`; `-W 11`: `FILE00`; `-W 1`: always `FILE`),
 //!   wrapping to 0 and overwriting the oldest file;
+//! - `-G` with `-C`: each interval starts a new name, unnumbered (or numbered 0,
+//!   padded, with `-W`), and `-C` numbers from 1 within the interval;
+//! - `-G` with `-W N` and no `-C`: when file N+1 is due the capture ends
+//!   ([`CaptureEnd::FileLimit`]; tcpdump exits with status 0) and the record
+//!   that was due to open it is not written. With `-C` too, `-W` is not a file
+//!   limit: it pads the `-C` numbers and, as in tcpdump's code, wraps them;
 //! - every file is complete on its own: its own pcap header, or its own SHB and
 //!   IDBs (same interface order, so interface ids mean the same in every file).
 //!
@@ -63,6 +87,7 @@
 mod engine;
 mod format;
 mod output;
+mod rotation;
 #[cfg(test)]
 mod tests;
 
@@ -73,9 +98,12 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use engine::{Core, Header};
+use engine::{Core, Files, Header};
 pub use format::MAX_SNAPLEN;
 use output::{FileSink, Sink as _};
+use rotation::Settings;
+#[cfg(test)]
+use rotation::wflag_chars;
 
 /// A received frame, as the capture writer sees it. The stack's zero-copy
 /// `FrameView` implements it; the writer drops each record right after copying
@@ -104,6 +132,25 @@ pub enum Direction {
     Inbound,
     /// Sent (a frame the stack transmitted).
     Outbound,
+}
+
+/// The wall clock the writer reads: when a file is opened (the time a `-G`
+/// name is made of, and from which the next `-G` file is due) and the times of
+/// pcapng's statistics blocks. A trait so that the caller decides what time
+/// it is, and tests run on a clock of their own.
+pub trait Clock: Send {
+    /// CLOCK_REALTIME nanoseconds since the Unix epoch.
+    fn now_ns(&self) -> u64;
+}
+
+/// The system's CLOCK_REALTIME, the clock of the frames' timestamps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ns(&self) -> u64 {
+        now_ns()
+    }
 }
 
 impl<T: CaptureRecord + ?Sized> CaptureRecord for &T {
@@ -183,7 +230,11 @@ pub struct CaptureConfig {
     pub packet_buffered: bool,
     /// `-C MB`: rotate once the file is larger than MB * 1,000,000 bytes.
     pub file_size_mb: Option<u64>,
-    /// `-W N`: with `-C`, a ring of N files.
+    /// `-G SECONDS`: a new file once SECONDS have passed since the current one
+    /// was opened; the `-w` name is then a strftime(3) pattern.
+    pub rotate_seconds: Option<u32>,
+    /// `-W N`: with `-C`, a ring of N files; with `-G` alone, N files and the
+    /// capture ends ([`CaptureEnd::FileLimit`]).
     pub file_count: Option<u32>,
     /// The capture's filter expression, if any: pcapng's `if_filter` (a libpcap
     /// filter string) in every interface block.
@@ -200,6 +251,7 @@ impl CaptureConfig {
             snaplen: MAX_SNAPLEN,
             packet_buffered: false,
             file_size_mb: None,
+            rotate_seconds: None,
             file_count: None,
             filter: None,
         }
@@ -234,8 +286,21 @@ pub struct CaptureStats {
     pub records_dropped: u64,
     /// Captured frame bytes (after snaplen) of the dropped records.
     pub bytes_dropped: u64,
-    /// Times a new file was started by `-C`.
+    /// Times a new file was started by `-C` or `-G`.
     pub files_rotated: u64,
+}
+
+/// Why the writer stopped taking records without an error: the capture is
+/// over, and the caller should end the run (as tcpdump exits, with status 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum CaptureEnd {
+    /// `-G` with `-W N` (and no `-C`): N files were written, and file N+1
+    /// was due ("Maximum file limit reached" in tcpdump).
+    FileLimit {
+        /// N.
+        files: u32,
+    },
 }
 
 /// What [`CaptureWriter::close`] returns.
@@ -247,6 +312,9 @@ pub struct CaptureSummary {
     /// The first error, if writing stopped; the capture then lacks
     /// `stats.records_dropped` records.
     pub error: Option<CaptureError>,
+    /// Why the capture ended on its own, if it did (not an error; records
+    /// offered after it are in `stats.records_dropped`).
+    pub end: Option<CaptureEnd>,
     /// The last file written (`None` for standard output).
     pub path: Option<PathBuf>,
 }
@@ -366,7 +434,18 @@ impl CaptureWriter {
         interface: &str,
         queues: &[u32],
     ) -> Result<Self, CaptureError> {
+        Self::open_with_clock(config, interface, queues, SystemClock)
+    }
+
+    /// [`Self::open`] on the caller's clock.
+    pub fn open_with_clock(
+        config: &CaptureConfig,
+        interface: &str,
+        queues: &[u32],
+        clock: impl Clock + 'static,
+    ) -> Result<Self, CaptureError> {
         let settings = Settings::from_config(config)?;
+        let opened_ns = clock.now_ns();
         let (sink, path) = match &config.output {
             Output::Stdout => {
                 let sink = FileSink::stdout().map_err(|source| CaptureError::Stdout {
@@ -376,7 +455,7 @@ impl CaptureWriter {
                 (sink, None)
             }
             Output::File(base) => {
-                let path = settings.file_name(base, 0);
+                let path = settings.file_name(base, 0, engine::seconds(opened_ns));
                 let sink = FileSink::create(&path).map_err(|source| CaptureError::Open {
                     hint: hint(&source, true),
                     path: path.clone(),
@@ -394,8 +473,9 @@ impl CaptureWriter {
             filter: config.filter.clone(),
             os: os_name(),
         };
+        let files = Files { base, path };
         Ok(Self {
-            core: Core::new(settings, sink, base, path, header, queues),
+            core: Core::new(settings, sink, files, header, queues, Box::new(clock)),
             closed: false,
         })
     }
@@ -404,6 +484,7 @@ impl CaptureWriter {
     /// kernel). Each record is dropped as soon as it is copied. After a write
     /// error the records are dropped and counted; see [`Self::error`].
     pub fn write_batch<R: CaptureRecord>(&mut self, records: impl IntoIterator<Item = R>) {
+        self.core.check_interval();
         for record in records {
             self.core.write(&record);
         }
@@ -415,11 +496,13 @@ impl CaptureWriter {
     /// as dropped after a write error) before this returns, so the records can
     /// go at once; small records are buffered as by [`Self::write_batch`].
     pub fn write_records<R: CaptureRecord>(&mut self, records: &[R]) {
+        self.core.check_interval();
         self.core.write_direct(records);
     }
 
     /// Writes one record; [`Self::write_batch`] for one.
     pub fn write(&mut self, record: impl CaptureRecord) {
+        self.core.check_interval();
         self.core.write(&record);
     }
 
@@ -437,6 +520,13 @@ impl CaptureWriter {
     /// The first write error; once set, nothing more is written.
     pub fn error(&self) -> Option<&CaptureError> {
         self.core.error.as_ref()
+    }
+
+    /// Why the capture ended without an error, if it did: `-G`'s `-W` files
+    /// are written. Nothing more is written then; the caller should end the
+    /// run.
+    pub fn ended(&self) -> Option<CaptureEnd> {
+        self.core.end
     }
 
     /// The file being written (`None` for standard output).
@@ -458,6 +548,7 @@ impl CaptureWriter {
         CaptureSummary {
             stats: self.core.stats(),
             error: self.core.error.take(),
+            end: self.core.end,
             path: self.core.path.clone(),
         }
     }
@@ -472,6 +563,7 @@ impl std::fmt::Debug for CaptureWriter {
             .field("interfaces", &self.core.interfaces)
             .field("stats", &self.core.stats())
             .field("error", &self.core.error)
+            .field("end", &self.core.end)
             .finish_non_exhaustive()
     }
 }
@@ -484,92 +576,6 @@ impl Drop for CaptureWriter {
             self.core.flush();
         }
     }
-}
-
-/// `-C` / `-W`, checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rotation {
-    /// Rotate before a record when the file is larger than this.
-    limit: u64,
-    /// `-W`: ring size.
-    count: Option<u32>,
-    /// Zero-padding of the file number (tcpdump's `WflagChars`).
-    digits: usize,
-}
-
-/// The checked configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Settings {
-    format: Format,
-    snaplen: u32,
-    packet_buffered: bool,
-    rotation: Option<Rotation>,
-}
-
-impl Settings {
-    fn from_config(c: &CaptureConfig) -> Result<Self, CaptureError> {
-        let bad = |msg: String| Err(CaptureError::Config(msg));
-        let snaplen = match c.snaplen {
-            0 => MAX_SNAPLEN,
-            n if n > MAX_SNAPLEN => {
-                return bad(format!(
-                    "--snaplen {n} is larger than {MAX_SNAPLEN}, the most tcpdump and \
-                     Wireshark accept (0 means {MAX_SNAPLEN})"
-                ));
-            }
-            n => n,
-        };
-        let rotation = match (c.file_size_mb, c.file_count) {
-            (None, None) => None,
-            (None, Some(_)) => return bad("-W needs -C (the file size to rotate at)".into()),
-            (Some(0), _) => return bad("-C must be at least 1 (MB)".into()),
-            (Some(_), Some(0)) => return bad("-W must be at least 1 (files)".into()),
-            (Some(mb), count) => {
-                let Some(limit) = mb.checked_mul(1_000_000) else {
-                    return bad(format!("-C {mb} is too large"));
-                };
-                if c.output == Output::Stdout {
-                    return bad("-C and -W need a file (-w FILE), not standard output".into());
-                }
-                Some(Rotation {
-                    limit,
-                    count,
-                    digits: count.map_or(0, wflag_chars),
-                })
-            }
-        };
-        Ok(Self {
-            format: c.format,
-            snaplen,
-            packet_buffered: c.packet_buffered,
-            rotation,
-        })
-    }
-
-    /// tcpdump's `MakeFilename(buffer, orig_name, cnt, max_chars)`: the name
-    /// itself for file 0 when unpadded, else the name and the number padded to
-    /// `digits` ("%s%0*d"). Without -C, always the name itself.
-    fn file_name(&self, base: &Path, n: u32) -> PathBuf {
-        let digits = self.rotation.map_or(0, |r| r.digits);
-        if n == 0 && digits == 0 {
-            return base.to_path_buf();
-        }
-        let mut name = base.as_os_str().to_owned();
-        name.push(format!("{n:0digits$}"));
-        PathBuf::from(name)
-    }
-}
-
-/// tcpdump's `getWflagChars`: the number of decimal digits of `count - 1`
-/// (0 for a ring of one file).
-fn wflag_chars(count: u32) -> usize {
-    let mut x = count.saturating_sub(1);
-    let mut digits = 0;
-    while x > 0 {
-        digits += 1;
-        x /= 10;
-    }
-    digits
 }
 
 /// shb_os: the kernel's name and release, as `uname -sr` prints them (the

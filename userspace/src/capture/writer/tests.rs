@@ -25,7 +25,7 @@ use pcap_file::{
 use proptest::prelude::*;
 
 use super::{
-    engine::{Core, Header},
+    engine::{Core, Files, Header},
     output::Sink,
     *,
 };
@@ -531,7 +531,7 @@ fn file_names_follow_tcpdump() {
             file_count: count,
             ..CaptureConfig::new(Output::File(base.into()))
         };
-        Settings::from_config(&c).unwrap().file_name(base, n)
+        Settings::from_config(&c).unwrap().file_name(base, n, 0)
     };
     assert_eq!(names(None, None, 0), base);
     assert_eq!(
@@ -949,12 +949,16 @@ fn core_over(sink: FailingSink, format: Format, snaplen: u32) -> Core<FailingSin
         packet_buffered: false,
         rotation: None,
     };
+    let files = Files {
+        base: None,
+        path: Some("t.cap".into()),
+    };
     let header = Header {
         iface: "eth0".into(),
         filter: None,
         os: "Linux".into(),
     };
-    Core::new(settings, sink, None, Some("t.cap".into()), header, &[0])
+    Core::new(settings, sink, files, header, &[0], Box::new(SystemClock))
 }
 
 fn parse_all(format: Format, bytes: &[u8]) -> Vec<Packet> {
@@ -1591,4 +1595,318 @@ fn direction_on_both_write_paths() {
         assert!(w.close(&[]).error.is_none());
         assert_eq!(read_pcapng(&path).flags, want, "direct {direct}");
     }
+}
+
+// ------------------------------------------------------------- -G, on a clock
+
+/// A clock the test sets.
+#[derive(Clone, Debug, Default)]
+struct FakeClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl FakeClock {
+    fn at(secs: f64) -> Self {
+        let c = Self::default();
+        c.set(secs);
+        c
+    }
+    fn set(&self, secs: f64) {
+        let ns = (secs * 1e9).round() as u64;
+        self.0.store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_ns(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+const T0: i64 = 1_700_000_000;
+
+/// `-G` options over `base`.
+fn g_config(base: &Path, format: Format, g: u32, c: Option<u64>, w: Option<u32>) -> CaptureConfig {
+    CaptureConfig {
+        rotate_seconds: Some(g),
+        file_size_mb: c,
+        file_count: w,
+        ..config(base, format)
+    }
+}
+
+/// The records of each file, by name.
+fn records_by_file(dir: &TempDir) -> Vec<(String, Vec<Packet>)> {
+    dir.names()
+        .into_iter()
+        .map(|n| {
+            let packets = if n.ends_with(".pcapng") {
+                read_pcapng(&dir.path(&n)).packets
+            } else {
+                read_pcap(&dir.path(&n)).1
+            };
+            (n, packets)
+        })
+        .collect()
+}
+
+fn packets(recs: &[Rec]) -> Vec<Packet> {
+    recs.iter().map(|r| expect_packet(r, 1 << 20, 0)).collect()
+}
+
+/// `-G 60 -w 'cap-%s.pcap'`: a new file, named by strftime at its opening,
+/// before the first record once 60 whole seconds (as `time(2)` counts them)
+/// have passed since the current file was opened; none while no record comes.
+/// The same files by both write paths.
+#[test]
+fn rotation_by_time_names_each_file_by_its_opening() {
+    let recs: Vec<Rec> = (0..12u64)
+        .map(|i| rec(i, [80, 1400][i as usize % 2], 0))
+        .collect();
+    for direct in [false, true] {
+        let dir = TempDir::new("g");
+        let clock = FakeClock::at(T0 as f64 + 0.9);
+        let c = g_config(&dir.path("cap-%s.pcap"), Format::Pcap, 60, None, None);
+        let mut w = CaptureWriter::open_with_clock(&c, "eth0", &[0], clock.clone()).unwrap();
+        let name = |t: i64| format!("cap-{t}.pcap");
+        assert_eq!(w.current_path(), Some(dir.path(&name(T0)).as_path()));
+        let write = |w: &mut CaptureWriter, recs: &[Rec]| {
+            if direct {
+                w.write_records(recs);
+            } else {
+                w.write_batch(recs);
+            }
+        };
+        // 59.9 s after opening, but second 59 of the interval: no new file.
+        clock.set(T0 as f64 + 59.99);
+        write(&mut w, &recs[0..3]);
+        assert_eq!(w.stats().files_rotated, 0);
+        // Second 60 (59.1 s after the opening): the next file, named by now.
+        clock.set(T0 as f64 + 60.0);
+        write(&mut w, &recs[3..6]);
+        assert_eq!(w.current_path(), Some(dir.path(&name(T0 + 60)).as_path()));
+        // No record for 200 s: no file. Then one: a file named by its time,
+        // 200 s after the last opening (not at a multiple of 60).
+        clock.set(T0 as f64 + 260.5);
+        write(&mut w, &[]);
+        assert_eq!(w.stats().files_rotated, 1, "no record, no new file");
+        write(&mut w, &recs[6..9]);
+        clock.set(T0 as f64 + 319.0);
+        write(&mut w, &recs[9..12]);
+        let s = w.close(&[]);
+        assert!(s.error.is_none() && s.end.is_none(), "{s:?}");
+        assert_eq!(s.stats.files_rotated, 2);
+        assert_eq!(s.stats.records_written, 12);
+        assert_eq!(s.path, Some(dir.path(&name(T0 + 260))));
+        assert_eq!(
+            records_by_file(&dir),
+            [
+                (name(T0), packets(&recs[0..3])),
+                (name(T0 + 60), packets(&recs[3..6])),
+                (name(T0 + 260), packets(&recs[6..12])),
+            ],
+            "direct {direct}"
+        );
+    }
+}
+
+/// "If no time format is specified, each new file will overwrite the previous."
+#[test]
+fn rotation_by_time_without_a_time_format_overwrites() {
+    let dir = TempDir::new("gsame");
+    let clock = FakeClock::at(T0 as f64);
+    let c = g_config(&dir.path("same.pcap"), Format::Pcap, 10, None, None);
+    let mut w = CaptureWriter::open_with_clock(&c, "eth0", &[0], clock.clone()).unwrap();
+    let recs: Vec<Rec> = (0..4u64).map(|i| rec(i, 100, 0)).collect();
+    w.write_batch(&recs[..2]);
+    clock.set(T0 as f64 + 10.0);
+    w.write_batch(&recs[2..]);
+    let s = w.close(&[]);
+    assert_eq!(s.stats.files_rotated, 1);
+    assert_eq!(
+        records_by_file(&dir),
+        [("same.pcap".into(), packets(&recs[2..]))]
+    );
+}
+
+/// `-G` with `-W 2` (no `-C`): two files, then the capture ends when the third
+/// is due; that record and the later ones are dropped, counted; the last file
+/// still gets pcapng's statistics.
+#[test]
+fn rotation_by_time_with_a_file_count_ends_the_capture() {
+    let dir = TempDir::new("gw");
+    let clock = FakeClock::at(T0 as f64);
+    let c = g_config(&dir.path("g-%s.pcapng"), Format::PcapNg, 5, None, Some(2));
+    let mut w = CaptureWriter::open_with_clock(&c, "eth0", &[0], clock.clone()).unwrap();
+    let recs: Vec<Rec> = (0..6u64).map(|i| rec(i, 100, 0)).collect();
+    w.write_batch(&recs[0..2]);
+    clock.set(T0 as f64 + 5.0);
+    w.write_batch(&recs[2..4]);
+    assert_eq!(w.ended(), None);
+    clock.set(T0 as f64 + 10.0);
+    w.write(&recs[4]);
+    assert_eq!(w.ended(), Some(CaptureEnd::FileLimit { files: 2 }));
+    assert!(w.error().is_none());
+    w.write(&recs[5]);
+    let qs = [QueueStats {
+        queue: 0,
+        received: 6,
+        ..QueueStats::default()
+    }];
+    let s = w.close(&qs);
+    assert!(s.error.is_none());
+    assert_eq!(s.end, Some(CaptureEnd::FileLimit { files: 2 }));
+    assert_eq!(
+        (
+            s.stats.records_written,
+            s.stats.records_dropped,
+            s.stats.bytes_dropped
+        ),
+        (4, 2, 200)
+    );
+    assert_accounted(&s.stats, 6);
+    let last = format!("g-{}.pcapng", T0 + 5);
+    assert_eq!(s.path, Some(dir.path(&last)));
+    assert_eq!(
+        records_by_file(&dir),
+        [
+            (format!("g-{T0}.pcapng"), packets(&recs[0..2])),
+            (last.clone(), packets(&recs[2..4])),
+        ]
+    );
+    let f = read_pcapng(&dir.path(&last));
+    assert_eq!(f.stats.len(), 1, "the last file has its statistics");
+    assert_eq!(isb_value(&f.stats[0].2, 4), Some(6));
+}
+
+/// `-G` with `-C`: each interval starts an unnumbered name, `-C` numbers from 1
+/// within it ("filenames will take the form of `file<count>'").
+#[test]
+fn rotation_by_time_and_size_numbers_within_the_interval() {
+    let dir = TempDir::new("gc");
+    let clock = FakeClock::at(T0 as f64);
+    let c = g_config(&dir.path("c-%s.pcap"), Format::Pcap, 60, Some(1), None);
+    let mut w = CaptureWriter::open_with_clock(&c, "eth0", &[0], clock.clone()).unwrap();
+    // 985 records of 1016 bytes fill a file past 1,000,000 bytes (see
+    // `rotation_ring_keeps_the_newest_files`).
+    let recs: Vec<Rec> = (0..2500u64).map(|i| rec(i, 1000, 0)).collect();
+    for chunk in recs[..2000].chunks(64) {
+        w.write_records(chunk);
+    }
+    clock.set(T0 as f64 + 61.0);
+    for chunk in recs[2000..].chunks(64) {
+        w.write_batch(chunk);
+    }
+    let s = w.close(&[]);
+    assert!(s.error.is_none());
+    assert_eq!(s.stats.files_rotated, 3);
+    let (a, b) = (format!("c-{T0}.pcap"), format!("c-{}.pcap", T0 + 61));
+    assert_eq!(
+        records_by_file(&dir),
+        [
+            (a.clone(), packets(&recs[0..985])),
+            (format!("{a}1"), packets(&recs[985..1970])),
+            (format!("{a}2"), packets(&recs[1970..2000])),
+            (b, packets(&recs[2000..])),
+        ]
+    );
+}
+
+/// `-G` with `-C` and `-W 3`: `-W` pads the numbers (0 included) and, as in
+/// tcpdump's code, wraps them; it does not end the capture.
+#[test]
+fn rotation_by_time_size_and_count_pads_and_wraps() {
+    let dir = TempDir::new("gcw");
+    let clock = FakeClock::at(T0 as f64);
+    let c = g_config(&dir.path("w-%s.pcap"), Format::Pcap, 60, Some(1), Some(3));
+    let mut w = CaptureWriter::open_with_clock(&c, "eth0", &[0], clock.clone()).unwrap();
+    let a = format!("w-{T0}.pcap");
+    assert_eq!(w.current_path(), Some(dir.path(&format!("{a}0")).as_path()));
+    let recs: Vec<Rec> = (0..3500u64).map(|i| rec(i, 1000, 0)).collect();
+    for chunk in recs[..3000].chunks(64) {
+        w.write_batch(chunk);
+    }
+    clock.set(T0 as f64 + 60.0);
+    w.write_batch(&recs[3000..]);
+    let s = w.close(&[]);
+    assert!(s.error.is_none() && s.end.is_none());
+    // 0..985 in a0, ..1970 in a1, ..2955 in a2, ..3000 in a0 again; then b0.
+    let b = format!("w-{}.pcap", T0 + 60);
+    assert_eq!(
+        records_by_file(&dir),
+        [
+            (format!("{a}0"), packets(&recs[2955..3000])),
+            (format!("{a}1"), packets(&recs[985..1970])),
+            (format!("{a}2"), packets(&recs[1970..2955])),
+            (format!("{b}0"), packets(&recs[3000..])),
+        ]
+    );
+}
+
+/// The `-G` name is strftime(3) in local time: the same as `date` makes of the
+/// same second, in the same time zone.
+#[test]
+fn rotation_names_are_strftime_in_local_time() {
+    let pattern = "/d/cap-%Y%m%d-%H%M%S-%j-%a-%%.pcap";
+    let c = g_config(Path::new(pattern), Format::Pcap, 60, None, None);
+    let settings = Settings::from_config(&c).unwrap();
+    for t in [T0, T0 + 86_399, 1_720_000_000] {
+        let out = Command::new("date")
+            .arg("-d")
+            .arg(format!("@{t}"))
+            .arg(format!("+{pattern}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let want = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            settings.file_name(Path::new(pattern), 0, t),
+            Path::new(want.trim())
+        );
+    }
+    // Without -G the name is taken as it is, % and all (as tcpdump).
+    let plain = Settings::from_config(&config(Path::new(pattern), Format::Pcap)).unwrap();
+    assert_eq!(
+        plain.file_name(Path::new(pattern), 0, T0),
+        Path::new(pattern)
+    );
+}
+
+#[test]
+fn rotation_by_time_options_are_checked() {
+    let file = |p: &str| Output::File(p.into());
+    let cases = [
+        (file("/tmp/x"), Some(0), None, None, "-G must be at least 1"),
+        (file("/tmp/x"), None, None, Some(2), "-W needs -C or -G"),
+        (
+            file("/tmp/x-%Q"),
+            Some(60),
+            None,
+            None,
+            "not a strftime(3) pattern",
+        ),
+        (file("/tmp/x-%"), Some(60), None, None, "write %% for a %"),
+        (Output::Stdout, Some(60), None, None, "not standard output"),
+        (
+            file("/tmp/x"),
+            Some(60),
+            None,
+            Some(0),
+            "-W must be at least 1",
+        ),
+    ];
+    for (output, g, c, w, msg) in cases {
+        let config = CaptureConfig {
+            rotate_seconds: g,
+            file_size_mb: c,
+            file_count: w,
+            ..CaptureConfig::new(output)
+        };
+        let e = CaptureWriter::open(&config, "eth0", &[]).unwrap_err();
+        assert!(e.to_string().starts_with("capture options: "), "{e}");
+        assert!(e.to_string().contains(msg), "{e} (want {msg})");
+    }
+    // Without -G, a % in the name is just a character.
+    let dir = TempDir::new("pct");
+    let path = dir.path("x-%Q");
+    let w = CaptureWriter::open(&config(&path, Format::Pcap), "eth0", &[]).unwrap();
+    assert_eq!(w.current_path(), Some(path.as_path()));
 }

@@ -101,8 +101,9 @@ impl Capture {
         })
     }
 
-    /// Sets `stop` when the writer ends the capture on its own: `-G` with `-W`
-    /// wrote its files ([`CaptureEnd`]). Give it the run's stop flag, and the run ends with
+    /// Sets `stop` when the writer ends the capture on its own: the reader of
+    /// its pipe went away, or `-G` with `-W` wrote its files
+    /// ([`CaptureEnd`]). Give it the run's stop flag, and the run ends with
     /// the capture, as tcpdump's does. Consumers made before this call do not
     /// set it.
     pub fn stop_on_end(mut self, stop: Arc<AtomicBool>) -> Self {

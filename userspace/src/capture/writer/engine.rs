@@ -204,11 +204,11 @@ impl<S: Sink> Core<S> {
         self.error.is_none() && self.end.is_none()
     }
 
-    /// True while the output can be written: no error (the file limit of
-    /// `-G -W` still lets the last file get its statistics).
+    /// True while the output can be written: no error, and a reader (the
+    /// file limit of `-G -W` still lets the last file get its statistics).
     #[inline]
     fn sink_ok(&self) -> bool {
-        self.error.is_none()
+        self.error.is_none() && self.end != Some(CaptureEnd::ReaderClosed)
     }
 
     /// `-G`: reads the clock (once per batch) and, when the interval is over,
@@ -520,7 +520,17 @@ impl<S: Sink> Core<S> {
         self.buf.clear();
         self.buf_records = 0;
         self.buf_prefix = 0;
-        self.error = Some(self.write_error(e));
+        self.stop_with(e);
+    }
+
+    /// Stops writing after `e`: EPIPE ends the capture (the reader went away,
+    /// tcpdump's SIGPIPE), anything else is the error to report.
+    fn stop_with(&mut self, e: io::Error) {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            self.end = Some(CaptureEnd::ReaderClosed);
+        } else {
+            self.error = Some(self.write_error(e));
+        }
     }
 
     pub(super) fn write_error(&self, source: io::Error) -> CaptureError {
@@ -633,7 +643,7 @@ impl<S: Sink> Core<S> {
         if self.sink_ok()
             && let Err(e) = self.sink.flush()
         {
-            self.error = Some(self.write_error(e));
+            self.stop_with(e);
         }
     }
 }

@@ -76,13 +76,18 @@
 //! Packet Block carries `epb_flags` with the frame's [`Direction`]. Classic pcap
 //! has no place for any of these.
 //!
-//! # Errors
-//! The first write error (ENOSPC, EIO, EPIPE, ...) stops all writing: the file is
-//! cut back (`ftruncate`) to the end of its last complete record, so it stays
-//! readable; standard output is just no longer written. Records that come after are
-//! still accepted and dropped at once (their frames must go back to the NIC), and
+//! # Errors, and the end of the reader
+//! The first write error (ENOSPC, EIO, ...) stops all writing: the file is cut back
+//! (`ftruncate`) to the end of its last complete record, so it stays readable;
+//! standard output is just no longer written. Records that come after are still
+//! accepted and dropped at once (their frames must go back to the NIC), and
 //! counted. [`CaptureWriter::error`] and [`CaptureSummary::error`] hold the first
 //! error, worded for a one-line message.
+//!
+//! EPIPE is not an error: the reader of the pipe (`-w - | head -c 100`) or FIFO
+//! went away, which ends the capture as tcpdump ends it on SIGPIPE, with status 0.
+//! Writing stops the same way, and [`CaptureWriter::ended`] says
+//! [`CaptureEnd::ReaderClosed`]; the caller ends the run.
 
 mod engine;
 mod format;
@@ -295,6 +300,10 @@ pub struct CaptureStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum CaptureEnd {
+    /// Every reader of the pipe (or FIFO) went away: a write failed with EPIPE.
+    /// tcpdump ends its capture on the SIGPIPE, prints its statistics and
+    /// exits with status 0.
+    ReaderClosed,
     /// `-G` with `-W N` (and no `-C`): N files were written, and file N+1
     /// was due ("Maximum file limit reached" in tcpdump).
     FileLimit {
@@ -397,7 +406,7 @@ fn hint(e: &io::Error, opening: bool) -> &'static str {
         K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
             " (the file system is full: free space, or bound the capture with -C and -W)"
         }
-        K::BrokenPipe => " (the program reading the capture exited)",
+        // EPIPE is no error: it ends the capture (`CaptureEnd::ReaderClosed`).
         _ => "",
     }
 }
@@ -522,9 +531,9 @@ impl CaptureWriter {
         self.core.error.as_ref()
     }
 
-    /// Why the capture ended without an error, if it did: `-G`'s `-W` files
-    /// are written. Nothing more is written then; the caller should end the
-    /// run.
+    /// Why the capture ended without an error, if it did: the reader of the
+    /// pipe went away, or `-G`'s `-W` files are written. Nothing more is
+    /// written then; the caller should end the run.
     pub fn ended(&self) -> Option<CaptureEnd> {
         self.core.end
     }

@@ -914,10 +914,15 @@ struct FailingSink {
     limit: usize,
     chunk: usize,
     truncated_to: Option<u64>,
+    /// Every write fails with EPIPE: the reader went away.
+    epipe: bool,
 }
 
 impl Write for FailingSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.epipe {
+            return Err(io::Error::from_raw_os_error(libc::EPIPE));
+        }
         let room = self.limit - self.data.len();
         if room == 0 {
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -982,6 +987,7 @@ fn write_error_cuts_the_file_at_the_last_complete_record() {
                 limit: usize::MAX,
                 chunk: usize::MAX,
                 truncated_to: None,
+                epipe: false,
             },
             format,
             100,
@@ -998,6 +1004,7 @@ fn write_error_cuts_the_file_at_the_last_complete_record() {
                 limit,
                 chunk: 50, // short writes: the last one stops mid-record
                 truncated_to: None,
+                epipe: false,
             };
             let mut core = core_over(sink, format, 100);
             for r in &recs[..20] {
@@ -1059,6 +1066,7 @@ fn short_writes_without_errors_lose_nothing() {
             limit: usize::MAX,
             chunk: 3,
             truncated_to: None,
+            epipe: false,
         };
         let mut core = core_over(sink, format, 500);
         for r in &recs {
@@ -1240,6 +1248,7 @@ fn tshark_reads_a_file_cut_after_a_write_error() {
             limit: 5000,
             chunk: 1000,
             truncated_to: None,
+            epipe: false,
         };
         let mut core = core_over(sink, format, 1000);
         for r in &recs {
@@ -1335,6 +1344,7 @@ fn unlimited() -> FailingSink {
         limit: usize::MAX,
         chunk: usize::MAX,
         truncated_to: None,
+        epipe: false,
     }
 }
 
@@ -1909,4 +1919,85 @@ fn rotation_by_time_options_are_checked() {
     let path = dir.path("x-%Q");
     let w = CaptureWriter::open(&config(&path, Format::Pcap), "eth0", &[]).unwrap();
     assert_eq!(w.current_path(), Some(path.as_path()));
+}
+
+// ---------------------------------------------- the reader of the pipe goes away
+
+/// A sink whose reader has gone: every write fails with EPIPE.
+fn broken_pipe() -> FailingSink {
+    FailingSink {
+        epipe: true,
+        ..unlimited()
+    }
+}
+
+/// EPIPE ends the capture (tcpdump's SIGPIPE: status 0), it is not a write
+/// error; anything else is one.
+#[test]
+fn epipe_is_the_end_of_the_reader_not_an_error() {
+    for format in [Format::Pcap, Format::PcapNg] {
+        let mut core = core_over(broken_pipe(), format, MAX_SNAPLEN);
+        for i in 0..10 {
+            core.write(&rec(i, 100, 0));
+        }
+        core.flush();
+        assert!(core.error.is_none(), "{format:?}: {:?}", core.error);
+        assert_eq!(core.end, Some(CaptureEnd::ReaderClosed));
+        assert!(!core.accepting());
+        core.write(&rec(10, 100, 0));
+        core.finish(&[QueueStats::default()]);
+        assert!(core.error.is_none());
+        let s = core.stats();
+        assert_eq!((s.records_written, s.records_dropped), (0, 11));
+        assert_accounted(&s, 11);
+    }
+    // The same sink failing with EIO: an error, no end.
+    let mut core = core_over(
+        FailingSink {
+            limit: 0,
+            ..unlimited()
+        },
+        Format::Pcap,
+        100,
+    );
+    core.write(&rec(0, 10, 0));
+    core.flush();
+    assert!(core.end.is_none());
+    let os_error = core.error.as_ref().and_then(CaptureError::io_error);
+    assert_eq!(os_error.and_then(io::Error::raw_os_error), Some(libc::EIO));
+}
+
+/// A real FIFO whose reader closes it: the writer says the reader went away,
+/// keeps what the reader read whole, reports no error, and drops the rest.
+#[test]
+fn a_fifo_whose_reader_closes_ends_the_capture() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path("f");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Non-blocking, so that opening the read end does not wait for a writer.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let c = CaptureConfig {
+        packet_buffered: true,
+        ..config(&fifo, Format::Pcap)
+    };
+    let mut w = CaptureWriter::open(&c, "eth0", &[0]).unwrap();
+    w.write(rec(0, 100, 0));
+    let mut got = vec![0u8; 4096];
+    let n = io::Read::read(&mut reader, &mut got).unwrap();
+    assert_eq!(n, 24 + 116, "header and one record");
+    drop(reader);
+    w.write(rec(1, 100, 0));
+    assert!(w.error().is_none(), "{:?}", w.error());
+    assert_eq!(w.ended(), Some(CaptureEnd::ReaderClosed));
+    w.write(rec(2, 100, 0));
+    let s = w.close(&[]);
+    assert!(s.error.is_none());
+    assert_eq!(s.end, Some(CaptureEnd::ReaderClosed));
+    assert_eq!((s.stats.records_written, s.stats.records_dropped), (1, 2));
 }

@@ -4,8 +4,13 @@
 //! [`serve`] and renders the [`Report`]; everything in between is here.
 
 use std::{
+    os::fd::AsFd as _,
     path::PathBuf,
-    sync::{Arc, Mutex, atomic::AtomicBool},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -13,9 +18,9 @@ use serde::Serialize;
 use super::{ConsumerSpec, Interval, QueueContext, StackError, StackOptions, Summary};
 use crate::{
     app::{Echo, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary},
-    capture::{Capture, CaptureConfig, CaptureError, CaptureStats, QueueStats},
+    capture::{Capture, CaptureConfig, CaptureEnd, CaptureError, CaptureStats, Output, QueueStats},
     poller::Overflow,
-    sys::xsk::XskConfig,
+    sys::{process::pipe_reader_gone, xsk::XskConfig},
     tx::Transmitter,
 };
 
@@ -64,6 +69,9 @@ pub struct CaptureReport {
     /// The first write error, if writing stopped.
     #[serde(serialize_with = "error_text")]
     pub error: Option<CaptureError>,
+    /// Why the capture ended the run, if it did (not an error: the reader of
+    /// standard output went away, or `-G` with `-W` wrote its files).
+    pub end: Option<CaptureEnd>,
 }
 
 fn error_text<S: serde::Serializer>(e: &Option<CaptureError>, s: S) -> Result<S::Ok, S::Error> {
@@ -88,9 +96,9 @@ pub struct Report {
     pub capture: Option<CaptureReport>,
 }
 
-/// Run the service until `stop` is set (or the stack's own stop conditions).
-/// Bad input fails before anything is attached: the queues, then the capture
-/// output.
+/// Run the service until `stop` is set (or the stack's own stop conditions, or
+/// the end of the capture: see [`CaptureEnd`]). Bad input fails before anything
+/// is attached: the queues, then the capture output.
 pub fn serve(
     opts: &StackOptions,
     service: &ServiceOptions,
@@ -108,9 +116,15 @@ pub fn serve(
     };
     let queues = super::resolve_queues(opts)?;
     let capture = match &service.capture {
-        Some(config) => Some(Capture::open(config, &opts.iface, &queues, opts.count)?),
+        Some(config) => {
+            Some(Capture::open(config, &opts.iface, &queues, opts.count)?.stop_on_end(stop.clone()))
+        }
         None => None,
     };
+    let watch_stdout = service
+        .capture
+        .as_ref()
+        .is_some_and(|c| c.output == Output::Stdout && stdout_is_fifo());
     // The UDP consumer's ports: the steered ones, or every port with
     // `--capture all` and no `--port`.
     let ports: Vec<u16> = if opts.ports.is_empty() {
@@ -151,13 +165,27 @@ pub fn serve(
         }));
         specs
     };
-    let summary = super::run(opts, stop, &consumers, on_interval)?;
+    let run_over = AtomicBool::new(false);
+    let (summary, reader_gone) = std::thread::scope(|s| {
+        let watcher = watch_stdout.then(|| s.spawn(|| watch_pipe_reader(&stop, &run_over)));
+        let summary = super::run(opts, stop.clone(), &consumers, on_interval);
+        run_over.store(true, Ordering::Relaxed);
+        let gone = watcher.is_some_and(|w| w.join().unwrap_or(false));
+        (summary, gone)
+    });
+    let summary = summary?;
     let mut udp = UdpSummary::default();
     for stats in lock(&udp_stats).iter() {
         udp += &stats.summary();
     }
     udp.ports = lock(&port_counts).clone();
-    let capture = capture.map(|c| close_capture(c, &summary));
+    let capture = capture.map(|c| {
+        let mut report = close_capture(c, &summary);
+        if reader_gone && report.error.is_none() {
+            report.end = report.end.or(Some(CaptureEnd::ReaderClosed));
+        }
+        report
+    });
     Ok(Report {
         summary,
         app: service.app,
@@ -183,7 +211,38 @@ fn close_capture(capture: Capture, summary: &Summary) -> CaptureReport {
         path: closed.path,
         stats: closed.stats,
         error: closed.error,
+        end: closed.end,
     }
+}
+
+/// True when standard output is a pipe or FIFO (`-w - | tshark -r -`).
+fn stdout_is_fifo() -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// How often the reader of a piped standard output is looked for.
+const READER_CHECK: Duration = Duration::from_millis(20);
+
+/// With `-w -` into a pipe: stops the run as soon as the pipe has no reader
+/// (`-w - | head -c 100` once head exits), even while no frame comes that
+/// would make a write fail with EPIPE. True if it stopped the run so.
+fn watch_pipe_reader(stop: &AtomicBool, run_over: &AtomicBool) -> bool {
+    let stdout = std::io::stdout();
+    while !run_over.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        if pipe_reader_gone(stdout.as_fd()) {
+            tracing::info!("the reader of standard output went away: stopping the run");
+            stop.store(true, Ordering::Relaxed);
+            return true;
+        }
+        std::thread::sleep(READER_CHECK);
+    }
+    false
 }
 
 /// A poisoned lock means a consumer panicked, which aborts the process; recover

@@ -246,8 +246,9 @@ pub struct Cli {
     #[arg(short = 'w', value_name = "FILE|-", help_heading = "Capture")]
     pub write: Option<std::path::PathBuf>,
 
-    /// Bytes kept of each frame (0: 262144, the most).
+    /// Bytes kept of each frame (0: 262144, the most), like tcpdump -s.
     #[arg(
+        short = 's',
         long,
         default_value_t = 262_144,
         value_name = "N",
@@ -433,6 +434,18 @@ mod tests {
             })
         ));
         assert!(parse(&["completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn snaplen_has_tcpdumps_short_form() {
+        assert_eq!(parse(&["-i", "e"]).unwrap().snaplen, 262_144);
+        assert_eq!(parse(&["-i", "e", "-s", "96"]).unwrap().snaplen, 96);
+        assert_eq!(parse(&["-i", "e", "-s0"]).unwrap().snaplen, 0);
+        assert_eq!(
+            parse(&["-i", "e", "--snaplen", "128"]).unwrap().snaplen,
+            128
+        );
+        assert!(parse(&["-i", "e", "-s", "-1"]).is_err());
     }
 
     #[test]

@@ -236,6 +236,11 @@ pub struct Cli {
     #[arg(long, help_heading = "Run and report")]
     pub json: bool,
 
+    /// Accepted for tcpdump's sake and ignored (-n or -nn): xdpstack never
+    /// resolves addresses or ports to names.
+    #[arg(short = 'n', action = clap::ArgAction::Count, help_heading = "Run and report")]
+    pub no_resolve: u8,
+
     /// Log more (to stderr): -v for the steps taken, -vv for debugging detail.
     /// `XDPSTACK_LOG` (a tracing filter) overrides it.
     #[arg(short = 'v', action = clap::ArgAction::Count, help_heading = "Run and report")]
@@ -446,6 +451,14 @@ mod tests {
             128
         );
         assert!(parse(&["-i", "e", "-s", "-1"]).is_err());
+    }
+
+    #[test]
+    fn no_name_resolution_is_accepted_and_ignored() {
+        assert_eq!(parse(&["-i", "e"]).unwrap().no_resolve, 0);
+        assert_eq!(parse(&["-i", "e", "-n"]).unwrap().no_resolve, 1);
+        assert_eq!(parse(&["-i", "e", "-nn"]).unwrap().no_resolve, 2);
+        assert_eq!(parse(&["-n", "-i", "e", "-n"]).unwrap().no_resolve, 2);
     }
 
     #[test]

@@ -337,6 +337,14 @@ impl Cli {
 
     /// Checks across options that clap cannot express.
     pub fn validate(&self) -> Result<(), String> {
+        if self.iface() == "any" {
+            // tcpdump's pseudo-interface is a packet socket on every device; an
+            // XDP program and its AF_XDP sockets are bound to one device's queues.
+            return Err("-i any is not possible with AF_XDP, which serves one \
+                        interface's queues: run one xdpstack per interface \
+                        (-i eth0, -i eth1, ...)"
+                .to_string());
+        }
         if self.capture == CaptureChoice::Udp && self.ports.is_empty() {
             return Err(
                 "--capture udp needs at least one --port (or use --capture all)".to_string(),
@@ -459,6 +467,20 @@ mod tests {
         assert_eq!(parse(&["-i", "e", "-n"]).unwrap().no_resolve, 1);
         assert_eq!(parse(&["-i", "e", "-nn"]).unwrap().no_resolve, 2);
         assert_eq!(parse(&["-n", "-i", "e", "-n"]).unwrap().no_resolve, 2);
+    }
+
+    #[test]
+    fn any_interface_is_refused_with_what_to_do() {
+        let cli = parse(&["-i", "any", "--capture", "all"]).unwrap();
+        let msg = cli.validate().unwrap_err();
+        assert!(
+            msg.starts_with("-i any is not possible with AF_XDP"),
+            "{msg}"
+        );
+        assert!(msg.contains("run one xdpstack per interface"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        let cli = parse(&["-i", "anything", "--capture", "all"]).unwrap();
+        assert!(cli.validate().is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::{ops::RangeInclusive, str::FromStr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use xdpstack::{
+    capture::Format,
     poller::Overflow,
     stack::{QueueSpec, parse_range, service::AppKind},
     sys::{loader::XdpModeChoice, xsk::ZeroCopy},
@@ -247,7 +248,10 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Write the frames to a capture file (`-` for standard output), like
-    /// tcpdump -w.
+    /// tcpdump -w. A name ending in `.pcapng` (any case) makes a pcapng file,
+    /// anything else classic pcap, unless --pcap or --pcapng says otherwise.
+    /// Classic pcap has no field for the direction of a frame; pcapng records
+    /// it (inbound or outbound) in every packet block.
     #[arg(short = 'w', value_name = "FILE|-", help_heading = "Capture")]
     pub write: Option<std::path::PathBuf>,
 
@@ -261,9 +265,15 @@ pub struct Cli {
     )]
     pub snaplen: u32,
 
-    /// pcapng instead of pcap: one interface per queue, drop counts at the end.
+    /// pcapng whatever the -w name: one interface per queue, each frame's
+    /// direction (inbound/outbound), drop counts at the end.
     #[arg(long, help_heading = "Capture")]
     pub pcapng: bool,
+
+    /// Classic pcap (nanosecond timestamps) whatever the -w name; it has no
+    /// direction field.
+    #[arg(long, conflicts_with = "pcapng", help_heading = "Capture")]
+    pub pcap: bool,
 
     /// Start a new file when the current one exceeds MB million bytes.
     #[arg(short = 'C', value_name = "MB", help_heading = "Capture")]
@@ -351,6 +361,23 @@ impl Cli {
             );
         }
         Ok(())
+    }
+
+    /// The capture format: `--pcapng` or `--pcap` if given, else pcapng for a
+    /// `-w` name ending in `.pcapng` (any case), else classic pcap (`-w -`
+    /// included).
+    pub fn capture_format(&self) -> Format {
+        let named_pcapng = self.write.as_deref().is_some_and(|p| {
+            p.as_os_str()
+                .as_encoded_bytes()
+                .to_ascii_lowercase()
+                .ends_with(b".pcapng")
+        });
+        if self.pcapng || (named_pcapng && !self.pcap) {
+            Format::PcapNg
+        } else {
+            Format::Pcap
+        }
     }
 
     /// The distinct ports of every `--port`, sorted.
@@ -481,6 +508,31 @@ mod tests {
         assert!(!msg.contains('\n'), "one line: {msg}");
         let cli = parse(&["-i", "anything", "--capture", "all"]).unwrap();
         assert!(cli.validate().is_ok());
+    }
+
+    #[test]
+    fn capture_format_follows_the_file_name_unless_told() {
+        let format = |args: &[&str]| {
+            let mut all = vec!["-i", "e"];
+            all.extend(args);
+            parse(&all).unwrap().capture_format()
+        };
+        assert_eq!(format(&["-w", "a.pcap"]), Format::Pcap);
+        assert_eq!(format(&["-w", "a.pcapng"]), Format::PcapNg);
+        assert_eq!(format(&["-w", "/d/A.PcapNG"]), Format::PcapNg);
+        assert_eq!(format(&["-w", "cap-%H%M.pcapng"]), Format::PcapNg);
+        assert_eq!(format(&["-w", "a.pcapng.gz"]), Format::Pcap);
+        assert_eq!(
+            format(&["-w", "pcapng"]),
+            Format::Pcap,
+            "a suffix, not a name"
+        );
+        assert_eq!(format(&["-w", "a.cap"]), Format::Pcap);
+        assert_eq!(format(&["-w", "a.pcapng", "--pcap"]), Format::Pcap);
+        assert_eq!(format(&["-w", "a.pcap", "--pcapng"]), Format::PcapNg);
+        assert_eq!(format(&["-w", "-"]), Format::Pcap);
+        assert_eq!(format(&["-w", "-", "--pcapng"]), Format::PcapNg);
+        assert!(parse(&["-i", "e", "-w", "a", "--pcap", "--pcapng"]).is_err());
     }
 
     #[test]

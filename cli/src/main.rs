@@ -16,7 +16,7 @@ use std::{
 use clap::{CommandFactory as _, Parser as _};
 use xdpstack::{
     SteerMode,
-    capture::{CaptureConfig, Format, Output},
+    capture::{CaptureConfig, Output},
     poller::PollerConfig,
     stack::{
         StackOptions,
@@ -166,11 +166,7 @@ fn stack_options(cli: &Cli) -> StackOptions {
 fn service_options(cli: &Cli) -> ServiceOptions {
     let capture = cli.write.as_ref().map(|path| {
         let mut config = CaptureConfig::new(Output::from_arg(path));
-        config.format = if cli.pcapng {
-            Format::PcapNg
-        } else {
-            Format::Pcap
-        };
+        config.format = cli.capture_format();
         config.snaplen = cli.snaplen;
         config.packet_buffered = cli.packet_buffered;
         config.file_size_mb = cli.file_size;

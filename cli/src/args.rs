@@ -275,11 +275,32 @@ pub struct Cli {
     #[arg(long, conflicts_with = "pcapng", help_heading = "Capture")]
     pub pcap: bool,
 
-    /// Start a new file when the current one exceeds MB million bytes.
+    /// Start a new file when the current one exceeds MB million bytes, like
+    /// tcpdump -C: FILE, then FILE1, FILE2, ...
     #[arg(short = 'C', value_name = "MB", help_heading = "Capture")]
     pub file_size: Option<u64>,
 
-    /// With -C: keep a ring of N files.
+    /// Start a new file every SECONDS, like tcpdump -G: before the first frame
+    /// once SECONDS have passed since the current file was opened.
+    ///
+    /// The -w name is then a strftime(3) pattern, formatted in local time when
+    /// each file is opened: -w 'cap-%Y%m%d-%H%M%S.pcap' -G 60. Without a time
+    /// format every file overwrites the previous one. With -C as well, each
+    /// interval's files are numbered: NAME, NAME1, NAME2, ...
+    #[arg(
+        short = 'G',
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Capture"
+    )]
+    pub rotate_seconds: Option<u32>,
+
+    /// With -C: a ring of N files; with -G alone: stop after N files.
+    ///
+    /// As tcpdump -W. With -C: FILE0 .. FILE{N-1}, numbered with enough leading
+    /// zeros to sort, the oldest overwritten. With -G and no -C: the run ends
+    /// (exit status 0) when file N+1 is due. With both -C and -G: -W only pads
+    /// the -C numbers (and wraps them within an interval), it limits nothing.
     #[arg(short = 'W', value_name = "N", help_heading = "Capture")]
     pub file_count: Option<u32>,
 
@@ -520,7 +541,10 @@ mod tests {
         assert_eq!(format(&["-w", "a.pcap"]), Format::Pcap);
         assert_eq!(format(&["-w", "a.pcapng"]), Format::PcapNg);
         assert_eq!(format(&["-w", "/d/A.PcapNG"]), Format::PcapNg);
-        assert_eq!(format(&["-w", "cap-%H%M.pcapng"]), Format::PcapNg);
+        assert_eq!(
+            format(&["-w", "cap-%H%M.pcapng", "-G", "60"]),
+            Format::PcapNg
+        );
         assert_eq!(format(&["-w", "a.pcapng.gz"]), Format::Pcap);
         assert_eq!(
             format(&["-w", "pcapng"]),
@@ -533,6 +557,15 @@ mod tests {
         assert_eq!(format(&["-w", "-"]), Format::Pcap);
         assert_eq!(format(&["-w", "-", "--pcapng"]), Format::PcapNg);
         assert!(parse(&["-i", "e", "-w", "a", "--pcap", "--pcapng"]).is_err());
+    }
+
+    #[test]
+    fn rotation_by_time_takes_whole_seconds() {
+        let cli = parse(&["-i", "e", "-w", "c-%s.pcap", "-G", "60", "-W", "3"]).unwrap();
+        assert_eq!((cli.rotate_seconds, cli.file_count), (Some(60), Some(3)));
+        assert_eq!(parse(&["-i", "e"]).unwrap().rotate_seconds, None);
+        assert!(parse(&["-i", "e", "-G", "0"]).is_err());
+        assert!(parse(&["-i", "e", "-G", "1.5"]).is_err());
     }
 
     #[test]

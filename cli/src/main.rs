@@ -20,7 +20,7 @@ use xdpstack::{
     poller::PollerConfig,
     stack::{
         StackOptions,
-        service::{self, ServiceOptions},
+        service::{self, CaptureReport, ServiceOptions},
     },
     sys::xsk::XskConfig,
 };
@@ -92,9 +92,19 @@ fn main() -> ExitCode {
     }
     if let Some(err) = report.capture.as_ref().and_then(|c| c.error.as_ref()) {
         eprintln!("xdpstack: {err}");
-        return ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
+    ExitCode::from(exit_status(report.capture.as_ref()))
+}
+
+/// The exit status of a run that got as far as its report: 1 after a capture
+/// write error, else 0. A capture that ended the run itself is no error: its
+/// reader went away (`-w - | head`: tcpdump exits 0 on SIGPIPE), or `-G` with
+/// `-W` wrote its files (tcpdump: "exiting with status 0").
+fn exit_status(capture: Option<&CaptureReport>) -> u8 {
+    match capture {
+        Some(c) if c.error.is_some() => 1,
+        _ => 0,
+    }
 }
 
 /// The panic policy, the stop flag set by SIGINT/SIGTERM, and the crash tests'
@@ -170,6 +180,7 @@ fn service_options(cli: &Cli) -> ServiceOptions {
         config.snaplen = cli.snaplen;
         config.packet_buffered = cli.packet_buffered;
         config.file_size_mb = cli.file_size;
+        config.rotate_seconds = cli.rotate_seconds;
         config.file_count = cli.file_count;
         config
     });
@@ -177,5 +188,39 @@ fn service_options(cli: &Cli) -> ServiceOptions {
         app: cli.app.into(),
         capture,
         pcap_overflow: cli.pcap_overflow.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xdpstack::capture::{CaptureEnd, CaptureError, CaptureStats};
+
+    use super::*;
+
+    fn capture(error: Option<CaptureError>, end: Option<CaptureEnd>) -> CaptureReport {
+        CaptureReport {
+            path: None,
+            stats: CaptureStats::default(),
+            error,
+            end,
+        }
+    }
+
+    #[test]
+    fn a_capture_that_ends_the_run_is_success_and_an_error_is_not() {
+        assert_eq!(exit_status(None), 0);
+        assert_eq!(exit_status(Some(&capture(None, None))), 0);
+        let closed = capture(None, Some(CaptureEnd::ReaderClosed));
+        assert_eq!(exit_status(Some(&closed)), 0, "tcpdump exits 0 on SIGPIPE");
+        let limit = capture(None, Some(CaptureEnd::FileLimit { files: 3 }));
+        assert_eq!(exit_status(Some(&limit)), 0);
+        let failed = capture(
+            Some(CaptureError::Stdout {
+                source: std::io::Error::other("input/output error"),
+                hint: "",
+            }),
+            None,
+        );
+        assert_eq!(exit_status(Some(&failed)), 1);
     }
 }

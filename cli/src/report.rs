@@ -10,7 +10,11 @@ use std::{
 use xdpstack::{
     Counter,
     app::UdpSummary,
-    stack::{Interval, Summary, service::Report},
+    capture::CaptureEnd,
+    stack::{
+        Interval, Summary,
+        service::{CaptureReport, Report},
+    },
 };
 
 /// The report at exit, several lines.
@@ -20,16 +24,32 @@ pub fn render_report(report: &Report, show_udp: bool) -> String {
         s.push_str(&render_udp(&report.udp));
     }
     if let Some(c) = &report.capture {
-        let where_ = c.path.as_ref().map_or_else(
-            || "standard output".to_string(),
-            |p| p.display().to_string(),
-        );
-        let _ = writeln!(
-            s,
-            "  capture: {} frames, {} bytes written to {}; {} not written",
-            c.stats.records_written, c.stats.bytes_written, where_, c.stats.records_dropped,
-        );
+        s.push_str(&render_capture(c));
     }
+    s
+}
+
+/// The capture's line of the report: what was written where, and why the
+/// capture ended the run if it did.
+pub fn render_capture(c: &CaptureReport) -> String {
+    let where_ = c.path.as_ref().map_or_else(
+        || "standard output".to_string(),
+        |p| p.display().to_string(),
+    );
+    let mut s = format!(
+        "  capture: {} frames, {} bytes written to {}; {} not written",
+        c.stats.records_written, c.stats.bytes_written, where_, c.stats.records_dropped,
+    );
+    match c.end {
+        None => {}
+        Some(CaptureEnd::ReaderClosed) => {
+            s.push_str("; ended: the reader of the capture went away");
+        }
+        Some(CaptureEnd::FileLimit { files }) => {
+            let _ = write!(s, "; ended: maximum file limit reached: {files} (-W)");
+        }
+    }
+    s.push('\n');
     s
 }
 
@@ -230,5 +250,44 @@ impl LiveOutput {
         }
         self.drawn_lines = text.lines().count();
         let _ = write!(err, "{text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xdpstack::capture::CaptureStats;
+
+    use super::*;
+
+    #[test]
+    fn the_capture_line_says_why_the_capture_ended() {
+        let mut c = CaptureReport {
+            path: None,
+            stats: CaptureStats {
+                records_written: 7,
+                bytes_written: 800,
+                records_dropped: 2,
+                ..CaptureStats::default()
+            },
+            error: None,
+            end: None,
+        };
+        let line = "  capture: 7 frames, 800 bytes written to standard output; 2 not written";
+        assert_eq!(render_capture(&c), format!("{line}\n"));
+        c.end = Some(CaptureEnd::ReaderClosed);
+        assert_eq!(
+            render_capture(&c),
+            format!("{line}; ended: the reader of the capture went away\n")
+        );
+        c.end = Some(CaptureEnd::FileLimit { files: 3 });
+        c.path = Some("/d/cap-120000.pcap".into());
+        assert!(
+            render_capture(&c).ends_with(
+                "written to /d/cap-120000.pcap; 2 not written; ended: maximum file limit \
+                 reached: 3 (-W)\n"
+            ),
+            "{}",
+            render_capture(&c)
+        );
     }
 }

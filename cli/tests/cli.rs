@@ -1,5 +1,5 @@
 //! The command line as a user meets it, without root: what is refused before
-//! anything is attached.
+//! anything is attached, and what `--help` promises.
 
 use std::process::Command;
 
@@ -22,6 +22,29 @@ fn any_interface_is_refused_with_one_line_and_status_2() {
         "xdpstack: -i any is not possible with AF_XDP, which serves one interface's \
          queues: run one xdpstack per interface (-i eth0, -i eth1, ...)\n"
     );
+}
+
+#[test]
+fn help_documents_the_tcpdump_options() {
+    let out = xdpstack(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    // Whitespace-insensitive: clap wraps to the terminal width.
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for promise in [
+        "-s, --snaplen <N>",
+        "-n ",
+        "never resolves addresses or ports to names",
+        "-G <SECONDS>",
+        "strftime(3) pattern",
+        "-W <N>",
+        "the run ends (exit status 0) when file N+1 is due",
+        "--pcap ",
+        "Classic pcap has no field for the direction of a frame",
+        "A name ending in `.pcapng` (any case) makes a pcapng file",
+    ] {
+        assert!(flat.contains(promise), "--help lacks {promise:?}:\n{help}");
+    }
 }
 
 #[test]

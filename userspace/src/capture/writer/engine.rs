@@ -217,6 +217,9 @@ impl<S: Sink> Core<S> {
         let Some(every) = self.settings.rotation.and_then(|r| r.seconds) else {
             return;
         };
+        if !self.accepting() {
+            return; // no file will be opened again
+        }
         let now = seconds(self.clock.now_ns());
         if now.saturating_sub(self.opened_s) >= i64::from(every) {
             self.interval_due = Some(now);

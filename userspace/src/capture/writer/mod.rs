@@ -27,7 +27,7 @@
 //! seconds. Savefiles will have the name specified by -w which should include a
 //! time format as defined by strftime(3). If no time format is specified, each
 //! new file will overwrite the previous. [...] If used in conjunction with the -C
-//! option, filenames will take the form of `file<count>'."; and "-W filecount:
+//! option, filenames will take the form of `file<count>`."; and "-W filecount:
 //! Used in conjunction with the -C option, this will limit the number of files
 //! created to the specified number, and begin overwriting files from the
 //! beginning, thus creating a 'rotating' buffer. In addition, it will name the

@@ -1788,7 +1788,7 @@ fn rotation_by_time_with_a_file_count_ends_the_capture() {
 }
 
 /// `-G` with `-C`: each interval starts an unnumbered name, `-C` numbers from 1
-/// within it ("filenames will take the form of `file<count>'").
+/// within it ("filenames will take the form of `file<count>`").
 #[test]
 fn rotation_by_time_and_size_numbers_within_the_interval() {
     let dir = TempDir::new("gc");

@@ -4,23 +4,28 @@
 //! libpcap itself compiles the expression (through the `pcap` crate), so an
 //! expression selects here exactly the frames it selects in tcpdump, and its
 //! errors are libpcap's. The result is a classic BPF program ([`CbpfInsn`]),
-//! to be translated into an XDP program with the same decisions, for the
-//! kernel to run before a frame reaches a socket. [`Filter::matches`]
+//! which [`ebpf::translate`] turns into an XDP program with the same decisions,
+//! for the kernel to run before a frame reaches a socket. [`Filter::matches`]
 //! runs the classic program in libpcap's own interpreter: the reference the
 //! translation is tested against, and a filter for frames that never passed
 //! through XDP.
 //!
 //! This layer makes no syscall: libpcap compiles in memory (it only resolves the
-//! host and network names an expression contains).
+//! host and network names an expression contains). Loading the translated
+//! program is [`crate::sys::bpf_prog`]'s.
 
 use std::{
     fmt,
     sync::{Mutex, PoisonError},
 };
 
+mod cbpf;
+pub mod ebpf;
 #[allow(unsafe_code)]
 mod image;
 
+#[cfg(test)]
+mod ebpf_tests;
 #[cfg(test)]
 mod tests;
 

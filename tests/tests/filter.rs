@@ -293,6 +293,20 @@ fn set_slot(map: &OwnedFd, slot: u32, prog: Option<&OwnedFd>) {
     );
 }
 
+#[test]
+fn a_refused_program_carries_the_verifiers_words() {
+    require_root();
+    // `exit` with r0 never written.
+    let err = load_xdp("xdpstack_bad", &[EbpfInsn::new(0x95, 0, 0, 0, 0)]).unwrap_err();
+    let shown = err.to_string();
+    println!("{shown}");
+    assert!(
+        shown.contains("verifier refused eBPF program xdpstack_bad")
+            && shown.contains("R0 !read_ok"),
+        "{shown}"
+    );
+}
+
 /// `w0 = action; exit`.
 fn returning(action: i32) -> [EbpfInsn; 2] {
     [

@@ -226,3 +226,36 @@ pub fn filter_cost_ns(
         baseline: test_run_xdp_repeat(baseline.as_fd(), frame, repeat)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_kernel_would_refuse_are_refused_before_the_syscall() {
+        let exit = [EbpfInsn::new(0x95, 0, 0, 0, 0)];
+        for bad in ["", "sixteen_chars_xx", "with space", "dash-ed", "nul\0"] {
+            let err = load_xdp(bad, &exit).unwrap_err();
+            assert!(
+                matches!(&err, BpfLoadError::Name(n) if n == bad),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("at most 15 letters"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_log_tail_keeps_the_last_lines() {
+        let mut log = (0..30)
+            .map(|n| format!("line {n}\n"))
+            .collect::<String>()
+            .into_bytes();
+        log.extend_from_slice(&[0, b'x', b'y']);
+        let tail = log_tail(&log);
+        assert_eq!(tail.lines().count(), LOG_LINES);
+        assert!(
+            tail.starts_with("line 10\n") && tail.ends_with("line 29"),
+            "{tail}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod frames;
 pub mod packet;
 
 pub use xdpstack_testbed::Testbed;

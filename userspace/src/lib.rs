@@ -15,6 +15,7 @@
 //! | layer | what it is | I/O |
 //! |---|---|---|
 //! | [`wire`] | UDP/IP parsing and reply building over byte slices | none |
+//! | [`filter`] | pcap-filter expressions compiled by libpcap, translated to eBPF | none (libpcap resolves the host names an expression holds) |
 //! | [`frame`] | the UMEM frame pool, refcounted views, copy-on-write | none |
 //! | [`ring`] | the ring trait (fill, RX, TX, completion), and a fake ring | none |
 //! | [`tx`] | the transmit queue and reply requests | none |
@@ -30,11 +31,16 @@
 //! `unsafe` is denied here and allowed, block by block with a `SAFETY:` comment,
 //! only in the modules that touch frame memory and the kernel: [`frame`] (the
 //! memory), [`ring`] (its trait is `unsafe`: a ring hands frames back),
-//! [`poller`] (which turns ring addresses back into frame handles) and [`sys`].
+//! [`poller`] (which turns ring addresses back into frame handles) and [`sys`];
+//! and in one file of [`filter`], the declaration of libpcap's `bpf_image`,
+//! which the `pcap` crate links but does not expose. The programs [`filter`]
+//! translates are loaded by [`sys`] (`sys::bpf_prog`), which imports the
+//! instruction type from it, never the other way.
 #![deny(unsafe_code)]
 
 pub mod app;
 pub mod capture;
+pub mod filter;
 #[allow(unsafe_code)]
 pub mod frame;
 #[allow(unsafe_code)]

@@ -13,7 +13,7 @@ use std::{
 
 /// The layers, bottom first, as `lib.rs` documents them.
 const LAYERS: &[&str] = &[
-    "wire", "frame", "ring", "tx", "poller", "app", "capture", "sys", "stack",
+    "wire", "filter", "frame", "ring", "tx", "poller", "app", "capture", "sys", "stack",
 ];
 
 /// Longest product source file and function, in lines (tests aside).

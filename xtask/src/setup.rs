@@ -17,7 +17,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("zlib1g-dev", "libbpf links zlib"),
     (
         "libpcap-dev",
-        "libxdp's configure refuses to run without it",
+        "libxdp's configure refuses to run without it; the pcap crate links libpcap for capture filters",
     ),
     ("m4", "libxdp's configure"),
     ("pkg-config", "libxdp's configure"),
@@ -34,7 +34,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     ("ethtool", "queue and channel inspection"),
     ("bpftool", "inspecting attached programs and maps"),
-    ("tcpdump", "kernel capture baseline"),
+    (
+        "tcpdump",
+        "kernel capture baseline; `tcpdump -d` is what filter dumps are tested against",
+    ),
     ("tshark", "validating capture files"),
 ];
 

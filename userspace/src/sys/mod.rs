@@ -1,6 +1,7 @@
 //! Everything that talks to the kernel: AF_XDP sockets ([`xsk`], through
-//! xsk-rs), the XDP program ([`loader`], through aya), interface facts
-//! ([`ifinfo`]) and process facts ([`process`]). The layers below this one make
+//! xsk-rs), the XDP program ([`loader`], through aya), raw eBPF programs such as
+//! the translated capture filters ([`bpf_prog`], through libbpf), interface
+//! facts ([`ifinfo`]) and process facts ([`process`]). The layers below this one make
 //! no syscall; the run loop (`stack`) reaches the kernel through the [`Kernel`]
 //! trait, which the socket implements and which the fake ring
 //! ([`crate::ring::sim::SimRings`]) answers in tests.
@@ -9,6 +10,7 @@ use std::io;
 
 use crate::ring::{KickOutcome, sim::SimRings};
 
+pub mod bpf_prog;
 pub mod ifinfo;
 pub mod loader;
 pub mod process;

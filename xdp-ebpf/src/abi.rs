@@ -14,6 +14,40 @@ pub const PORTS_MAP: &str = "PORTS";
 /// `PERCPU_ARRAY[COUNTER_COUNT]` of `u64`, indexed by [`Counter`].
 pub const STATS_MAP: &str = "STATS";
 
+/// `PROG_ARRAY[JUMP_SLOTS]`: the capture filter and the two programs it continues
+/// in (see [`JUMP_FILTER`]).
+pub const JUMP_MAP: &str = "JUMP";
+/// `PERCPU_ARRAY[1]` of `u32`: the [`Counter`] index of the frame's pass reason,
+/// written before the tail call into the filter and read by the program the
+/// filter continues in (a tail call keeps the CPU, and XDP does not migrate).
+pub const SCRATCH_MAP: &str = "SCRATCH";
+/// `RINGBUF`: copies of the frames a non-destructive capture selected, each a
+/// [`CopyHeader`] and the frame's first `caplen` bytes.
+pub const COPIES_MAP: &str = "COPIES";
+/// `PERCPU_ARRAY[CAPTURE_COUNTER_COUNT * MAX_QUEUES]` of `u64`: for RX queue `q`
+/// and [`CaptureCounter`] `c`, element `q * CAPTURE_COUNTER_COUNT + c`.
+pub const CAPTURE_STATS_MAP: &str = "CAPTURE_STATS";
+/// The program the filter continues in when it selects the frame.
+pub const SELECTED_PROGRAM: &str = "xdpstack_selected";
+/// The program the filter continues in when it does not select the frame.
+pub const UNSELECTED_PROGRAM: &str = "xdpstack_unselected";
+
+/// [`JUMP_MAP`] slot of the capture filter (a translated pcap-filter expression),
+/// which tail-calls [`JUMP_SELECTED`] or [`JUMP_UNSELECTED`].
+pub const JUMP_FILTER: u32 = 0;
+/// [`JUMP_MAP`] slot of [`SELECTED_PROGRAM`].
+pub const JUMP_SELECTED: u32 = 1;
+/// [`JUMP_MAP`] slot of [`UNSELECTED_PROGRAM`].
+pub const JUMP_UNSELECTED: u32 = 2;
+/// Slots of [`JUMP_MAP`].
+pub const JUMP_SLOTS: u32 = 3;
+
+/// Bytes of the [`COPIES_MAP`] ring: 16 MiB, about 8000 full-size frames, or 40
+/// ms at 200 000 copies a second before the reader must have caught up.
+pub const COPY_RING_BYTES: u32 = 16 << 20;
+/// The most bytes copied of one frame: the largest size class of a copy record.
+pub const MAX_COPY: u32 = 16384;
+
 /// Capacity of the XSKMAP: the highest RX queue index we can serve, plus one.
 pub const MAX_QUEUES: u32 = 256;
 /// Words of the port bitmap (65536 ports, 64 per word).
@@ -38,34 +72,156 @@ pub enum SteerMode {
     All = 1,
 }
 
+/// What the capture does with a frame no app claims (one [`SteerMode::Udp`] does
+/// not steer) when its expression selects it.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptureMode {
+    /// No capture of such frames: they pass to the kernel.
+    #[default]
+    Off = 0,
+    /// Copy the frame into [`COPIES_MAP`] and pass it to the kernel: the host's
+    /// traffic carries on untouched.
+    Copy = 1,
+    /// Redirect the frame into the AF_XDP socket (`--steal`): it never reaches
+    /// the kernel.
+    Steal = 2,
+}
+
 /// The program's configuration, element 0 of [`CONFIG_MAP`].
 ///
 /// A zeroed `Config` (the state before user space writes it) is `Udp` mode with an
-/// empty port set: nothing is steered until user space says so.
+/// empty port set and no capture: nothing is steered or copied until user space
+/// says so.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// A [`SteerMode`] as `u32`.
     pub mode: u32,
+    /// A [`CaptureMode`] as `u32`.
+    pub capture: u32,
+    /// Non-zero when [`JUMP_FILTER`] holds a filter; zero selects every frame.
+    pub filter: u32,
+    /// Bytes copied of a frame in [`CaptureMode::Copy`], at most [`MAX_COPY`].
+    pub snaplen: u32,
+    /// Non-zero: stamp every frame redirected into a socket with
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC ns) in the [`STAMP_LEN`] bytes of
+    /// XDP metadata right before its data, for the capture's per-packet times.
+    pub stamp: u32,
     /// Reserved, zero.
     pub reserved: u32,
 }
 
+/// Bytes of XDP metadata the program writes before a redirected frame's data
+/// when [`Config::stamp`] is set: a native-endian `u64` receive time.
+pub const STAMP_LEN: u32 = 8;
+
 impl Config {
-    /// The configuration for `mode`.
+    /// The configuration for `mode`, without capture.
     pub const fn new(mode: SteerMode) -> Self {
         Self {
             mode: mode as u32,
+            capture: CaptureMode::Off as u32,
+            filter: 0,
+            snaplen: 0,
+            stamp: 0,
             reserved: 0,
         }
+    }
+
+    /// With every redirected frame stamped (see [`Config::stamp`]).
+    pub const fn with_stamps(mut self, stamp: bool) -> Self {
+        self.stamp = stamp as u32;
+        self
+    }
+
+    /// With frames no app claims captured as `capture` says, through the filter
+    /// in [`JUMP_FILTER`] when `filter`, keeping `snaplen` bytes of copies.
+    pub const fn with_capture(mut self, capture: CaptureMode, filter: bool, snaplen: u32) -> Self {
+        self.capture = capture as u32;
+        self.filter = filter as u32;
+        self.snaplen = if snaplen == 0 || snaplen > MAX_COPY {
+            MAX_COPY
+        } else {
+            snaplen
+        };
+        self
     }
 }
 
 #[cfg(feature = "user")]
 #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
-// SAFETY: `Config` is `repr(C)`, made of two `u32`s with no padding, and every bit
+// SAFETY: `Config` is `repr(C)`, made of six `u32`s with no padding, and every bit
 // pattern is a valid value.
 unsafe impl aya::Pod for Config {}
+
+/// The head of a record in [`COPIES_MAP`]; `caplen` bytes of the frame follow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyHeader {
+    /// `bpf_ktime_get_ns()` when the program ran: CLOCK_MONOTONIC nanoseconds.
+    pub timestamp_ns: u64,
+    /// The frame's length on the wire (all its buffers).
+    pub len: u32,
+    /// Bytes of the frame in the record.
+    pub caplen: u32,
+    /// The RX queue the frame arrived on.
+    pub queue: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Bytes of a [`CopyHeader`].
+pub const COPY_HEADER_LEN: usize = core::mem::size_of::<CopyHeader>();
+
+/// Per-CPU counters of the capture's side of the XDP program, indexes into
+/// [`CAPTURE_STATS_MAP`]. They count beside the verdict counters: a frame copied
+/// for the capture is still counted by its pass reason.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CaptureCounter {
+    /// Frames no app claimed that the expression selected.
+    Selected = 0,
+    /// Frames no app claimed that the expression did not select.
+    Unselected = 1,
+    /// Selected frames copied into [`COPIES_MAP`].
+    Copied = 2,
+    /// Selected frames not copied because the ring was full (the reader is
+    /// behind): lost to the capture, passed to the kernel all the same.
+    RingFull = 3,
+    /// The filter's slot in [`JUMP_MAP`] was empty: the frame passed, uncaptured.
+    NoFilter = 4,
+}
+
+/// Number of [`CaptureCounter`]s.
+pub const CAPTURE_COUNTER_COUNT: u32 = 5;
+
+impl CaptureCounter {
+    /// All capture counters, in index order.
+    pub const ALL: [CaptureCounter; CAPTURE_COUNTER_COUNT as usize] = [
+        CaptureCounter::Selected,
+        CaptureCounter::Unselected,
+        CaptureCounter::Copied,
+        CaptureCounter::RingFull,
+        CaptureCounter::NoFilter,
+    ];
+
+    /// The index of this counter in [`CAPTURE_STATS_MAP`].
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// A stable snake_case name, used in statistics output and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CaptureCounter::Selected => "capture_selected",
+            CaptureCounter::Unselected => "capture_unselected",
+            CaptureCounter::Copied => "capture_copied",
+            CaptureCounter::RingFull => "capture_copy_ring_full",
+            CaptureCounter::NoFilter => "capture_no_filter",
+        }
+    }
+}
 
 /// Per-CPU counters of the XDP program, indexes into [`STATS_MAP`].
 ///
@@ -176,7 +332,30 @@ mod tests {
     }
 
     #[test]
+    fn capture_counter_indexes_are_dense_and_ordered() {
+        for (i, c) in CaptureCounter::ALL.iter().enumerate() {
+            assert_eq!(c.index() as usize, i, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn snaplen_is_bounded_by_the_largest_copy() {
+        let c = Config::new(SteerMode::Udp);
+        assert_eq!(
+            c.with_capture(CaptureMode::Copy, false, 0).snaplen,
+            MAX_COPY
+        );
+        assert_eq!(
+            c.with_capture(CaptureMode::Copy, false, 1 << 20).snaplen,
+            MAX_COPY
+        );
+        assert_eq!(c.with_capture(CaptureMode::Copy, true, 96).snaplen, 96);
+        assert_eq!(core::mem::size_of::<CopyHeader>() % 8, 0);
+    }
+
+    #[test]
     fn zeroed_config_steers_nothing_in_udp_mode() {
         assert_eq!(Config::default().mode, SteerMode::Udp as u32);
+        assert_eq!(Config::default().capture, CaptureMode::Off as u32);
     }
 }

@@ -6,16 +6,21 @@
 //! already on the interface (ours from another process, or anyone's) makes the
 //! attach fail with EBUSY/EEXIST; we report it and never replace it.
 
-use std::{io, os::fd::AsRawFd};
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+};
 
 use aya::{
     Ebpf, EbpfError,
-    maps::{Array, Map, MapError, PerCpuArray, XskMap},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, ProgramArray, RingBuf, XskMap},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, links::FdLink},
 };
 use xdp_ebpf::{
-    CONFIG_MAP, COUNTER_COUNT, Config, Counter, PORT_BITMAP_WORDS, PORTS_MAP, PROGRAM_NAME,
-    STATS_MAP, SteerMode, XSKS_MAP,
+    CAPTURE_COUNTER_COUNT, CAPTURE_STATS_MAP, CONFIG_MAP, COPIES_MAP, COUNTER_COUNT,
+    CaptureCounter, CaptureMode, Config, Counter, JUMP_FILTER, JUMP_MAP, JUMP_SELECTED,
+    JUMP_UNSELECTED, MAX_QUEUES, PORT_BITMAP_WORDS, PORTS_MAP, PROGRAM_NAME, SELECTED_PROGRAM,
+    STATS_MAP, SteerMode, UNSELECTED_PROGRAM, XSKS_MAP,
 };
 
 use super::ifinfo::if_index;
@@ -167,6 +172,87 @@ impl XdpCounters {
     }
 }
 
+/// The capture's per-CPU counters in the XDP program, summed over CPUs, per RX
+/// queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaptureCounters {
+    /// `(queue, counters indexed by CaptureCounter)`, for the queues with any
+    /// non-zero counter, by queue.
+    pub queues: Vec<(u32, [u64; CAPTURE_COUNTER_COUNT as usize])>,
+}
+
+impl CaptureCounters {
+    /// The total of `counter` over every queue.
+    pub fn get(&self, counter: CaptureCounter) -> u64 {
+        self.queues
+            .iter()
+            .map(|(_, c)| c[counter.index() as usize])
+            .sum()
+    }
+
+    /// `counter` on `queue`.
+    pub fn on_queue(&self, queue: u32, counter: CaptureCounter) -> u64 {
+        self.queues
+            .iter()
+            .find(|(q, _)| *q == queue)
+            .map_or(0, |(_, c)| c[counter.index() as usize])
+    }
+
+    /// Every counter with its total over queues, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (CaptureCounter, u64)> + '_ {
+        CaptureCounter::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+
+    /// What happened since `earlier`, per queue.
+    pub fn since(&self, earlier: &CaptureCounters) -> CaptureCounters {
+        let queues = self
+            .queues
+            .iter()
+            .map(|(q, now)| {
+                let mut d = *now;
+                if let Some((_, before)) = earlier.queues.iter().find(|(e, _)| e == q) {
+                    for (d, b) in d.iter_mut().zip(before) {
+                        *d = d.saturating_sub(*b);
+                    }
+                }
+                (*q, d)
+            })
+            .filter(|(_, d)| d.iter().any(|&v| v != 0))
+            .collect();
+        CaptureCounters { queues }
+    }
+}
+
+/// The XDP program's ring of copies ([`xdp_ebpf::COPIES_MAP`]), user space's end.
+pub struct CopyRing(RingBuf<MapData>);
+
+impl std::fmt::Debug for CopyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyRing")
+            .field("fd", &self.0.as_fd().as_raw_fd())
+            .finish()
+    }
+}
+
+impl CopyRing {
+    /// Hand `f` up to `max` records (a [`xdp_ebpf::CopyHeader`] and the frame),
+    /// oldest first, each given back to the ring when `f` returns; the count.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = self.0.next() else { break };
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Wait up to `timeout` for a record.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        super::process::wait_readable(self.0.as_fd(), timeout)
+    }
+}
+
 /// The loaded XDP program and its maps, attached to at most one interface.
 ///
 /// Dropping it detaches the program (the link's fd is closed) and frees the maps.
@@ -175,6 +261,8 @@ pub struct XdpProgram {
     // Field order matters for drop: the link goes before the object.
     link: Option<FdLink>,
     attached: Option<(String, AttachedMode)>,
+    /// What was last written to the configuration map.
+    config: Config,
     ebpf: Ebpf,
 }
 
@@ -224,6 +312,15 @@ pub fn ebpf_error_is_permission(err: &EbpfError) -> bool {
     false
 }
 
+fn missing_map(name: &'static str) -> LoaderError {
+    LoaderError::Map {
+        name,
+        source: MapError::InvalidName {
+            name: name.to_string(),
+        },
+    }
+}
+
 /// The XDP program `name` of `ebpf`.
 fn xdp_program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, LoaderError> {
     let program = ebpf.program_mut(name).ok_or(LoaderError::Program {
@@ -262,10 +359,38 @@ impl XdpProgram {
     /// verifier); nothing is attached yet. The configuration starts as "steer
     /// nothing".
     pub fn load() -> Result<Self, LoaderError> {
-        let ebpf = load_object_program(PROGRAM_NAME)?;
+        let mut ebpf = load_object_program(PROGRAM_NAME)?;
+        // The programs a capture filter continues in, in their slots of the jump
+        // table; the filter's own slot stays empty until a capture sets one.
+        for (name, slot) in [
+            (SELECTED_PROGRAM, JUMP_SELECTED),
+            (UNSELECTED_PROGRAM, JUMP_UNSELECTED),
+        ] {
+            let program = xdp_program_mut(&mut ebpf, name)?;
+            program
+                .load()
+                .map_err(|source| LoaderError::Program { source })?;
+            let fd = program
+                .fd()
+                .map_err(|source| LoaderError::Program { source })?
+                .try_clone()
+                .map_err(|e| LoaderError::Program {
+                    source: ProgramError::IOError(e),
+                })?;
+            let map = ebpf.map_mut(JUMP_MAP).ok_or(missing_map(JUMP_MAP))?;
+            let mut jump = ProgramArray::try_from(map).map_err(|source| LoaderError::Map {
+                name: JUMP_MAP,
+                source,
+            })?;
+            jump.set(slot, &fd, 0).map_err(|source| LoaderError::Map {
+                name: JUMP_MAP,
+                source,
+            })?;
+        }
         Ok(Self {
             link: None,
             attached: None,
+            config: Config::default(),
             ebpf,
         })
     }
@@ -275,12 +400,132 @@ impl XdpProgram {
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, LoaderError> {
-        self.ebpf.map_mut(name).ok_or(LoaderError::Map {
-            name,
-            source: MapError::InvalidName {
-                name: name.to_string(),
-            },
-        })
+        self.ebpf.map_mut(name).ok_or(missing_map(name))
+    }
+
+    fn map_data(&self, name: &'static str) -> Result<&MapData, LoaderError> {
+        match self.ebpf.map(name).ok_or(missing_map(name))? {
+            Map::ProgramArray(data) | Map::RingBuf(data) | Map::PerCpuArray(data) => Ok(data),
+            _ => Err(LoaderError::Map {
+                name,
+                source: MapError::InvalidName { name: name.into() },
+            }),
+        }
+    }
+
+    /// The jump table's fd, which a translated filter refers to for its tail calls
+    /// (valid while `self` lives).
+    pub fn jump_table_fd(&self) -> Result<RawFd, LoaderError> {
+        Ok(self.map_data(JUMP_MAP)?.fd().as_fd().as_raw_fd())
+    }
+
+    /// Capture the frames no app claims, as `capture` says: all of them, or those
+    /// the program `filter` (a translated expression that continues through the
+    /// jump table, see [`jump_table_fd`](Self::jump_table_fd)) selects; copies keep
+    /// `snaplen` bytes. The filter is in place before the configuration says to
+    /// use it, and the configuration stops using it before it is removed.
+    pub fn configure_capture(
+        &mut self,
+        capture: CaptureMode,
+        filter: Option<BorrowedFd<'_>>,
+        snaplen: u32,
+    ) -> Result<(), LoaderError> {
+        let map_fd = self.jump_table_fd()?;
+        let jump_err = |errno: i32| LoaderError::Map {
+            name: JUMP_MAP,
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_update_elem",
+                io_error: io::Error::from_raw_os_error(errno),
+            }),
+        };
+        if let Some(fd) = filter {
+            let key = JUMP_FILTER;
+            let value: u32 = fd.as_raw_fd() as u32;
+            // SAFETY: map_fd is our prog array's fd (4-byte keys and values), and
+            // both pointers point to live u32s for the call's duration. By hand:
+            // aya's ProgramArray takes only programs aya loaded itself.
+            let rc = unsafe {
+                libxdp_sys::bpf_map_update_elem(
+                    map_fd,
+                    (&raw const key).cast(),
+                    (&raw const value).cast(),
+                    0,
+                )
+            };
+            if rc != 0 {
+                return Err(jump_err(-rc));
+            }
+        }
+        let config = self.config.with_capture(capture, filter.is_some(), snaplen);
+        self.write_config(config)?;
+        if filter.is_none() {
+            let key = JUMP_FILTER;
+            // SAFETY: as above; deleting a slot that is empty fails with ENOENT,
+            // which is fine.
+            unsafe { libxdp_sys::bpf_map_delete_elem(map_fd, (&raw const key).cast()) };
+        }
+        Ok(())
+    }
+
+    /// Stamp every frame redirected into a socket with its receive time, in
+    /// the frame's XDP metadata (see [`xdp_ebpf::Config::stamp`]).
+    pub fn set_stamps(&mut self, on: bool) -> Result<(), LoaderError> {
+        self.write_config(self.config.with_stamps(on))
+    }
+
+    fn write_config(&mut self, config: Config) -> Result<(), LoaderError> {
+        let map_err = |source| LoaderError::Map {
+            name: CONFIG_MAP,
+            source,
+        };
+        let mut map: Array<_, Config> =
+            Array::try_from(self.map_mut(CONFIG_MAP)?).map_err(map_err)?;
+        map.set(0, config, 0).map_err(map_err)?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The ring of the capture's copies, to read from; taken once (later calls
+    /// fail).
+    pub fn take_copies(&mut self) -> Result<CopyRing, LoaderError> {
+        let map = self
+            .ebpf
+            .take_map(COPIES_MAP)
+            .ok_or(missing_map(COPIES_MAP))?;
+        RingBuf::try_from(map)
+            .map(CopyRing)
+            .map_err(|source| LoaderError::Map {
+                name: COPIES_MAP,
+                source,
+            })
+    }
+
+    /// The capture's counters in the program, summed over CPUs, for RX queues
+    /// `0..rx_queues` (the interface's queues).
+    pub fn capture_counters(&self, rx_queues: u32) -> Result<CaptureCounters, LoaderError> {
+        let map_err = |source| LoaderError::Map {
+            name: CAPTURE_STATS_MAP,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map(CAPTURE_STATS_MAP)
+            .ok_or(missing_map(CAPTURE_STATS_MAP))?;
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err)?;
+        let mut queues = Vec::new();
+        // One lookup per element and queue, summed over CPUs; a run reads this
+        // once a second and at the end.
+        for q in 0..rx_queues.min(MAX_QUEUES) {
+            let mut out = [0u64; CAPTURE_COUNTER_COUNT as usize];
+            for (i, slot) in out.iter_mut().enumerate() {
+                let index = q * CAPTURE_COUNTER_COUNT + i as u32;
+                *slot = stats.get(&index, 0).map_err(map_err)?.iter().sum();
+            }
+            if out.iter().any(|&v| v != 0) {
+                queues.push((q, out));
+            }
+        }
+        Ok(CaptureCounters { queues })
     }
 
     /// Set the steering policy: `mode`, and in `Udp` mode the destination ports.
@@ -298,11 +543,10 @@ impl XdpProgram {
         for (i, w) in words.iter().enumerate() {
             bitmap.set(i as u32, *w, 0).map_err(map_err(PORTS_MAP))?;
         }
-        let mut config: Array<_, Config> =
-            Array::try_from(self.map_mut(CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
-        config
-            .set(0, Config::new(mode), 0)
-            .map_err(map_err(CONFIG_MAP))
+        self.write_config(Config {
+            mode: mode as u32,
+            ..self.config
+        })
     }
 
     /// Attach to `iface` through a bpf_link. `Auto` tries driver mode and falls back
@@ -433,6 +677,25 @@ impl XdpProgram {
             *slot = per_cpu.iter().sum();
         }
         Ok(XdpCounters(out))
+    }
+
+    /// Run the program `repeat` times over `frame` with BPF_PROG_TEST_RUN (the
+    /// counters count every run) and return the kernel's mean time per run:
+    /// what the program costs a frame, tail calls into the capture filter and
+    /// the copy included.
+    pub fn test_run_repeat(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<std::time::Duration, LoaderError> {
+        let program = Self::program_mut(&mut self.ebpf)?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat.max(1);
+        program
+            .test_run(opts)
+            .map(|r| r.duration)
+            .map_err(|source| LoaderError::Program { source })
     }
 
     /// Run the program once over `frame` with BPF_PROG_TEST_RUN and return its XDP

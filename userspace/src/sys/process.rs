@@ -57,6 +57,41 @@ pub fn pipe_reader_gone(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     rc > 0 && p.revents & libc::POLLERR != 0
 }
 
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns()`, which stamps the
+/// XDP program's copies.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns: add it to a monotonic stamp to
+/// get the Unix time it happened at (within the microsecond the two reads take;
+/// NTP adjustments later shift it, so take it anew from time to time).
+pub fn realtime_offset_ns() -> i64 {
+    let mono = monotonic_ns();
+    let real = realtime_ns();
+    real as i64 - mono as i64
+}
+
+/// Wait up to `timeout` for `fd` to become readable; false on timeout (or a
+/// signal).
+pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +105,15 @@ mod tests {
         assert!(pipe_reader_gone(writer.as_fd()), "no reader left");
         let file = std::fs::File::open("/proc/self/stat").unwrap();
         assert!(!pipe_reader_gone(file.as_fd()), "not a pipe");
+    }
+
+    #[test]
+    fn the_realtime_offset_turns_monotonic_stamps_into_unix_time() {
+        let offset = realtime_offset_ns();
+        let mono = monotonic_ns();
+        let real = realtime_ns();
+        let derived = (mono as i64 + offset) as u64;
+        assert!(derived.abs_diff(real) < 50_000_000, "{derived} vs {real}");
     }
 
     #[test]

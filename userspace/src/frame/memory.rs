@@ -16,9 +16,10 @@ pub const XDP_PACKET_HEADROOM: u32 = 256;
 ///
 /// # Safety
 /// `frame_ptr(i)` must point to `frame_size - headroom()` bytes (for the pool's
-/// frame size) that stay valid and fixed in place for as long as the value lives,
-/// do not overlap other frames' regions, and are accessed by nobody except through
-/// the frames' owners (the kernel touches a frame only while it sits in a ring).
+/// frame size), preceded by the frame's `headroom()` bytes, that stay valid and
+/// fixed in place for as long as the value lives, do not overlap other frames'
+/// regions, and are accessed by nobody except through the frames' owners (the
+/// kernel touches a frame only while it sits in a ring).
 pub unsafe trait FrameMemory: Send + Sync + 'static {
     /// Start of the usable region of frame `index`.
     fn frame_ptr(&self, index: u32) -> NonNull<u8>;
@@ -28,6 +29,13 @@ pub unsafe trait FrameMemory: Send + Sync + 'static {
     fn frame_count(&self) -> u32;
     /// Bytes per frame.
     fn frame_size(&self) -> u32;
+    /// The `len` bytes of frame `index` that end at byte `end` (counted from
+    /// the frame's start), when they lie within the frame: the XDP metadata in
+    /// front of a received frame's data. Only the frame's owner may use them.
+    fn before(&self, index: u32, end: u32, len: u32) -> Option<NonNull<u8>> {
+        let _ = (index, end, len);
+        None
+    }
 }
 
 /// Heap-backed frame memory, for tests and benchmarks without a kernel.
@@ -88,6 +96,15 @@ unsafe impl FrameMemory for HeapMemory {
 
     fn frame_size(&self) -> u32 {
         self.frame_size
+    }
+
+    fn before(&self, index: u32, end: u32, len: u32) -> Option<NonNull<u8>> {
+        if index >= self.frame_count || end > self.frame_size || end < len {
+            return None;
+        }
+        let at = index as usize * self.frame_size as usize + (end - len) as usize;
+        // SAFETY: `at + len` <= (index + 1) * frame_size: inside the allocation.
+        Some(unsafe { self.ptr.add(at) })
     }
 }
 

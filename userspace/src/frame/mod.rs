@@ -98,7 +98,7 @@ fn thread_id() -> u64 {
 /// What the pool and its views share.
 struct Shared {
     /// Owns the memory; frames are reached through `ptrs`.
-    _memory: Box<dyn FrameMemory>,
+    memory: Box<dyn FrameMemory>,
     /// `memory.frame_ptr(i)` for every frame, read once at start so the data path
     /// makes no dynamic call per access.
     ptrs: Box<[NonNull<u8>]>,
@@ -125,7 +125,7 @@ struct Shared {
     local: UnsafeCell<Vec<u32>>,
 }
 
-// SAFETY: `ptrs` point into `_memory`, which is Send + Sync (FrameMemory's bounds)
+// SAFETY: `ptrs` point into `memory`, which is Send + Sync (FrameMemory's bounds)
 // and lives as long as `Shared`; every access through them follows the frame
 // ownership rules of this module. `local` is only accessed on the thread whose id
 // is in `owner`. The rest is atomics and a lock-free queue.
@@ -326,7 +326,7 @@ impl FramePool {
         let ptrs = (0..frame_count).map(|i| memory.frame_ptr(i)).collect();
         Self {
             shared: Arc::new(Shared {
-                _memory: memory,
+                memory,
                 ptrs,
                 frame_size,
                 frame_shift: frame_size.trailing_zeros(),
@@ -452,6 +452,30 @@ impl FramePool {
         // above) that user space owns, borrowed mutably for 'a, so no view and no
         // kernel ring refers to these bytes.
         unsafe { self.shared.frame_bytes_mut(frame.index) }
+    }
+
+    /// The receive time the XDP program wrote into the metadata right before
+    /// `offset` (where the received data starts) of `frame`, and clear it, so
+    /// that a later packet in the frame that arrives unstamped reads 0, not this
+    /// one's time. 0 when there is none.
+    ///
+    /// # Panics
+    /// If the frame is not of this pool.
+    pub fn take_stamp(&self, frame: &mut Frame, offset: u32) -> u64 {
+        self.shared.check(frame);
+        let len = xdp_ebpf::STAMP_LEN;
+        let Some(p) = self.shared.memory.before(frame.index, offset, len) else {
+            return 0;
+        };
+        let p = p.as_ptr().cast::<[u8; 8]>();
+        // SAFETY: `frame` is the unique handle of a frame of this pool (checked
+        // above), borrowed mutably: no view and no ring refers to it, and
+        // `before` gave 8 bytes of this frame (the FrameMemory contract).
+        unsafe {
+            let stamp = u64::from_ne_bytes(p.read_unaligned());
+            p.write_unaligned([0; 8]);
+            stamp
+        }
     }
 
     /// Turn `view` back into its frame's unique handle when it is the frame's only

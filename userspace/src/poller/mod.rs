@@ -73,6 +73,13 @@ impl Default for PollerConfig {
     }
 }
 
+/// Sees every frame the poller puts on the TX ring, as it goes (the capture's
+/// outbound side). Called on the poller's thread: it must not block.
+pub trait TxTap: Send + Sync + std::fmt::Debug {
+    /// `frame` (Ethernet header first) goes out on RX queue `queue`'s TX ring.
+    fn transmitted(&self, queue: u32, frame: &[u8]);
+}
+
 /// The poller of one RX queue.
 pub struct Poller<R: Rings> {
     // Consumers first: fields drop in order, and consumers (and transmit requests)
@@ -97,6 +104,10 @@ pub struct Poller<R: Rings> {
     tx_descs: Vec<TxDesc>,
     /// Scratch for completion-ring batches.
     comp: Vec<u64>,
+    /// Shown every frame that goes out.
+    tx_tap: Option<Arc<dyn TxTap>>,
+    /// Frames carry their receive time (see [`Poller::set_stamps`]).
+    stamps: Option<i64>,
 }
 
 impl<R: Rings> std::fmt::Debug for Poller<R> {
@@ -139,7 +150,43 @@ impl<R: Rings> Poller<R> {
             in_tx: 0,
             tx_descs: Vec::with_capacity(TX_QUEUE),
             comp: vec![0; budget.max(64)],
+            tx_tap: None,
+            stamps: None,
         }
+    }
+
+    /// Take each frame's receive time from the stamp the XDP program wrote
+    /// into its metadata (CLOCK_MONOTONIC), plus `mono_to_real_ns` (CLOCK_REALTIME
+    /// minus CLOCK_MONOTONIC, which the caller refreshes as NTP slews the clock);
+    /// `None`: every frame of a round gets the round's time.
+    pub fn set_stamps(&mut self, mono_to_real_ns: Option<i64>) {
+        self.stamps = mono_to_real_ns;
+    }
+
+    /// True when frames take their time from the XDP program's stamps.
+    pub fn stamping(&self) -> bool {
+        self.stamps.is_some()
+    }
+
+    /// The receive time of `frame`, whose data starts at `offset`: its stamp,
+    /// or the round's time `now_ns` when it has none.
+    #[inline]
+    fn stamp(&self, frame: &mut Frame, offset: u32, now_ns: u64) -> u64 {
+        let Some(to_real) = self.stamps else {
+            return now_ns;
+        };
+        match self.pool.take_stamp(frame, offset) {
+            0 => {
+                add(&self.stats.unstamped, 1);
+                now_ns
+            }
+            mono => mono.saturating_add_signed(to_real),
+        }
+    }
+
+    /// Show `tap` every frame this poller transmits from now on.
+    pub fn set_tx_tap(&mut self, tap: Arc<dyn TxTap>) {
+        self.tx_tap = Some(tap);
     }
 
     /// Add a consumer called on the poller's thread.
@@ -368,10 +415,6 @@ impl<R: Rings> Poller<R> {
             self.transmit();
             return 0;
         }
-        let meta = RxMeta {
-            queue: self.queue,
-            timestamp_ns: now_ns,
-        };
         // Frame sizes are powers of two (FramePool checks): offsets are a mask.
         let offset_mask = u64::from(self.pool.frame_size()) - 1;
         let dropped_before: [u64; MAX_CONSUMERS] =
@@ -383,7 +426,7 @@ impl<R: Rings> Poller<R> {
             let desc = self.descs[i];
             // SAFETY: by the `XskRings` contract, `desc.addr` went to the fill ring
             // (in `refill`) and comes back exactly once, here.
-            let Some(frame) = (unsafe { self.pool.received(desc.addr) }) else {
+            let Some(mut frame) = (unsafe { self.pool.received(desc.addr) }) else {
                 // Not an address of our UMEM: the kernel never does this; count it
                 // as lost rather than trust it.
                 continue;
@@ -392,6 +435,10 @@ impl<R: Rings> Poller<R> {
             bytes += u64::from(desc.len);
             let offset = ((desc.addr & offset_mask) as u32).max(self.pool.headroom());
             let len = desc.len.min(self.pool.frame_size() - offset);
+            let meta = RxMeta {
+                queue: self.queue,
+                timestamp_ns: self.stamp(&mut frame, offset, now_ns),
+            };
             if self.sinks.is_empty() {
                 // No consumer: the frame goes straight back (rxdrop).
                 self.free.push(frame);
@@ -470,6 +517,8 @@ impl<R: Rings> Poller<R> {
             in_tx,
             tx_descs,
             comp,
+            tx_tap,
+            queue,
             ..
         } = self;
         let Some(tx) = tx.as_deref() else {
@@ -515,7 +564,11 @@ impl<R: Rings> Poller<R> {
                         build_echo(pool, free, &tx.stats, view, &layout)
                     }
                 };
-                if let Some((frame, len)) = built {
+                if let Some((mut frame, len)) = built {
+                    if let Some(tap) = tx_tap.as_deref() {
+                        let bytes = pool.bytes_mut(&mut frame);
+                        tap.transmitted(*queue, &bytes[..(len as usize).min(bytes.len())]);
+                    }
                     // The unit tests' heap pools have no headroom; the
                     // offset is checked with the UMEM's 256 bytes by the root
                     // tests (echo on veth, replies byte-exact).

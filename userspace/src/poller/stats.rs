@@ -35,6 +35,9 @@ pub struct QueueStats {
     pub batches: AtomicU64,
     /// Rounds that found the RX ring empty.
     pub empty_polls: AtomicU64,
+    /// Frames received without the XDP program's receive stamp while stamps
+    /// were asked for (given the round's time instead).
+    pub unstamped: AtomicU64,
     /// Times the poller slept in poll(2).
     pub sleeps: AtomicU64,
     /// Syscalls made to wake the kernel: because it asked (need_wakeup), or

@@ -12,7 +12,10 @@ use std::{
 use crate::{
     poller::{Consumer, Poller, ThreadedReceiver},
     ring::{KickOutcome, Rings},
-    sys::{Kernel, process::realtime_ns},
+    sys::{
+        Kernel,
+        process::{monotonic_ns, realtime_ns},
+    },
     tx::add,
 };
 
@@ -31,7 +34,13 @@ const TX_DRAIN: Duration = Duration::from_millis(500);
 /// One round and what it asks of the kernel: the poller's round at the current
 /// time, then the TX kick it wants. Returns the frames received.
 pub(crate) fn round<R: Rings + Kernel>(poller: &mut Poller<R>) -> usize {
-    let n = poller.poll_once(realtime_ns());
+    let now = realtime_ns();
+    if poller.stamping() {
+        // The stamps' clock to Unix time, taken anew each round (one more
+        // clock read a round): NTP slews the realtime clock.
+        poller.set_stamps(Some(now as i64 - monotonic_ns() as i64));
+    }
+    let n = poller.poll_once(now);
     kick_tx(poller);
     n
 }

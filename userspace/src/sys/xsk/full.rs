@@ -60,6 +60,20 @@ unsafe impl FrameMemory for XskMemory {
         self.headroom
     }
 
+    fn before(&self, index: u32, end: u32, len: u32) -> Option<NonNull<u8>> {
+        let data = *self.ptrs.get(index as usize)?;
+        if end > self.frame_size || end < len || end - len > self.frame_size {
+            return None;
+        }
+        // By hand: xsk-rs hands out no slice over the kernel's XDP headroom,
+        // where the metadata lies. Every frame is `frame_size` bytes of the one
+        // MAP_SHARED mapping libxdp made (no Rust allocation), its data
+        // `headroom` bytes in; so the frame starts `headroom` bytes before
+        // `data`, still inside the mapping.
+        let start = data.as_ptr().wrapping_sub(self.headroom as usize);
+        NonNull::new(start.wrapping_add((end - len) as usize))
+    }
+
     fn frame_count(&self) -> u32 {
         self.ptrs.len() as u32
     }

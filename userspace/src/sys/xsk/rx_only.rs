@@ -108,6 +108,15 @@ unsafe impl FrameMemory for RxMemory {
         XDP_PACKET_HEADROOM
     }
 
+    fn before(&self, index: u32, end: u32, len: u32) -> Option<NonNull<u8>> {
+        if index >= self.frames || end > self.frame_size || end < len {
+            return None;
+        }
+        let offset = index as usize * self.frame_size as usize + (end - len) as usize;
+        // SAFETY: within frame `index` of the mapping (checked above).
+        Some(unsafe { self.area.base.add(offset) })
+    }
+
     fn frame_count(&self) -> u32 {
         self.frames
     }

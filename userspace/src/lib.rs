@@ -53,4 +53,4 @@ pub mod sys;
 pub mod tx;
 pub mod wire;
 
-pub use xdp_ebpf::{Counter, SteerMode};
+pub use xdp_ebpf::{CaptureCounter, Counter, SteerMode};

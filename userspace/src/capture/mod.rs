@@ -26,12 +26,30 @@ use std::{
 
 use crate::{frame::FrameView, poller::Consumer};
 
+mod copies;
 mod writer;
 
+pub use copies::{Copied, CopyWriter, OUTBOUND_QUEUE, Outbound};
 pub use writer::{
     CaptureConfig, CaptureEnd, CaptureError, CaptureRecord, CaptureStats, CaptureSummary,
     CaptureWriter, Clock, Direction, Format, MAX_SNAPLEN, Output, QueueStats, SystemClock,
 };
+
+/// libpcap's own interpreter over the frame: what tcpdump would keep.
+impl Selects for crate::filter::Filter {
+    fn selects(&self, frame: &[u8]) -> bool {
+        self.matches(frame)
+    }
+}
+
+/// A capture's selection: which frames it keeps (a compiled pcap-filter
+/// expression, in practice). The XDP program applies the same expression to the
+/// frames no app claims; this decides for the frames the stack receives for its
+/// apps and for those it transmits.
+pub trait Selects: Send + Sync + std::fmt::Debug {
+    /// True when the capture keeps `frame` (Ethernet header first).
+    fn selects(&self, frame: &[u8]) -> bool;
+}
 
 /// The writer and the time of the last record written.
 #[derive(Debug)]
@@ -80,6 +98,12 @@ pub struct Capture {
     reported: Arc<AtomicBool>,
     /// Set when the writer ends the capture on its own ([`CaptureEnd`]).
     stop: Option<Arc<AtomicBool>>,
+    /// Which received views to keep (every one without).
+    filter: Option<Arc<dyn Selects>>,
+    /// Keep received frames (`-Q in` or `inout`).
+    inbound: bool,
+    /// Views the filter did not select.
+    unselected: Arc<AtomicU64>,
 }
 
 impl Capture {
@@ -98,6 +122,9 @@ impl Capture {
             remaining: Arc::new(AtomicU64::new(count.unwrap_or(u64::MAX))),
             reported: Arc::new(AtomicBool::new(false)),
             stop: None,
+            filter: None,
+            inbound: true,
+            unselected: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -109,6 +136,56 @@ impl Capture {
     pub fn stop_on_end(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = Some(stop);
         self
+    }
+
+    /// Keep only the received frames `filter` selects (before any consumer is
+    /// made).
+    pub fn with_filter(mut self, filter: Arc<dyn Selects>) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Keep no received frame at all (`-Q out`): the consumers release every
+    /// view at once.
+    pub fn outbound_only(mut self) -> Self {
+        self.inbound = false;
+        self
+    }
+
+    /// Received frames the filter did not select.
+    pub fn unselected(&self) -> u64 {
+        self.unselected.load(Ordering::Relaxed)
+    }
+
+    /// The writer of copies (the XDP program's, and those `outbound` gathers
+    /// from the pollers), for the stack's copy thread.
+    pub fn copy_writer(&self, outbound: Option<Arc<Outbound>>) -> CopyWriter {
+        CopyWriter::new(self.clone(), outbound)
+    }
+
+    /// `-c`: take one of the remaining records, or false when none is left.
+    fn take_slot(&self) -> bool {
+        let remaining = &self.remaining;
+        remaining.load(Ordering::Relaxed) == u64::MAX
+            || remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                .is_ok()
+    }
+
+    /// Say the first write error once (the run goes on: the UDP consumer is
+    /// still served, frames keep being released, and the exit status says it);
+    /// and stop the run when the writer ended the capture on its own.
+    fn report_error(&self, writer: &CaptureWriter) {
+        if let Some(err) = writer.error()
+            && !self.reported.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!("{err}; capture stopped, frames are still released and counted");
+        }
+        if let (Some(end), Some(stop)) = (writer.ended(), &self.stop)
+            && !stop.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!("capture ended ({end:?}): stopping the run");
+        }
     }
 
     /// A consumer for one queue.
@@ -189,18 +266,7 @@ impl CaptureConsumer {
         // the views are released once the batch is written.
         writer.write_records(&self.stamped);
         self.stamped.clear();
-        if let Some(err) = writer.error()
-            && !self.capture.reported.swap(true, Ordering::Relaxed)
-        {
-            // Say it once, now; the run goes on (the UDP consumer is still
-            // served), frames keep being released, and the exit status says it.
-            tracing::error!("{err}; capture stopped, frames are still released and counted");
-        }
-        if let (Some(end), Some(stop)) = (writer.ended(), &self.capture.stop)
-            && !stop.swap(true, Ordering::Relaxed)
-        {
-            tracing::info!("capture ended ({end:?}): stopping the run");
-        }
+        self.capture.report_error(writer);
     }
 }
 
@@ -211,15 +277,18 @@ impl Consumer for CaptureConsumer {
     }
 
     fn consume_owned(&mut self, view: FrameView) {
-        let remaining = &self.capture.remaining;
-        if remaining.load(Ordering::Relaxed) != u64::MAX {
-            // `-c`: take one of the remaining slots, or drop the view.
-            if remaining
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-                .is_err()
-            {
-                return;
-            }
+        if !self.capture.inbound {
+            return;
+        }
+        if let Some(f) = &self.capture.filter
+            && !f.selects(view.bytes())
+        {
+            self.capture.unselected.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // `-c`: take one of the remaining slots, or drop the view.
+        if !self.capture.take_slot() {
+            return;
         }
         self.batch.push(view);
         if self.batch.len() >= BATCH {

@@ -1,14 +1,29 @@
 //! What the stack is asked to do: the interface, queues, program, sockets,
 //! poller tuning and stop conditions, and the consumers of each queue.
 
-use std::{ops::RangeInclusive, str::FromStr, time::Duration};
+use std::{ops::RangeInclusive, str::FromStr, sync::Arc, time::Duration};
 
+pub use xdp_ebpf::CaptureMode;
 use xdp_ebpf::SteerMode;
 
 use crate::{
+    filter::Filter,
     poller::{Consumer, Overflow, PollerConfig},
     sys::{loader::XdpModeChoice, xsk::XskConfig},
 };
+
+/// The capture's part in the XDP program: what happens to the frames no app
+/// claims that the expression selects.
+#[derive(Clone, Debug)]
+pub struct KernelCapture {
+    /// Copied and passed on to the kernel ([`CaptureMode::Copy`]), or stolen
+    /// into the sockets ([`CaptureMode::Steal`]).
+    pub mode: CaptureMode,
+    /// The expression, run in the XDP program; `None` selects every frame.
+    pub filter: Option<Arc<Filter>>,
+    /// Bytes copied of each frame.
+    pub snaplen: u32,
+}
 
 /// Everything the stack needs to run.
 #[derive(Clone, Debug)]
@@ -36,6 +51,11 @@ pub struct StackOptions {
     /// Report an [`super::Interval`] this often, if set (to the callback of
     /// [`super::run`]).
     pub stats_interval: Option<Duration>,
+    /// Capture in the XDP program, if any.
+    pub kernel_capture: Option<KernelCapture>,
+    /// Give each received frame its own receive time, stamped by the XDP
+    /// program (for a capture), instead of its poll round's.
+    pub stamps: bool,
 }
 
 impl Default for StackOptions {
@@ -52,6 +72,8 @@ impl Default for StackOptions {
             duration: None,
             count: None,
             stats_interval: None,
+            kernel_capture: None,
+            stamps: false,
         }
     }
 }

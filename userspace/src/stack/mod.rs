@@ -18,16 +18,20 @@ use std::{
 };
 
 use crate::{
+    capture::CopyWriter,
     frame::{ConsumerId, XDP_PACKET_HEADROOM},
-    poller::{Consumer, LiveCounters, Poller, ThreadedReceiver},
+    poller::{Consumer, LiveCounters, Poller, ThreadedReceiver, TxTap},
     sys::{
         ifinfo,
-        loader::{AttachedMode, LoaderError, XdpCounters, XdpProgram},
+        loader::{AttachedMode, CaptureCounters, LoaderError, XdpCounters, XdpProgram},
         process::{cpu_seconds, pin_to_cpu},
         xsk::{XskError, XskSocket},
     },
     tx::Transmitter,
 };
+
+mod copies;
+pub use copies::load_filter;
 
 mod config;
 pub(crate) mod queue;
@@ -35,7 +39,7 @@ pub mod service;
 mod summary;
 mod supervise;
 
-pub use config::{ConsumerSpec, QueueSpec, StackOptions, parse_range};
+pub use config::{CaptureMode, ConsumerSpec, KernelCapture, QueueSpec, StackOptions, parse_range};
 pub use summary::{ConsumerSummary, Interval, QueueInterval, QueueSummary, Summary};
 use summary::{counters_by_name, summarize};
 use supervise::{LinkLost, Mode, QueueProbe, supervise};
@@ -91,6 +95,9 @@ impl QueueContext<'_> {
 /// Errors that stop the stack before or while it runs.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
+    /// The capture's expression could not be put into the XDP program.
+    #[error("the capture filter: {0}")]
+    Filter(String),
     /// No such interface.
     #[error("interface {0} not found (see `ip link`)")]
     UnknownInterface(String),
@@ -203,6 +210,7 @@ fn open_queue(
     consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
     threaded: &mut Vec<Pending>,
     run_index: usize,
+    tx_tap: Option<&Arc<dyn TxTap>>,
 ) -> Result<QueueRun<XskSocket>, StackError> {
     let (socket, pool) = XskSocket::open(&opts.iface, q, &opts.xsk)?;
     if opts.poller.busy_poll {
@@ -216,6 +224,12 @@ fn open_queue(
     }
     program.register_socket(q, socket.raw_fd())?;
     let mut poller = Poller::new(socket, pool, q, opts.poller);
+    if let Some(tap) = tx_tap {
+        poller.set_tx_tap(tap.clone());
+    }
+    if opts.stamps {
+        poller.set_stamps(Some(crate::sys::process::realtime_offset_ns()));
+    }
     let mut ctx = QueueContext {
         poller: &mut poller,
         live: Vec::new(),
@@ -258,11 +272,16 @@ fn run_threads(
     opts: &StackOptions,
     runs: &mut [QueueRun<XskSocket>],
     threaded: Vec<Pending>,
+    copier: Option<copies::Copier>,
     stop: &AtomicBool,
     supervisor: impl FnOnce(&AtomicBool) -> Option<LinkLost>,
 ) -> Ended {
     let consumers_done = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        let copy_thread = copier.map(|c| {
+            let done = &consumers_done;
+            scope.spawn(move || c.run(done))
+        });
         let mut consumer_handles = Vec::new();
         for (run_index, id, rx, consumer) in threaded {
             let done = &consumers_done;
@@ -306,6 +325,9 @@ fn run_threads(
         for h in consumer_handles {
             h.join().expect("consumer thread panicked");
         }
+        if let Some(h) = copy_thread {
+            h.join().expect("copy thread panicked");
+        }
         (results, lost)
     })
 }
@@ -322,34 +344,63 @@ pub fn run(
     consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
     on_interval: &mut dyn FnMut(Interval),
 ) -> Result<Summary, StackError> {
+    run_with(opts, stop, consumers, Taps::default(), on_interval)
+}
+
+/// Where copies go: the XDP program's copies of the kernel's traffic
+/// (`opts.kernel_capture` in [`CaptureMode::Copy`]) and the frames the
+/// pollers transmit.
+#[derive(Debug, Default)]
+pub struct Taps {
+    /// Writes the copies, on the stack's copy thread.
+    pub copies: Option<CopyWriter>,
+    /// Shown every transmitted frame.
+    pub outbound: Option<Arc<dyn TxTap>>,
+}
+
+/// [`run`], with the capture's copies and its outbound tap.
+pub fn run_with(
+    opts: &StackOptions,
+    stop: Arc<AtomicBool>,
+    consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
+    taps: Taps,
+    on_interval: &mut dyn FnMut(Interval),
+) -> Result<Summary, StackError> {
     let queues = resolve_queues(opts)?;
     check_mtu(opts)?;
     let mut program = XdpProgram::load()?;
     program.configure(opts.mode, &opts.ports)?;
-    let mut runs = Vec::with_capacity(queues.len());
-    let mut threaded = Vec::new();
-    for &q in &queues {
-        let run = open_queue(opts, &mut program, q, consumers, &mut threaded, runs.len())?;
-        runs.push(run);
-    }
+    program.set_stamps(opts.stamps)?;
+    // Keeps the filter program alive (the jump table holds it too) until the
+    // program is detached.
+    let (_filter, ring) = copies::configure(opts, &mut program)?;
+    let copier = match (ring, taps.copies) {
+        (Some(ring), Some(writer)) => Some(copies::Copier::new(Some(ring), writer)),
+        (None, Some(writer)) if taps.outbound.is_some() => Some(copies::Copier::new(None, writer)),
+        _ => None,
+    };
+    let (mut runs, threaded) = open_queues(
+        opts,
+        &mut program,
+        &queues,
+        consumers,
+        taps.outbound.as_ref(),
+    )?;
     let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());
     let xdp_mode = program.attach(&opts.iface, opts.xdp_mode)?;
     tracing::info!(iface = %opts.iface, %xdp_mode, zero_copy, queues = ?queues, "attached");
     let before = program.counters()?;
+    let rx_queues = ifinfo::rx_queues(&opts.iface).unwrap_or(1);
+    let capturing = opts.kernel_capture.is_some();
+    let capture_before = if capturing {
+        program.capture_counters(rx_queues)?
+    } else {
+        CaptureCounters::default()
+    };
 
     let started = Instant::now();
     let cpu_started = cpu_seconds();
-    let probes: Vec<QueueProbe> = runs
-        .iter()
-        .map(|r| QueueProbe {
-            queue: r.poller.queue(),
-            stats: r.poller.stats(),
-            pool: r.poller.pool().probe(),
-            fd: r.poller.rings().raw_fd(),
-            consumers: r.names.clone(),
-            live: r.live.clone(),
-        })
-        .collect();
+    let probes = probes(&runs);
     let mode = Mode {
         iface: opts.iface.clone(),
         xdp_mode,
@@ -358,17 +409,29 @@ pub fn run(
     };
     // The XDP program's verdicts since attach, for the live statistics.
     let xdp = || {
-        program
+        let mut by_name = program
             .counters()
             .map(|now| counters_by_name(&now.since(&before)))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if capturing && let Ok(now) = program.capture_counters(rx_queues) {
+            by_name.extend(capture_by_name(&now.since(&capture_before)));
+        }
+        by_name
     };
-    let (results, lost) = run_threads(opts, &mut runs, threaded, &stop, |stop| {
+    let (results, lost) = run_threads(opts, &mut runs, threaded, copier, &stop, |stop| {
         supervise(opts, &mode, stop, &probes, &xdp, on_interval, started)
     });
     let seconds = started.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds() - cpu_started;
     let after = program.counters();
+    let capture_after = if capturing {
+        program
+            .capture_counters(rx_queues)
+            .map(|c| c.since(&capture_before))
+            .ok()
+    } else {
+        None
+    };
     program.detach();
     // A lost interface explains whatever the pollers said after it went.
     if let Some(LinkLost { what, after_s }) = lost {
@@ -388,7 +451,61 @@ pub fn run(
         seconds,
         cpu_s,
     };
-    finish(opts, &mut runs, &attached, &after.since(&before))
+    let mut summary = finish(opts, &mut runs, &attached, &after.since(&before))?;
+    if let Some(c) = capture_after {
+        summary.xdp.extend(capture_by_name(&c));
+        summary.capture_lost = c
+            .queues
+            .iter()
+            .map(|(q, _)| (*q, c.on_queue(*q, xdp_ebpf::CaptureCounter::RingFull)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+    }
+    Ok(summary)
+}
+
+/// Open every queue of `queues` (see [`open_queue`]).
+fn open_queues(
+    opts: &StackOptions,
+    program: &mut XdpProgram,
+    queues: &[u32],
+    consumers: &dyn Fn(&mut QueueContext<'_>) -> Vec<ConsumerSpec>,
+    tx_tap: Option<&Arc<dyn TxTap>>,
+) -> Result<(Vec<QueueRun<XskSocket>>, Vec<Pending>), StackError> {
+    let mut runs = Vec::with_capacity(queues.len());
+    let mut threaded = Vec::new();
+    for &q in queues {
+        let run = open_queue(
+            opts,
+            program,
+            q,
+            consumers,
+            &mut threaded,
+            runs.len(),
+            tx_tap,
+        )?;
+        runs.push(run);
+    }
+    Ok((runs, threaded))
+}
+
+/// What the supervisor reads of each queue while the run goes on.
+fn probes(runs: &[QueueRun<XskSocket>]) -> Vec<QueueProbe> {
+    runs.iter()
+        .map(|r| QueueProbe {
+            queue: r.poller.queue(),
+            stats: r.poller.stats(),
+            pool: r.poller.pool().probe(),
+            fd: r.poller.rings().raw_fd(),
+            consumers: r.names.clone(),
+            live: r.live.clone(),
+        })
+        .collect()
+}
+
+/// The capture's counters in the XDP program, by name.
+fn capture_by_name(c: &CaptureCounters) -> std::collections::BTreeMap<&'static str, u64> {
+    c.iter().map(|(k, v)| (k.name(), v)).collect()
 }
 
 /// How the run went, for its summary.
@@ -429,5 +546,6 @@ fn finish(
         bytes: per_queue.iter().map(|q| q.bytes).sum(),
         queues: per_queue,
         xdp: counters_by_name(xdp),
+        capture_lost: Default::default(),
     })
 }

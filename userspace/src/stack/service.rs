@@ -15,14 +15,32 @@ use std::{
 
 use serde::Serialize;
 
-use super::{ConsumerSpec, Interval, QueueContext, StackError, StackOptions, Summary};
+use super::{
+    CaptureMode, ConsumerSpec, Interval, QueueContext, StackError, StackOptions, Summary, Taps,
+};
 use crate::{
     app::{Echo, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary},
-    capture::{Capture, CaptureConfig, CaptureEnd, CaptureError, CaptureStats, Output, QueueStats},
-    poller::Overflow,
+    capture::{
+        Capture, CaptureConfig, CaptureEnd, CaptureError, CaptureStats, Outbound, Output,
+        QueueStats, Selects,
+    },
+    poller::{Overflow, TxTap},
     sys::{process::pipe_reader_gone, xsk::XskConfig},
     tx::Transmitter,
 };
+
+/// `-Q in|out|inout`: which directions the capture keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureDirection {
+    /// Received frames only.
+    In,
+    /// Transmitted frames only.
+    Out,
+    /// Both (tcpdump's default).
+    #[default]
+    InOut,
+}
 
 /// `--app sink|echo|none`: what the UDP consumer does with each datagram.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -46,6 +64,12 @@ pub struct ServiceOptions {
     pub capture: Option<CaptureConfig>,
     /// What a capture that falls behind does (`--pcap-overflow`).
     pub pcap_overflow: Overflow,
+    /// The capture's expression, for the frames the stack receives for its apps
+    /// and those it transmits (the XDP program runs it on the rest:
+    /// [`StackOptions::kernel_capture`]).
+    pub filter: Option<Arc<dyn Selects>>,
+    /// `-Q`: the directions the capture keeps.
+    pub direction: CaptureDirection,
 }
 
 /// Why the service did not run (or stopped).
@@ -72,6 +96,13 @@ pub struct CaptureReport {
     /// Why the capture ended the run, if it did (not an error: the reader of
     /// standard output went away, or `-G` with `-W` wrote its files).
     pub end: Option<CaptureEnd>,
+    /// Frames the stack received for its apps that the expression did not
+    /// select.
+    pub unselected_views: u64,
+    /// Transmitted frames the expression did not select.
+    pub unselected_outbound: u64,
+    /// Copies of transmitted frames lost because the copy thread was behind.
+    pub outbound_dropped: u64,
 }
 
 fn error_text<S: serde::Serializer>(e: &Option<CaptureError>, s: S) -> Result<S::Ok, S::Error> {
@@ -112,12 +143,22 @@ pub fn serve(
             tx_ring: service.app == AppKind::Echo,
             ..opts.xsk
         },
+        // A capture gets each frame's own receive time.
+        stamps: opts.stamps || service.capture.is_some(),
         ..opts.clone()
     };
     let queues = super::resolve_queues(opts)?;
     let capture = match &service.capture {
         Some(config) => {
-            Some(Capture::open(config, &opts.iface, &queues, opts.count)?.stop_on_end(stop.clone()))
+            let mut c =
+                Capture::open(config, &opts.iface, &queues, opts.count)?.stop_on_end(stop.clone());
+            if let Some(f) = &service.filter {
+                c = c.with_filter(f.clone());
+            }
+            if service.direction == CaptureDirection::Out {
+                c = c.outbound_only();
+            }
+            Some(c)
         }
         None => None,
     };
@@ -125,6 +166,24 @@ pub fn serve(
         .capture
         .as_ref()
         .is_some_and(|c| c.output == Output::Stdout && stdout_is_fifo());
+    // Transmitted frames, when the capture keeps them and the app transmits.
+    let outbound = match &capture {
+        Some(_) if service.direction != CaptureDirection::In && service.app == AppKind::Echo => {
+            Some(Arc::new(Outbound::new(service.filter.clone())))
+        }
+        _ => None,
+    };
+    let copies_in_kernel = opts
+        .kernel_capture
+        .as_ref()
+        .is_some_and(|k| k.mode == CaptureMode::Copy);
+    let taps = Taps {
+        copies: capture
+            .as_ref()
+            .filter(|_| copies_in_kernel || outbound.is_some())
+            .map(|c| c.copy_writer(outbound.clone())),
+        outbound: outbound.clone().map(|o| o as Arc<dyn TxTap>),
+    };
     // The UDP consumer's ports: the steered ones, or every port with
     // `--capture all` and no `--port`.
     let ports: Vec<u16> = if opts.ports.is_empty() {
@@ -168,7 +227,7 @@ pub fn serve(
     let run_over = AtomicBool::new(false);
     let (summary, reader_gone) = std::thread::scope(|s| {
         let watcher = watch_stdout.then(|| s.spawn(|| watch_pipe_reader(&stop, &run_over)));
-        let summary = super::run(opts, stop.clone(), &consumers, on_interval);
+        let summary = super::run_with(opts, stop.clone(), &consumers, taps, on_interval);
         run_over.store(true, Ordering::Relaxed);
         let gone = watcher.is_some_and(|w| w.join().unwrap_or(false));
         (summary, gone)
@@ -180,7 +239,13 @@ pub fn serve(
     }
     udp.ports = lock(&port_counts).clone();
     let capture = capture.map(|c| {
+        let unselected_views = c.unselected();
         let mut report = close_capture(c, &summary);
+        report.unselected_views = unselected_views;
+        if let Some(o) = &outbound {
+            report.unselected_outbound = o.unselected();
+            report.outbound_dropped = o.dropped();
+        }
         if reader_gone && report.error.is_none() {
             report.end = report.end.or(Some(CaptureEnd::ReaderClosed));
         }
@@ -202,7 +267,11 @@ fn close_capture(capture: Capture, summary: &Summary) -> CaptureReport {
         .map(|q| QueueStats {
             queue: q.queue,
             received: q.packets,
-            kernel_drops: q.xsk.rx_dropped + q.xsk.rx_ring_full,
+            // The kernel's drops, and the XDP program's copies the ring had
+            // no room for.
+            kernel_drops: q.xsk.rx_dropped
+                + q.xsk.rx_ring_full
+                + summary.capture_lost.get(&q.queue).copied().unwrap_or(0),
             consumer_drops: q.consumers.iter().map(|c| c.dropped).sum(),
         })
         .collect();
@@ -212,6 +281,9 @@ fn close_capture(capture: Capture, summary: &Summary) -> CaptureReport {
         stats: closed.stats,
         error: closed.error,
         end: closed.end,
+        unselected_views: 0,
+        unselected_outbound: 0,
+        outbound_dropped: 0,
     }
 }
 

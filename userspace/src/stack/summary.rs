@@ -47,6 +47,9 @@ pub struct QueueSummary {
     pub batches: u64,
     /// Rounds that found the RX ring empty.
     pub empty_polls: u64,
+    /// Frames without the XDP program's receive stamp while capturing (they
+    /// carry their round's time).
+    pub unstamped: u64,
     /// Sleeps in poll(2).
     pub sleeps: u64,
     /// Syscalls made to wake the kernel.
@@ -95,8 +98,13 @@ pub struct Summary {
     pub bytes: u64,
     /// Per queue.
     pub queues: Vec<QueueSummary>,
-    /// The XDP program's counters over the run, by name.
+    /// The XDP program's counters over the run, by name (`capture_*`: the
+    /// capture's, with an expression or `--steal`).
     pub xdp: BTreeMap<&'static str, u64>,
+    /// Copies the XDP program could not make because the ring was full, by RX
+    /// queue (the pcapng interface statistics' ifdrop).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub capture_lost: BTreeMap<u32, u64>,
 }
 
 /// One queue in a `--stats` interval.
@@ -194,6 +202,7 @@ pub(super) fn summarize<R: Rings + Kernel>(
         bytes: get(&s.rx_bytes),
         batches: get(&s.batches),
         empty_polls: get(&s.empty_polls),
+        unstamped: get(&s.unstamped),
         sleeps: get(&s.sleeps),
         wakeups: get(&s.wakeups),
         fill_batches: get(&s.fill_batches),

@@ -1,0 +1,252 @@
+//! Frames the capture gets as copies, not as views of the UMEM: those the XDP
+//! program copied out of the kernel's own traffic (a non-destructive capture:
+//! the frame went on to the kernel), and those the stack transmits (the
+//! outbound direction). Both reach the file through a [`CopyWriter`] on the
+//! stack's copy thread, batched into one lock of the shared writer.
+
+use std::{
+    ops::Range,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::{Capture, CaptureRecord, Direction, Selects, Shared};
+use crate::poller::TxTap;
+
+/// Copies gathered before a write.
+const BATCH: usize = 256;
+/// Transmitted frames that may wait for the copy thread, per capture.
+pub const OUTBOUND_QUEUE: usize = 4096;
+
+/// A copied frame, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct Copied<'a> {
+    /// The frame's bytes (at most the copy's length).
+    pub bytes: &'a [u8],
+    /// CLOCK_REALTIME ns since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// The RX queue it arrived on, or whose TX ring sent it.
+    pub queue: u32,
+    /// Which way it went.
+    pub direction: Direction,
+}
+
+impl CaptureRecord for Copied<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+    fn timestamp_ns(&self) -> u64 {
+        self.timestamp_ns
+    }
+    fn queue(&self) -> u32 {
+        self.queue
+    }
+    fn direction(&self) -> Direction {
+        self.direction
+    }
+}
+
+/// A transmitted frame waiting for the copy thread.
+#[derive(Debug)]
+struct OutFrame {
+    bytes: Vec<u8>,
+    timestamp_ns: u64,
+    queue: u32,
+}
+
+/// The outbound side of a capture: the pollers' [`TxTap`]. Each frame a poller
+/// transmits that the expression selects is copied (the TX frame itself goes
+/// back to the pool at completion, which must not wait for the file) into a
+/// bounded queue the copy thread drains; a full queue drops the copy, counted.
+#[derive(Debug)]
+pub struct Outbound {
+    frames: ArrayQueue<OutFrame>,
+    filter: Option<Arc<dyn Selects>>,
+    /// Copies the full queue refused.
+    dropped: AtomicU64,
+    /// Frames the expression did not select.
+    unselected: AtomicU64,
+}
+
+impl Outbound {
+    /// An outbound tap keeping the frames `filter` selects (every frame without).
+    pub fn new(filter: Option<Arc<dyn Selects>>) -> Self {
+        Self {
+            frames: ArrayQueue::new(OUTBOUND_QUEUE),
+            filter,
+            dropped: AtomicU64::new(0),
+            unselected: AtomicU64::new(0),
+        }
+    }
+
+    /// Copies lost because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Transmitted frames the expression did not select.
+    pub fn unselected(&self) -> u64 {
+        self.unselected.load(Ordering::Relaxed)
+    }
+}
+
+impl TxTap for Outbound {
+    fn transmitted(&self, queue: u32, frame: &[u8]) {
+        if let Some(f) = &self.filter
+            && !f.selects(frame)
+        {
+            self.unselected.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let copy = OutFrame {
+            bytes: frame.to_vec(),
+            timestamp_ns: now_ns(),
+            queue,
+        };
+        if self.frames.push(copy).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes copies into the capture, batched: one lock of the shared writer per
+/// 256 copies or per [`CopyWriter::flush`]. Counts against `-c` like the
+/// views do.
+#[derive(Debug)]
+pub struct CopyWriter {
+    capture: Capture,
+    outbound: Option<Arc<Outbound>>,
+    arena: Vec<u8>,
+    records: Vec<(Range<usize>, u64, u32, Direction)>,
+}
+
+impl CopyWriter {
+    pub(super) fn new(capture: Capture, outbound: Option<Arc<Outbound>>) -> Self {
+        Self {
+            capture,
+            outbound,
+            arena: Vec::with_capacity(BATCH * 2048),
+            records: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Add one copy (its bytes are copied again into the batch: the ring it
+    /// came from wants its space back at once).
+    pub fn push(&mut self, copy: &Copied<'_>) {
+        if !self.capture.take_slot() {
+            return;
+        }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(copy.bytes);
+        self.records.push((
+            start..self.arena.len(),
+            copy.timestamp_ns,
+            copy.queue,
+            copy.direction,
+        ));
+        if self.records.len() >= BATCH {
+            self.write();
+        }
+    }
+
+    /// Take what the pollers transmitted, then write everything gathered.
+    pub fn flush(&mut self) {
+        if let Some(out) = self.outbound.clone() {
+            while let Some(f) = out.frames.pop() {
+                self.push(&Copied {
+                    bytes: &f.bytes,
+                    timestamp_ns: f.timestamp_ns,
+                    queue: f.queue,
+                    direction: Direction::Outbound,
+                });
+            }
+        }
+        self.write();
+    }
+
+    fn write(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        let arena = &self.arena;
+        let monotonic = self.capture.monotonic;
+        let mut guard = self.capture.lock();
+        let Shared { writer, last_ns } = &mut *guard;
+        let copies: Vec<Copied<'_>> = self
+            .records
+            .iter()
+            .map(|(range, ts, queue, direction)| {
+                let mut ts = *ts;
+                if monotonic {
+                    ts = ts.max(*last_ns);
+                    *last_ns = ts;
+                }
+                Copied {
+                    bytes: &arena[range.clone()],
+                    timestamp_ns: ts,
+                    queue: *queue,
+                    direction: *direction,
+                }
+            })
+            .collect();
+        writer.write_records(&copies);
+        self.capture.report_error(writer);
+        drop(guard);
+        self.records.clear();
+        self.arena.clear();
+    }
+}
+
+impl Drop for CopyWriter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct FirstByte(u8);
+
+    impl Selects for FirstByte {
+        fn selects(&self, frame: &[u8]) -> bool {
+            frame.first() == Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn the_tap_keeps_what_the_expression_selects_and_counts_the_rest() {
+        let tap = Outbound::new(Some(Arc::new(FirstByte(7))));
+        tap.transmitted(0, &[7, 1, 2]);
+        tap.transmitted(1, &[8, 1, 2]);
+        tap.transmitted(1, &[7, 9]);
+        assert_eq!(tap.unselected(), 1);
+        let got: Vec<(u32, Vec<u8>)> = std::iter::from_fn(|| tap.frames.pop())
+            .map(|f| (f.queue, f.bytes))
+            .collect();
+        assert_eq!(got, vec![(0, vec![7, 1, 2]), (1, vec![7, 9])]);
+    }
+
+    #[test]
+    fn a_full_tap_drops_and_counts() {
+        let tap = Outbound::new(None);
+        for i in 0..OUTBOUND_QUEUE + 5 {
+            tap.transmitted(0, &[i as u8]);
+        }
+        assert_eq!(tap.dropped(), 5);
+        assert_eq!(tap.frames.len(), OUTBOUND_QUEUE);
+    }
+}

@@ -9,7 +9,10 @@ use clap::{Parser, ValueEnum};
 use xdpstack::{
     capture::Format,
     poller::Overflow,
-    stack::{QueueSpec, parse_range, service::AppKind},
+    stack::{
+        QueueSpec, parse_range,
+        service::{AppKind, CaptureDirection},
+    },
     sys::{loader::XdpModeChoice, xsk::ZeroCopy},
 };
 
@@ -68,6 +71,19 @@ value_enum! {
         /// Hold frames back from the fill ring: the kernel drops instead
         /// (counted) and the capture loses nothing.
         Wait,
+    }
+}
+
+value_enum! {
+    /// `-Q in|out|inout`: the directions the capture keeps.
+    DirectionArg => CaptureDirection {
+        /// Received frames.
+        In,
+        /// Frames the stack transmits (echo replies).
+        Out,
+        /// Both.
+        #[default]
+        InOut,
     }
 }
 
@@ -134,7 +150,9 @@ pub enum Command {
         xdpstack -i eth0 --port 7 --app echo      answer UDP port 7 from user space\n  \
         xdpstack -i eth0 --port 9000 -w rx.pcap   count and capture\n  \
         xdpstack -i eth0 --port 9000-9010 -c 1000 stop after 1000 packets\n  \
-        xdpstack -i eth0 --capture all --duration 10\n\n\
+        xdpstack -i eth0 --capture all -w all.pcapng --duration 10\n  \
+        xdpstack -i eth0 -w dns.pcapng udp port 53 and not host 198.18.0.9\n  \
+        xdpstack -i span0 --steal -w span.pcap udp portrange 9000-9099\n\n\
         Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW).\n\
         Shell completions: xdpstack completions bash|zsh|fish > FILE",
     subcommand_negates_reqs = true,
@@ -146,8 +164,24 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// Interface to attach to.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE", required = true)]
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required_unless_present = "dump"
+    )]
     pub iface: Option<String>,
+
+    /// A pcap-filter(7) expression, as tcpdump takes it (`udp port 53 and not
+    /// host 198.18.0.9`): the capture keeps only the frames it selects. The XDP
+    /// program runs it on every frame no `--port` claims; those it selects are
+    /// copied and still passed to the kernel (or stolen, with --steal).
+    #[arg(
+        value_name = "EXPRESSION",
+        trailing_var_arg = true,
+        help_heading = "Capture"
+    )]
+    pub expression: Vec<String>,
 
     /// RX queues to serve: `all`, `N`, or `A-B`.
     #[arg(
@@ -167,7 +201,9 @@ pub struct Cli {
     )]
     pub ports: Vec<PortRange>,
 
-    /// What to steer into the stack: UDP to the ports, or every frame.
+    /// What the capture takes besides the apps' traffic: nothing more (`udp`,
+    /// the `--port`s only), or every frame (`all`: the empty expression, copied
+    /// and passed on to the kernel; redirected into the stack with --steal).
     #[arg(long, value_enum, default_value_t, help_heading = "Traffic")]
     pub capture: CaptureChoice,
 
@@ -308,6 +344,29 @@ pub struct Cli {
     #[arg(short = 'U', help_heading = "Capture")]
     pub packet_buffered: bool,
 
+    /// Frames no `--port` claims that the expression (or `--capture all`)
+    /// selects go into the stack and never reach the kernel (a mirror or SPAN
+    /// port), instead of being copied and passed on.
+    #[arg(long, help_heading = "Capture")]
+    pub steal: bool,
+
+    /// The directions captured: received frames, frames the stack transmits
+    /// (echo replies; pcapng marks them outbound, classic pcap has no field for
+    /// the direction), or both.
+    #[arg(
+        short = 'Q',
+        long = "direction",
+        value_enum,
+        default_value_t,
+        help_heading = "Capture"
+    )]
+    pub direction: DirectionArg,
+
+    /// Print the expression compiled to classic BPF, as `tcpdump -d` does, and
+    /// exit.
+    #[arg(short = 'd', help_heading = "Capture")]
+    pub dump: bool,
+
     /// When the capture writer falls behind: drop frames (counted), or wait,
     /// holding frames back so the kernel drops instead (counted, lossless file).
     #[arg(
@@ -366,8 +425,21 @@ impl Cli {
         }
     }
 
+    /// The expression's words joined, as tcpdump joins them.
+    pub fn expression(&self) -> String {
+        self.expression.join(" ")
+    }
+
     /// Checks across options that clap cannot express.
     pub fn validate(&self) -> Result<(), String> {
+        let expression = !self.expression().trim().is_empty();
+        if self.dump {
+            return if expression {
+                Ok(())
+            } else {
+                Err("-d prints a filter expression's program: give one (`-d udp port 53`)".into())
+            };
+        }
         if self.iface() == "any" {
             // tcpdump's pseudo-interface is a packet socket on every device; an
             // XDP program and its AF_XDP sockets are bound to one device's queues.
@@ -376,9 +448,29 @@ impl Cli {
                         (-i eth0, -i eth1, ...)"
                 .to_string());
         }
-        if self.capture == CaptureChoice::Udp && self.ports.is_empty() {
+        if expression && self.write.is_none() {
+            return Err(format!(
+                "the expression `{}` selects what to capture: give -w FILE (or -w -)",
+                self.expression()
+            ));
+        }
+        if self.steal && !expression && self.capture != CaptureChoice::All {
             return Err(
-                "--capture udp needs at least one --port (or use --capture all)".to_string(),
+                "--steal takes the frames an expression selects: give one (or --capture all)"
+                    .into(),
+            );
+        }
+        if self.capture == CaptureChoice::All && self.write.is_none() && !self.steal {
+            return Err(
+                "--capture all copies every frame into a capture: give -w FILE; to take every \
+                 frame into the stack instead (the host no longer gets them), add --steal"
+                    .into(),
+            );
+        }
+        if self.capture == CaptureChoice::Udp && self.ports.is_empty() && !expression {
+            return Err(
+                "--capture udp needs at least one --port (or use --capture all, or an expression)"
+                    .to_string(),
             );
         }
         Ok(())
@@ -444,8 +536,18 @@ mod tests {
     fn udp_capture_needs_a_port() {
         let cli = parse(&["-i", "eth0"]).unwrap();
         assert!(cli.validate().unwrap_err().contains("--port"));
-        let cli = parse(&["-i", "eth0", "--capture", "all"]).unwrap();
+        let cli = parse(&["-i", "eth0", "--capture", "all", "-w", "f"]).unwrap();
         assert!(cli.validate().is_ok());
+        let cli = parse(&["-i", "eth0", "--capture", "all"]).unwrap();
+        assert!(
+            cli.validate().unwrap_err().contains("--steal"),
+            "nothing to capture to"
+        );
+        let cli = parse(&["-i", "eth0", "--capture", "all", "--steal"]).unwrap();
+        assert!(
+            cli.validate().is_ok(),
+            "every frame into the stack, counted"
+        );
     }
 
     #[test]
@@ -478,6 +580,48 @@ mod tests {
             App::Echo
         );
         assert!(parse(&["-i", "e", "--app", "reflect"]).is_err());
+    }
+
+    #[test]
+    fn the_words_after_the_options_are_the_expression() {
+        let cli = parse(&[
+            "-i",
+            "e",
+            "-w",
+            "f",
+            "udp",
+            "port",
+            "53",
+            "and",
+            "not",
+            "host",
+            "198.18.0.9",
+        ])
+        .unwrap();
+        assert_eq!(cli.expression(), "udp port 53 and not host 198.18.0.9");
+        assert!(cli.validate().is_ok(), "an expression needs no --port");
+        let cli = parse(&["-i", "e", "udp"]).unwrap();
+        assert!(cli.validate().unwrap_err().contains("-w"));
+        let cli = parse(&["-d", "udp", "port", "53"]).unwrap();
+        assert!(cli.dump && cli.validate().is_ok(), "-d needs no interface");
+        assert!(parse(&["-d"]).unwrap().validate().is_err());
+    }
+
+    #[test]
+    fn steal_needs_something_to_steal() {
+        let cli = parse(&["-i", "e", "-w", "f", "--port", "1", "--steal"]).unwrap();
+        assert!(cli.validate().unwrap_err().contains("--steal"));
+        let cli = parse(&["-i", "e", "-w", "f", "--steal", "icmp"]).unwrap();
+        assert!(cli.validate().is_ok());
+    }
+
+    #[test]
+    fn direction_defaults_to_both() {
+        assert_eq!(parse(&["-i", "e"]).unwrap().direction, DirectionArg::InOut);
+        assert_eq!(
+            parse(&["-i", "e", "-Q", "out"]).unwrap().direction,
+            DirectionArg::Out
+        );
     }
 
     #[test]
@@ -527,7 +671,7 @@ mod tests {
         );
         assert!(msg.contains("run one xdpstack per interface"), "{msg}");
         assert!(!msg.contains('\n'), "one line: {msg}");
-        let cli = parse(&["-i", "anything", "--capture", "all"]).unwrap();
+        let cli = parse(&["-i", "anything", "--capture", "all", "-w", "f"]).unwrap();
         assert!(cli.validate().is_ok());
     }
 

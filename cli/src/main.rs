@@ -16,10 +16,11 @@ use std::{
 use clap::{CommandFactory as _, Parser as _};
 use xdpstack::{
     SteerMode,
-    capture::{CaptureConfig, Output},
+    capture::{CaptureConfig, Output, Selects},
+    filter::Filter,
     poller::PollerConfig,
     stack::{
-        StackOptions,
+        CaptureMode, KernelCapture, StackOptions,
         service::{self, CaptureReport, ServiceOptions},
     },
     sys::xsk::XskConfig,
@@ -28,7 +29,7 @@ use xdpstack::{
 mod args;
 mod report;
 
-use args::{App, CaptureChoice, Cli, Command};
+use args::{App, CaptureChoice, Cli, Command, DirectionArg};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,6 +53,21 @@ fn main() -> ExitCode {
         eprintln!("xdpstack: {msg}");
         return ExitCode::from(2);
     }
+    // The expression is compiled before anything is attached: a bad one gets
+    // libpcap's message and status 2, as with tcpdump.
+    let filter = match compile_filter(&cli) {
+        Ok(f) => f,
+        Err(msg) => {
+            eprintln!("xdpstack: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.dump {
+        if let Some(f) = &filter {
+            print!("{}", f.dump());
+        }
+        return ExitCode::SUCCESS;
+    }
     let stop = match install_handlers() {
         Ok(stop) => stop,
         Err(msg) => {
@@ -59,8 +75,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = stack_options(&cli);
-    let service = service_options(&cli);
+    let opts = stack_options(&cli, filter.as_ref());
+    let service = service_options(&cli, filter.as_ref());
     // With `-w -` the capture owns standard output: JSON and the report go to
     // standard error.
     let to_stdout = cli.write.as_deref() == Some(Path::new("-"));
@@ -140,15 +156,57 @@ fn install_handlers() -> Result<Arc<AtomicBool>, String> {
     Ok(stop)
 }
 
+/// The expression, compiled by libpcap; `None` without one.
+fn compile_filter(cli: &Cli) -> Result<Option<Arc<Filter>>, String> {
+    let expression = cli.expression();
+    if expression.trim().is_empty() {
+        return Ok(None);
+    }
+    Filter::new(&expression)
+        .map(|f| Some(Arc::new(f)))
+        .map_err(|e| e.to_string())
+}
+
+/// What the XDP program captures of the frames no app claims: those the
+/// expression selects, or all of them with `--capture all` (copied and passed
+/// on, or stolen with `--steal`). `--capture all --steal` without an expression
+/// is the steering mode itself ([`SteerMode::All`]), the fastest path.
+fn kernel_capture(cli: &Cli, filter: Option<&Arc<Filter>>) -> Option<KernelCapture> {
+    if cli.write.is_none() || cli.direction == DirectionArg::Out {
+        return None;
+    }
+    let mode = if cli.steal {
+        CaptureMode::Steal
+    } else {
+        CaptureMode::Copy
+    };
+    match (filter, cli.capture) {
+        (Some(f), _) => Some(KernelCapture {
+            mode,
+            filter: Some(f.clone()),
+            snaplen: cli.snaplen,
+        }),
+        (None, CaptureChoice::All) if !cli.steal => Some(KernelCapture {
+            mode,
+            filter: None,
+            snaplen: cli.snaplen,
+        }),
+        _ => None,
+    }
+}
+
 /// The stack's options from the command line.
-fn stack_options(cli: &Cli) -> StackOptions {
+fn stack_options(cli: &Cli, filter: Option<&Arc<Filter>>) -> StackOptions {
     StackOptions {
         iface: cli.iface().to_string(),
         queues: cli.queues.clone(),
         mode: match cli.capture {
-            CaptureChoice::Udp => SteerMode::Udp,
-            CaptureChoice::All => SteerMode::All,
+            CaptureChoice::All if cli.steal && filter.is_none() => SteerMode::All,
+            _ => SteerMode::Udp,
         },
+        kernel_capture: kernel_capture(cli, filter),
+        // The service stamps every frame when it captures.
+        stamps: false,
         ports: cli.port_list(),
         xdp_mode: cli.xdp_mode.into(),
         xsk: XskConfig {
@@ -173,7 +231,7 @@ fn stack_options(cli: &Cli) -> StackOptions {
 }
 
 /// The app and the capture from the command line.
-fn service_options(cli: &Cli) -> ServiceOptions {
+fn service_options(cli: &Cli, filter: Option<&Arc<Filter>>) -> ServiceOptions {
     let capture = cli.write.as_ref().map(|path| {
         let mut config = CaptureConfig::new(Output::from_arg(path));
         config.format = cli.capture_format();
@@ -182,12 +240,15 @@ fn service_options(cli: &Cli) -> ServiceOptions {
         config.file_size_mb = cli.file_size;
         config.rotate_seconds = cli.rotate_seconds;
         config.file_count = cli.file_count;
+        config.filter = filter.map(|f| f.expression().to_string());
         config
     });
     ServiceOptions {
         app: cli.app.into(),
         capture,
         pcap_overflow: cli.pcap_overflow.into(),
+        filter: filter.map(|f| f.clone() as Arc<dyn Selects>),
+        direction: cli.direction.into(),
     }
 }
 
@@ -203,6 +264,9 @@ mod tests {
             stats: CaptureStats::default(),
             error,
             end,
+            unselected_views: 0,
+            unselected_outbound: 0,
+            outbound_dropped: 0,
         }
     }
 

@@ -8,7 +8,7 @@ use std::{
 };
 
 use xdpstack::{
-    Counter,
+    CaptureCounter, Counter,
     app::UdpSummary,
     capture::CaptureEnd,
     stack::{
@@ -50,6 +50,14 @@ pub fn render_capture(c: &CaptureReport) -> String {
         }
     }
     s.push('\n');
+    if c.unselected_views + c.unselected_outbound + c.outbound_dropped > 0 {
+        let _ = writeln!(
+            s,
+            "  capture: not selected by the expression: {} received, {} transmitted; \
+             transmitted copies lost: {}",
+            c.unselected_views, c.unselected_outbound, c.outbound_dropped,
+        );
+    }
     s
 }
 
@@ -125,7 +133,9 @@ pub fn render_summary(summary: &Summary) -> String {
     s
 }
 
-/// `  xdp: seen N` and every other non-zero counter of the XDP program, a line.
+/// `  xdp: seen N` and every other non-zero counter of the XDP program, a line;
+/// the capture's counters in the program (with an expression, `--capture all`
+/// or `--steal`) on a line of their own.
 fn write_xdp_counters(out: &mut String, xdp: &BTreeMap<&'static str, u64>) {
     let _ = write!(out, "  xdp:");
     for counter in Counter::ALL {
@@ -135,6 +145,21 @@ fn write_xdp_counters(out: &mut String, xdp: &BTreeMap<&'static str, u64>) {
         }
     }
     out.push('\n');
+    if CaptureCounter::ALL
+        .iter()
+        .any(|c| xdp.contains_key(c.name()))
+    {
+        let _ = write!(out, "  xdp capture:");
+        for counter in CaptureCounter::ALL {
+            let v = xdp.get(counter.name()).copied().unwrap_or(0);
+            // The losses always, the rest when they happened.
+            if v != 0 || counter == CaptureCounter::RingFull {
+                let name = counter.name().trim_start_matches("capture_");
+                let _ = write!(out, " {name} {v}");
+            }
+        }
+        out.push('\n');
+    }
 }
 
 /// The UDP consumers' lines of the report.
@@ -271,6 +296,9 @@ mod tests {
             },
             error: None,
             end: None,
+            unselected_views: 0,
+            unselected_outbound: 0,
+            outbound_dropped: 0,
         };
         let line = "  capture: 7 frames, 800 bytes written to standard output; 2 not written";
         assert_eq!(render_capture(&c), format!("{line}\n"));

@@ -235,7 +235,9 @@ fn ends_and_leaves_nothing(ending: Ending, mode: &str) {
         _ => args.extend(["--duration", "30"]),
     }
     let env: &[(&str, &str)] = match ending {
-        Ending::Panic => &[("XDPSTACK_TEST_PANIC_AFTER_MS", "500")],
+        // Late enough that a debug build has attached (it loads and verifies
+        // three programs first), early enough to fall in the run.
+        Ending::Panic => &[("XDPSTACK_TEST_PANIC_AFTER_MS", "2000")],
         _ => &[],
     };
     let mut stack = StackProcess::start_with_env(&bed, &args, env);

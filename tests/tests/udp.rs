@@ -976,15 +976,28 @@ fn echo_with_capture_copies_on_write() {
          written out before the pipe filled: {json}"
     );
 
-    // Echo replies are transmitted, not received: the file holds the requests.
-    assert_eq!(records_written(&json), total, "{json}");
+    // Both directions (-Q inout, the default): every request and every reply.
+    assert_eq!(records_written(&json), 2 * total, "{json}");
     let frames = pcap_frames(&bytes);
-    assert_eq!(frames.len(), sent.len(), "records in the capture");
-    // Only requests (to PORT; replies would come from it).
-    let mut got = captured_payloads(&frames, PORT);
+    assert_eq!(frames.len(), 2 * sent.len(), "records in the capture");
+    // Requests go to PORT; replies come from it, with the request's payload.
+    let (requests, replies): (Vec<Vec<u8>>, Vec<Vec<u8>>) = frames
+        .into_iter()
+        .partition(|f| Datagram::parse(f).is_ok_and(|d| d.dst.port() == PORT));
+    let mut got = captured_payloads(&requests, PORT);
     got.sort();
     sent.sort();
     assert!(got == sent, "the capture holds exactly the requests sent");
+    let mut echoed: Vec<Vec<u8>> = replies
+        .iter()
+        .map(|f| {
+            let d = Datagram::parse(f).unwrap_or_else(|e| panic!("captured reply: {e}"));
+            assert_eq!(d.src.port(), PORT, "a reply comes from the echo port");
+            d.payload.to_vec()
+        })
+        .collect();
+    echoed.sort();
+    assert!(echoed == sent, "and exactly their replies");
 }
 
 /// The sink app counts datagrams and payload bytes per destination port and

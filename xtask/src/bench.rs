@@ -37,7 +37,7 @@ const HEADERS: u64 = 14 + 20 + 8;
 
 /// The receivers, in the order they run and are reported: the references first,
 /// so that a machine that cannot run one says so before the long part.
-const RECEIVERS: [&str; 9] = [
+const RECEIVERS: [&str; 11] = [
     "kernel-udp",
     "kernel-udp+tcpdump",
     CEILING,
@@ -47,7 +47,19 @@ const RECEIVERS: [&str; 9] = [
     "xdpstack-sink",
     "xdpstack-sink+pcap",
     "xdpstack-echo",
+    COPY,
+    STEAL,
 ];
+
+/// The kernel's socket receiving, and xdpstack capturing the same datagrams
+/// beside it without taking them (`-w FILE udp port 9000`): against
+/// kernel-udp+tcpdump.
+const COPY: &str = "kernel-udp+xdpstack-capture";
+/// xdpstack taking the datagrams from the kernel into its capture (`--steal -w
+/// FILE udp port 9000`, a mirror port): against kernel-udp+tcpdump.
+const STEAL: &str = "xdpstack-steal";
+/// The expression of both, tcpdump's in kernel-udp+tcpdump.
+const EXPRESSION: [&str; 3] = ["udp", "port", "9000"];
 
 /// Receivers that send every frame back: their replies are counted at the peer.
 fn is_echo(receiver: &str) -> bool {
@@ -71,6 +83,9 @@ struct Run {
     delivered: u64,
     /// Frames in the capture file, where there is one.
     captured: Option<u64>,
+    /// `captured` per second of the run, in millions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    captured_mpps: Option<f64>,
     /// Every counter that explains a frame sent but not delivered.
     drops: BTreeMap<String, u64>,
     /// Frames the application got but the capture did not (tcpdump's "dropped
@@ -339,8 +354,13 @@ pub(crate) fn threaded_napi(ns: &str, dev: &str, cpu: u32) -> Result<Vec<String>
 
 /// A receiver, running.
 enum Receiver {
-    /// `xdpstack-kernel-rx`, with tcpdump beside it for kernel-udp+tcpdump.
-    Kernel { rx: Proc, tcpdump: Option<Proc> },
+    /// `xdpstack-kernel-rx`, with tcpdump beside it for kernel-udp+tcpdump, or
+    /// a capturing xdpstack for kernel-udp+xdpstack-capture.
+    Kernel {
+        rx: Proc,
+        tcpdump: Option<Proc>,
+        capture: Option<Proc>,
+    },
     /// `xdpstack` with one of its apps.
     Xdpstack(Proc),
     /// One of the references: the drop ceiling or testpmd.
@@ -351,8 +371,14 @@ impl Receiver {
     /// CPU seconds of the receiver's processes so far.
     fn cpu_s(&self) -> f64 {
         match self {
-            Receiver::Kernel { rx, tcpdump } => {
-                rx.cpu_s() + tcpdump.as_ref().map_or(0.0, Proc::cpu_s)
+            Receiver::Kernel {
+                rx,
+                tcpdump,
+                capture,
+            } => {
+                rx.cpu_s()
+                    + tcpdump.as_ref().map_or(0.0, Proc::cpu_s)
+                    + capture.as_ref().map_or(0.0, Proc::cpu_s)
             }
             Receiver::Xdpstack(p) | Receiver::Reference(p) => p.cpu_s(),
         }
@@ -396,18 +422,35 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
                 on_cpu0(Path::new("tcpdump"))
                     .args(["-i", &bed.stack_if(), "-n", "-s", "0", "-B", "16384", "-w"])
                     .arg(pcap)
-                    .args(["udp", "port", &PORT.to_string()]),
+                    .args(EXPRESSION),
                 "tcpdump",
             )?;
             // tcpdump says "listening on" once its socket is up.
             std::thread::sleep(Duration::from_millis(700));
             tcpdump = Some(p);
         }
+        let mut capture = None;
+        if receiver == COPY {
+            let mut cmd = on_cpu0(&bins.xdpstack);
+            cmd.args(["-i", &bed.stack_if(), "--app", "none", "--json", "-w"])
+                .arg(pcap)
+                .args(EXPRESSION);
+            let p = Proc::spawn(&mut cmd, "xdpstack")?;
+            if bed.wait_xdp_attached(Duration::from_secs(10))?.is_none() {
+                let (out, err) = p.stop(Duration::from_secs(5))?;
+                bail!("xdpstack did not attach:\n{out}\n{err}");
+            }
+            capture = Some(p);
+        }
         let rx = Proc::spawn(
             on_cpu0(&bins.kernel_rx).args(["--bind", &format!("198.18.0.1:{PORT}")]),
             "xdpstack-kernel-rx",
         )?;
-        return Ok(Receiver::Kernel { rx, tcpdump });
+        return Ok(Receiver::Kernel {
+            rx,
+            tcpdump,
+            capture,
+        });
     }
     if !receiver.starts_with("xdpstack") {
         return refs::start(receiver, bed, &bins.xdp_drop, &on_cpu0).map(Receiver::Reference);
@@ -418,8 +461,15 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
         _ => "sink",
     };
     let mut cmd = on_cpu0(&bins.xdpstack);
-    cmd.args(["-i", &bed.stack_if(), "--port", &PORT.to_string()])
-        .args(["--app", app, "--json"]);
+    cmd.args(["-i", &bed.stack_if()]);
+    if receiver == STEAL {
+        cmd.args(["--app", "none", "--json", "--steal", "-w"])
+            .arg(pcap)
+            .args(EXPRESSION);
+    } else {
+        cmd.args(["--port", &PORT.to_string()])
+            .args(["--app", app, "--json"]);
+    }
     if receiver.ends_with("+pcap") {
         cmd.arg("-w").arg(pcap);
     }
@@ -437,7 +487,7 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
 }
 
 /// Stop xdpstack-kernel-rx (and tcpdump) and read their counters.
-fn finish_kernel(rx: Proc, tcpdump: Option<Proc>) -> Result<Outcome> {
+fn finish_kernel(rx: Proc, tcpdump: Option<Proc>, capture: Option<Proc>) -> Result<Outcome> {
     let (out, err) = rx.stop(Duration::from_secs(10))?;
     let report = json_line(&out).with_context(|| format!("receiver said: {err}"))?;
     let mut o = Outcome {
@@ -464,7 +514,30 @@ fn finish_kernel(rx: Proc, tcpdump: Option<Proc>) -> Result<Outcome> {
             stat("dropped by kernel").unwrap_or(0),
         );
     }
+    if let Some(c) = capture {
+        let (out, err) = c.stop(Duration::from_secs(10))?;
+        let report = json_line(&out).with_context(|| format!("xdpstack said: {err}"))?;
+        capture_outcome(&mut o, &report);
+    }
     Ok(o)
+}
+
+/// What a capture by xdpstack kept and lost: the file's records, the copies the
+/// XDP program's ring had no room for, and what the writer could not write.
+fn capture_outcome(o: &mut Outcome, report: &Value) {
+    o.captured = report["capture"]["stats"]["records_written"].as_u64();
+    o.capture_drops.insert(
+        "copy_ring_full".into(),
+        report["xdp"]["capture_copy_ring_full"]
+            .as_u64()
+            .unwrap_or(0),
+    );
+    o.capture_drops.insert(
+        "pcap_not_written".into(),
+        report["capture"]["stats"]["records_dropped"]
+            .as_u64()
+            .unwrap_or(0),
+    );
 }
 
 /// Stop xdpstack and read its report; for xdpstack-echo, reconcile what it says
@@ -473,13 +546,29 @@ fn finish_xdpstack(p: Proc, receiver: &str, iface_tx: u64) -> Result<Outcome> {
     let (out, err) = p.stop(Duration::from_secs(10))?;
     let report = json_line(&out).with_context(|| format!("receiver said: {err}"))?;
     let mut o = Outcome {
-        delivered: if receiver == "xdpstack-drop" {
-            report["packets"].as_u64().unwrap_or(0)
-        } else {
-            report["udp"]["datagrams"].as_u64().unwrap_or(0)
+        delivered: match receiver {
+            "xdpstack-drop" => report["packets"].as_u64().unwrap_or(0),
+            // No app: what it delivers is its capture.
+            STEAL => report["capture"]["stats"]["records_written"]
+                .as_u64()
+                .unwrap_or(0),
+            _ => report["udp"]["datagrams"].as_u64().unwrap_or(0),
         },
         ..Outcome::default()
     };
+    if receiver == STEAL {
+        capture_outcome(&mut o, &report);
+        o.drops.insert(
+            "pcap_queue_full".into(),
+            report["queues"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|q| q["consumers"].as_array().cloned().unwrap_or_default())
+                .map(|c| c["dropped"].as_u64().unwrap_or(0))
+                .sum(),
+        );
+    }
     let queues = report["queues"].as_array().cloned().unwrap_or_default();
     let sum = |f: &dyn Fn(&Value) -> u64| queues.iter().map(f).sum::<u64>();
     // rx_dropped includes the frames lost to an empty fill ring.
@@ -629,7 +718,11 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
         after: after.ethtool,
     };
     let mut o = match rx {
-        Receiver::Kernel { rx, tcpdump } => finish_kernel(rx, tcpdump)?,
+        Receiver::Kernel {
+            rx,
+            tcpdump,
+            capture,
+        } => finish_kernel(rx, tcpdump, capture)?,
         Receiver::Xdpstack(p) => finish_xdpstack(p, receiver, iface_tx)?,
         Receiver::Reference(p) if receiver == CEILING => refs::finish_ceiling(p, &eth)?,
         Receiver::Reference(p) => refs::finish_testpmd(p, receiver, &eth, iface_tx)?,
@@ -660,6 +753,7 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
         sent,
         delivered: o.delivered,
         captured: o.captured,
+        captured_mpps: o.captured.map(|c| c as f64 / gen_seconds / 1e6),
         unaccounted: sent as i64 - o.delivered as i64 - lost as i64,
         drops: o.drops,
         capture_drops: o.capture_drops,

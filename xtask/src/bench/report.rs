@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::refs::{CEILING, TESTPMD_5TSWAP, TESTPMD_RXONLY};
-use super::{RECEIVERS, Run, Skipped};
+use super::{COPY, RECEIVERS, Run, STEAL, Skipped};
 
 /// What a ratio compares.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +18,8 @@ enum Basis {
     Delivered,
     /// Echo replies received back at the peer per second.
     Replies,
+    /// Frames written to the capture file per second.
+    Captured,
 }
 
 /// A ratio the benchmark has a target for: `num`'s rate over `den`'s.
@@ -34,7 +36,34 @@ struct Target {
     short: &'static str,
 }
 
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 10] = [
+    Target {
+        num: COPY,
+        den: "kernel-udp+tcpdump",
+        basis: Basis::Captured,
+        value: 1.5,
+        strict: false,
+        at: None,
+        short: "capture/tcpdump",
+    },
+    Target {
+        num: COPY,
+        den: "kernel-udp",
+        basis: Basis::Delivered,
+        value: 0.95,
+        strict: false,
+        at: None,
+        short: "socket under capture",
+    },
+    Target {
+        num: STEAL,
+        den: "kernel-udp+tcpdump",
+        basis: Basis::Captured,
+        value: 3.0,
+        strict: false,
+        at: None,
+        short: "steal/tcpdump",
+    },
     Target {
         num: "xdpstack-drop",
         den: CEILING,
@@ -105,6 +134,7 @@ impl Target {
         match self.basis {
             Basis::Delivered => r.mpps,
             Basis::Replies => r.reply_mpps.unwrap_or(0.0),
+            Basis::Captured => r.captured_mpps.unwrap_or(0.0),
         }
     }
 
@@ -116,6 +146,7 @@ impl Target {
         match self.basis {
             Basis::Delivered => "delivered",
             Basis::Replies => "replies at the peer",
+            Basis::Captured => "frames in the file",
         }
     }
 

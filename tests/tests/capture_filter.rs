@@ -318,3 +318,66 @@ fn a_bad_expression_gets_libpcaps_message_and_status_2() {
     assert!(done.stderr.contains("syntax error"), "{}", done.stderr);
     assert_eq!(wait_detached(&bed), None);
 }
+
+/// `-w - | head -c 100`: once the reader of the pipe is gone, the run ends at
+/// once, with the summary on standard error, once, and exit status 0, as
+/// tcpdump's does.
+#[test]
+fn a_pipe_whose_reader_leaves_ends_the_run() {
+    use std::io::Read as _;
+    let bed = testbed("cpip", 1);
+    let mut child = bed
+        .stack_command(xdpstack_tests::xdpstack_bin())
+        .args(["-i", &bed.stack_if(), "--port", "9000", "-w", "-", "-U"])
+        .args(["--duration", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xdpstack");
+    let mut stdout = child.stdout.take().expect("stdout");
+    bed.wait_xdp_attached(Duration::from_secs(10))
+        .expect("ip link")
+        .expect("attached");
+    xdpstack_tests::send_udp(&bed, false, 9000, 20, &[200]);
+    let mut head = [0u8; 100];
+    stdout.read_exact(&mut head).expect("100 bytes of capture");
+    drop(stdout);
+    let left = Instant::now();
+    let deadline = left + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    let status =
+        status.unwrap_or_else(|| panic!("still running 5 s after its reader left: {stderr}"));
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        left.elapsed() < Duration::from_secs(2),
+        "ended {:?} after",
+        left.elapsed()
+    );
+    assert_eq!(
+        stderr.matches("xdpstack: ").count(),
+        1,
+        "the summary, once: {stderr}"
+    );
+    assert!(
+        stderr.contains("the reader of the capture went away"),
+        "{stderr}"
+    );
+    assert_eq!(&head[..4], &0xa1b2_3c4du32.to_ne_bytes(), "pcap, ns");
+    assert_eq!(wait_detached(&bed), None);
+}

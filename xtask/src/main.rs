@@ -283,6 +283,8 @@ fn test(extra: &[String]) -> Result<()> {
                 "poller::tx_tests::shared",
                 "poller::tx_tests::replies",
                 "poller::tx_tests::concurrent",
+                "poller::tx_tests::frames_carry",
+                "poller::tx_tests::the_tap",
                 "stack::queue::tests::",
                 "--skip",
                 "views_keep_the_memory_alive",

@@ -240,6 +240,82 @@ mod tests {
         assert_eq!(got, vec![(0, vec![7, 1, 2]), (1, vec![7, 9])]);
     }
 
+    /// The epb_flags direction and data of every packet of a pcapng file.
+    fn packets(path: &std::path::Path) -> Vec<(u32, u64, Vec<u8>)> {
+        use pcap_file::pcapng::{
+            Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption,
+        };
+        let mut r = PcapNgReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = r.next_block() {
+            if let Block::EnhancedPacket(p) = b.unwrap() {
+                let flags = p
+                    .options
+                    .iter()
+                    .find_map(|o| match o {
+                        EnhancedPacketOption::Flags(f) => Some(*f),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                out.push((flags, p.timestamp.as_nanos() as u64, p.data.into_owned()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn copies_and_transmitted_frames_reach_the_file_marked_by_direction() {
+        use crate::capture::{CaptureConfig, Format, Output};
+        let path =
+            std::env::temp_dir().join(format!("xdpstack-copies-{}.pcapng", std::process::id()));
+        let config = CaptureConfig {
+            format: Format::PcapNg,
+            ..CaptureConfig::new(Output::File(path.clone()))
+        };
+        let capture = Capture::open(&config, "eth9", &[0], Some(3)).unwrap();
+        let out = Arc::new(Outbound::new(None));
+        let mut w = capture.copy_writer(Some(out.clone()));
+        let (a, b) = ([1u8; 60], [2u8; 70]);
+        w.push(&Copied {
+            bytes: &a,
+            timestamp_ns: 10,
+            queue: 3,
+            direction: Direction::Inbound,
+        });
+        out.transmitted(0, &[3u8; 64]);
+        w.push(&Copied {
+            bytes: &b,
+            timestamp_ns: 20,
+            queue: 0,
+            direction: Direction::Inbound,
+        });
+        w.flush();
+        // `-c 3`: the fourth is not written.
+        w.push(&Copied {
+            bytes: &b,
+            timestamp_ns: 30,
+            queue: 0,
+            direction: Direction::Inbound,
+        });
+        drop(w);
+        let summary = capture.close(&[]);
+        assert_eq!(summary.stats.records_written, 3);
+        let got = packets(&path);
+        let _ = std::fs::remove_file(&path);
+        let view: Vec<(u32, u64, usize, u8)> = got
+            .iter()
+            .map(|(f, t, d)| (*f & 3, *t, d.len(), d[0]))
+            .collect();
+        assert_eq!(view[0], (1, 10, 60, 1));
+        assert_eq!(view[1], (1, 20, 70, 2));
+        assert_eq!(
+            (view[2].0, view[2].2, view[2].3),
+            (2, 64, 3),
+            "outbound, stamped when sent"
+        );
+        assert_eq!(view.len(), 3);
+    }
+
     #[test]
     fn a_full_tap_drops_and_counts() {
         let tap = Outbound::new(None);

@@ -567,3 +567,91 @@ fn echoes_past_255_views_of_one_frame_are_refused_not_fatal() {
     assert_eq!(t.sent, t.queued);
     bed.conservation();
 }
+
+/// A tap that keeps what it is shown.
+#[derive(Debug, Default)]
+struct KeepAll(Mutex<Vec<(u32, Vec<u8>)>>);
+
+impl TxTap for KeepAll {
+    fn transmitted(&self, queue: u32, frame: &[u8]) {
+        self.0.lock().unwrap().push((queue, frame.to_vec()));
+    }
+}
+
+/// The TX tap (the capture's outbound side) is shown every frame that goes on
+/// the TX ring, byte for byte as it is sent, in place or copied.
+#[test]
+fn the_tap_sees_every_transmitted_frame_as_sent() {
+    let mut bed = Bed::new(512, 256);
+    let tap = Arc::new(KeepAll::default());
+    bed.p.set_tx_tap(tap.clone());
+    let udp = echo_consumer(&mut bed.p);
+    bed.p.add_inline(udp);
+    bed.poll();
+    let requests: Vec<Vec<u8>> = (0..12)
+        .map(|i| request(i % 3 == 0, i, 18 + i * 50))
+        .collect();
+    for r in &requests {
+        bed.arrive(r);
+    }
+    assert_eq!(bed.poll(), 12);
+    let seen = tap.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 12);
+    for (i, (queue, frame)) in seen.iter().enumerate() {
+        assert_eq!(*queue, 0);
+        assert_eq!(frame, &bed.sent(i), "frame {i} as sent");
+    }
+}
+
+impl Bed {
+    /// A packet arrives with the XDP program's receive stamp in the 8 bytes of
+    /// metadata before it (0: none written, as a driver without metadata).
+    fn arrive_stamped(&mut self, packet: &[u8], stamp: u64) {
+        let addr = self.p.rings().next_fill_addr().expect("fill ring empty") + SIM_HEADROOM;
+        if stamp != 0 {
+            // SAFETY: as in `arrive`: the frame is the simulated kernel's.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    stamp.to_ne_bytes().as_ptr(),
+                    self.base.add(addr as usize - 8),
+                    8,
+                );
+            }
+        }
+        self.arrive(packet);
+    }
+}
+
+/// With stamps on, a frame's time is the XDP program's stamp plus the offset to
+/// Unix time; a frame without one gets the round's time and is counted; and a
+/// stamp is used once: the next packet in the same frame, unstamped, does not
+/// inherit it.
+#[test]
+fn frames_carry_their_own_stamp_once() {
+    // Four frames: the fifth arrival reuses the first frame.
+    let mut bed = Bed::new(4, 8);
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t = times.clone();
+    bed.p.add_inline(Box::new(move |v: &FrameView| {
+        t.lock().unwrap().push(v.timestamp_ns())
+    }));
+    const TO_REAL: i64 = 1_000_000_000;
+    bed.p.set_stamps(Some(TO_REAL));
+    assert!(bed.p.stamping());
+    bed.poll();
+    let packet = request(false, 0, 18);
+    for stamp in [5_000, 0, 7_000, 9_000] {
+        bed.arrive_stamped(&packet, stamp);
+    }
+    assert_eq!(bed.poll(), 4);
+    bed.poll();
+    bed.arrive_stamped(&packet, 0);
+    assert_eq!(bed.poll(), 1);
+    assert_eq!(
+        *times.lock().unwrap(),
+        vec![1_000_005_000, NOW, 1_000_007_000, 1_000_009_000, NOW]
+    );
+    assert_eq!(bed.p.stats().unstamped.load(Ordering::Relaxed), 2);
+    bed.p.set_stamps(None);
+    assert!(!bed.p.stamping());
+}

@@ -8,7 +8,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{xdp_action, xdp_md},
+    bindings::{BPF_RB_NO_WAKEUP, xdp_action, xdp_md},
     helpers::generated::{
         bpf_ktime_get_ns, bpf_xdp_adjust_meta, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
     },
@@ -306,9 +306,12 @@ fn copy_as<const N: usize>(ctx: &XdpContext, len: u32, caplen: u32) -> bool {
             ) == 0
     };
     if loaded {
-        entry.submit(0);
+        // No wakeup: the reader polls the ring on a timer of its own (a
+        // wakeup is an irq_work and a context switch per batch on the
+        // receiving CPU, the one the kernel's own traffic needs).
+        entry.submit(u64::from(BPF_RB_NO_WAKEUP));
     } else {
-        entry.discard(0);
+        entry.discard(u64::from(BPF_RB_NO_WAKEUP));
     }
     loaded
 }

@@ -486,6 +486,27 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
     Ok(Receiver::Xdpstack(p))
 }
 
+/// What the XDP program costs a frame with the capture's pieces, measured by the
+/// kernel (BPF_PROG_TEST_RUN, `xdpstack-filter-cost`): one object per case.
+fn xdp_costs(bin: &Path, quick: bool) -> Result<Vec<Value>> {
+    eprintln!("==> the XDP program's cost per frame (BPF_PROG_TEST_RUN)");
+    let repeat = if quick { "200000" } else { "1000000" };
+    let out = Command::new(bin)
+        .args(["--repeat", repeat])
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "xdpstack-filter-cost failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).context("xdpstack-filter-cost printed no JSON"))
+        .collect()
+}
+
 /// Stop xdpstack-kernel-rx (and tcpdump) and read their counters.
 fn finish_kernel(rx: Proc, tcpdump: Option<Proc>, capture: Option<Proc>) -> Result<Outcome> {
     let (out, err) = rx.stop(Duration::from_secs(10))?;
@@ -855,7 +876,8 @@ pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Re
             runs.push(run);
         }
     }
-    report::write(&dir, &runs, &skipped, &payloads, quick, seconds)?;
+    let costs = xdp_costs(&bin_dir.join("xdpstack-filter-cost"), quick)?;
+    report::write(&dir, &runs, &skipped, &payloads, quick, seconds, &costs)?;
     for r in &runs {
         let _ = std::fs::remove_file(dir.join(format!("{}-{}.pcap", r.receiver, r.payload)));
     }

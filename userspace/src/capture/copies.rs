@@ -28,6 +28,8 @@ pub const OUTBOUND_QUEUE: usize = 4096;
 pub struct Copied<'a> {
     /// The frame's bytes (at most the copy's length).
     pub bytes: &'a [u8],
+    /// The frame's length on the wire (`bytes` may hold less).
+    pub wire_len: usize,
     /// CLOCK_REALTIME ns since the Unix epoch.
     pub timestamp_ns: u64,
     /// The RX queue it arrived on, or whose TX ring sent it.
@@ -45,6 +47,9 @@ impl CaptureRecord for Copied<'_> {
     }
     fn queue(&self) -> u32 {
         self.queue
+    }
+    fn wire_len(&self) -> usize {
+        self.wire_len.max(self.bytes.len())
     }
     fn direction(&self) -> Direction {
         self.direction
@@ -122,7 +127,8 @@ pub struct CopyWriter {
     capture: Capture,
     outbound: Option<Arc<Outbound>>,
     arena: Vec<u8>,
-    records: Vec<(Range<usize>, u64, u32, Direction)>,
+    /// Each copy's bytes in `arena`, wire length, time, queue and direction.
+    records: Vec<(Range<usize>, usize, u64, u32, Direction)>,
 }
 
 impl CopyWriter {
@@ -145,6 +151,7 @@ impl CopyWriter {
         self.arena.extend_from_slice(copy.bytes);
         self.records.push((
             start..self.arena.len(),
+            copy.wire_len,
             copy.timestamp_ns,
             copy.queue,
             copy.direction,
@@ -160,6 +167,7 @@ impl CopyWriter {
             while let Some(f) = out.frames.pop() {
                 self.push(&Copied {
                     bytes: &f.bytes,
+                    wire_len: f.bytes.len(),
                     timestamp_ns: f.timestamp_ns,
                     queue: f.queue,
                     direction: Direction::Outbound,
@@ -180,7 +188,7 @@ impl CopyWriter {
         let copies: Vec<Copied<'_>> = self
             .records
             .iter()
-            .map(|(range, ts, queue, direction)| {
+            .map(|(range, wire_len, ts, queue, direction)| {
                 let mut ts = *ts;
                 if monotonic {
                     ts = ts.max(*last_ns);
@@ -188,6 +196,7 @@ impl CopyWriter {
                 }
                 Copied {
                     bytes: &arena[range.clone()],
+                    wire_len: *wire_len,
                     timestamp_ns: ts,
                     queue: *queue,
                     direction: *direction,
@@ -240,8 +249,9 @@ mod tests {
         assert_eq!(got, vec![(0, vec![7, 1, 2]), (1, vec![7, 9])]);
     }
 
-    /// The epb_flags direction and data of every packet of a pcapng file.
-    fn packets(path: &std::path::Path) -> Vec<(u32, u64, Vec<u8>)> {
+    /// The epb_flags, time, original length and data of every packet of a
+    /// pcapng file.
+    fn packets(path: &std::path::Path) -> Vec<(u32, u64, u32, Vec<u8>)> {
         use pcap_file::pcapng::{
             Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption,
         };
@@ -257,7 +267,12 @@ mod tests {
                         _ => None,
                     })
                     .unwrap_or(0);
-                out.push((flags, p.timestamp.as_nanos() as u64, p.data.into_owned()));
+                out.push((
+                    flags,
+                    p.timestamp.as_nanos() as u64,
+                    p.original_len,
+                    p.data.into_owned(),
+                ));
             }
         }
         out
@@ -278,6 +293,7 @@ mod tests {
         let (a, b) = ([1u8; 60], [2u8; 70]);
         w.push(&Copied {
             bytes: &a,
+            wire_len: 60,
             timestamp_ns: 10,
             queue: 3,
             direction: Direction::Inbound,
@@ -285,6 +301,7 @@ mod tests {
         out.transmitted(0, &[3u8; 64]);
         w.push(&Copied {
             bytes: &b,
+            wire_len: 1500,
             timestamp_ns: 20,
             queue: 0,
             direction: Direction::Inbound,
@@ -293,6 +310,7 @@ mod tests {
         // `-c 3`: the fourth is not written.
         w.push(&Copied {
             bytes: &b,
+            wire_len: 70,
             timestamp_ns: 30,
             queue: 0,
             direction: Direction::Inbound,
@@ -302,15 +320,19 @@ mod tests {
         assert_eq!(summary.stats.records_written, 3);
         let got = packets(&path);
         let _ = std::fs::remove_file(&path);
-        let view: Vec<(u32, u64, usize, u8)> = got
+        let view: Vec<(u32, u64, u32, usize, u8)> = got
             .iter()
-            .map(|(f, t, d)| (*f & 3, *t, d.len(), d[0]))
+            .map(|(f, t, orig, d)| (*f & 3, *t, *orig, d.len(), d[0]))
             .collect();
-        assert_eq!(view[0], (1, 10, 60, 1));
-        assert_eq!(view[1], (1, 20, 70, 2));
+        assert_eq!(view[0], (1, 10, 60, 60, 1));
         assert_eq!(
-            (view[2].0, view[2].2, view[2].3),
-            (2, 64, 3),
+            view[1],
+            (1, 20, 1500, 70, 2),
+            "a copy cut short keeps its wire length"
+        );
+        assert_eq!(
+            (view[2].0, view[2].2, view[2].3, view[2].4),
+            (2, 64, 64, 3),
             "outbound, stamped when sent"
         );
         assert_eq!(view.len(), 3);

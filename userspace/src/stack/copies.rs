@@ -24,8 +24,11 @@ use crate::{
     },
 };
 
-/// How long the copy thread sleeps in poll(2) when nothing comes.
-const WAIT: Duration = Duration::from_millis(20);
+/// How long the copy thread sleeps when the ring and the outbound queue were
+/// empty. The XDP program submits its copies without waking the reader (see
+/// its `copy_as`), so this is the capture's latency when idle; at 1 Mpps of
+/// 60-byte frames 2 ms fill 300 KB of the 16 MiB ring.
+const WAIT: Duration = Duration::from_millis(2);
 /// How often the monotonic-to-Unix offset is taken anew (NTP slews the clock).
 const RESYNC: Duration = Duration::from_secs(1);
 /// Copies taken from the ring before the batch is written.
@@ -99,12 +102,7 @@ impl Copier {
                 synced = Instant::now();
             }
             if got == 0 {
-                match &self.ring {
-                    Some(ring) => {
-                        ring.wait(WAIT);
-                    }
-                    None => std::thread::sleep(WAIT),
-                }
+                std::thread::sleep(WAIT);
             }
         }
     }
@@ -128,11 +126,13 @@ fn parse(record: &[u8], offset: i64) -> Option<Copied<'_>> {
     let header = record.get(..COPY_HEADER_LEN)?;
     let u32_at = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().unwrap_or([0; 4]));
     let mono = u64::from_ne_bytes(header[0..8].try_into().ok()?);
+    let wire_len = u32_at(8) as usize;
     let caplen = u32_at(12) as usize;
     let queue = u32_at(16);
     let bytes = record.get(COPY_HEADER_LEN..COPY_HEADER_LEN + caplen)?;
     Some(Copied {
         bytes,
+        wire_len,
         timestamp_ns: (mono as i64).saturating_add(offset).max(0) as u64,
         queue,
         direction: Direction::Inbound,

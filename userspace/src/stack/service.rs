@@ -148,42 +148,11 @@ pub fn serve(
         ..opts.clone()
     };
     let queues = super::resolve_queues(opts)?;
-    let capture = match &service.capture {
-        Some(config) => {
-            let mut c =
-                Capture::open(config, &opts.iface, &queues, opts.count)?.stop_on_end(stop.clone());
-            if let Some(f) = &service.filter {
-                c = c.with_filter(f.clone());
-            }
-            if service.direction == CaptureDirection::Out {
-                c = c.outbound_only();
-            }
-            Some(c)
-        }
-        None => None,
-    };
+    let (capture, outbound, taps) = open_capture(opts, service, &queues, &stop)?;
     let watch_stdout = service
         .capture
         .as_ref()
         .is_some_and(|c| c.output == Output::Stdout && stdout_is_fifo());
-    // Transmitted frames, when the capture keeps them and the app transmits.
-    let outbound = match &capture {
-        Some(_) if service.direction != CaptureDirection::In && service.app == AppKind::Echo => {
-            Some(Arc::new(Outbound::new(service.filter.clone())))
-        }
-        _ => None,
-    };
-    let copies_in_kernel = opts
-        .kernel_capture
-        .as_ref()
-        .is_some_and(|k| k.mode == CaptureMode::Copy);
-    let taps = Taps {
-        copies: capture
-            .as_ref()
-            .filter(|_| copies_in_kernel || outbound.is_some())
-            .map(|c| c.copy_writer(outbound.clone())),
-        outbound: outbound.clone().map(|o| o as Arc<dyn TxTap>),
-    };
     // The UDP consumer's ports: the steered ones, or every port with
     // `--capture all` and no `--port`.
     let ports: Vec<u16> = if opts.ports.is_empty() {
@@ -257,6 +226,57 @@ pub fn serve(
         udp,
         capture,
     })
+}
+
+/// The capture's output, its outbound tap (echo's replies, with `-Q out` or
+/// `inout`), and where the stack sends copies.
+type OpenCapture = (Option<Capture>, Option<Arc<Outbound>>, Taps);
+
+/// Open the capture (see [`OpenCapture`]).
+fn open_capture(
+    opts: &StackOptions,
+    service: &ServiceOptions,
+    queues: &[u32],
+    stop: &Arc<AtomicBool>,
+) -> Result<OpenCapture, ServeError> {
+    let capture = match &service.capture {
+        Some(config) => {
+            let mut c =
+                Capture::open(config, &opts.iface, queues, opts.count)?.stop_on_end(stop.clone());
+            // The views of an app's frames go through the expression; without
+            // apps (no port steered) every view is a frame the XDP program's
+            // copy of the expression already selected (--steal).
+            if let Some(f) = &service.filter
+                && !opts.ports.is_empty()
+            {
+                c = c.with_filter(f.clone());
+            }
+            if service.direction == CaptureDirection::Out {
+                c = c.outbound_only();
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    // Transmitted frames, when the capture keeps them and the app transmits.
+    let outbound = match &capture {
+        Some(_) if service.direction != CaptureDirection::In && service.app == AppKind::Echo => {
+            Some(Arc::new(Outbound::new(service.filter.clone())))
+        }
+        _ => None,
+    };
+    let copies_in_kernel = opts
+        .kernel_capture
+        .as_ref()
+        .is_some_and(|k| k.mode == CaptureMode::Copy);
+    let taps = Taps {
+        copies: capture
+            .as_ref()
+            .filter(|_| copies_in_kernel || outbound.is_some())
+            .map(|c| c.copy_writer(outbound.clone())),
+        outbound: outbound.clone().map(|o| o as Arc<dyn TxTap>),
+    };
+    Ok((capture, outbound, taps))
 }
 
 /// Close the capture with each queue's counters (pcapng's statistics blocks).

@@ -246,11 +246,6 @@ impl CopyRing {
         }
         n
     }
-
-    /// Wait up to `timeout` for a record.
-    pub fn wait(&self, timeout: std::time::Duration) -> bool {
-        super::process::wait_readable(self.0.as_fd(), timeout)
-    }
 }
 
 /// The loaded XDP program and its maps, attached to at most one interface.

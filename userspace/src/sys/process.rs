@@ -78,20 +78,6 @@ pub fn realtime_offset_ns() -> i64 {
     real as i64 - mono as i64
 }
 
-/// Wait up to `timeout` for `fd` to become readable; false on timeout (or a
-/// signal).
-pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
-    use std::os::fd::AsRawFd as _;
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: one valid pollfd, for the duration of the call.
-    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,12 +391,14 @@ pub(super) fn write(
     payloads: &[u64],
     quick: bool,
     seconds: f64,
+    costs: &[Value],
 ) -> Result<()> {
     let ratios = ratios(runs, payloads);
     println!(
-        "{}\n{}",
+        "{}\n{}\n{}",
         table(runs, &ratios, skipped, false),
-        targets_table(runs, skipped, payloads, false)
+        targets_table(runs, skipped, payloads, false),
+        costs_table(costs, false)
     );
     let results = serde_json::json!({
         "machine": machine(),
@@ -407,6 +409,7 @@ pub(super) fn write(
         "skipped": skipped,
         "ratios": ratios,
         "targets": target_results(runs, payloads),
+        "xdp_cost_per_frame": costs,
     });
     std::fs::write(
         dir.join("results.json"),
@@ -414,15 +417,48 @@ pub(super) fn write(
     )?;
     let md = format!(
         "# xdpstack benchmark\n\nKernel {}, {}; {} s per run; generator on CPU 1, receiver \
-         on CPU 0.\n\n{}\n## Against the references\n\n{}",
+         on CPU 0.\n\n{}\n## Against the references\n\n{}\n## The XDP program's cost per frame\n\n{}",
         kernel_release(),
         machine()["cpu"].as_str().unwrap_or(""),
         seconds,
         table(runs, &ratios, skipped, true),
-        targets_table(runs, skipped, payloads, true)
+        targets_table(runs, skipped, payloads, true),
+        costs_table(costs, true)
     );
     std::fs::write(dir.join("results.md"), md)?;
     plot(runs, payloads, &dir.join("results.svg"))
+}
+
+/// The XDP program's cost per frame in each capture configuration, and what a
+/// capture expression adds (target: at most 25 ns for a 10-20 instruction one).
+fn costs_table(costs: &[Value], md: bool) -> String {
+    let ns = |c: &Value| c["ns_per_frame"].as_f64().unwrap_or(0.0);
+    let mut out = String::new();
+    if md {
+        out.push_str("| case | ns/frame |\n|---|---:|\n");
+    } else {
+        out.push_str("The XDP program's cost per frame (BPF_PROG_TEST_RUN):\n");
+    }
+    for c in costs {
+        let case = c["case"].as_str().unwrap_or("?");
+        if md {
+            let _ = writeln!(out, "| {case} | {:.1} |", ns(c));
+        } else {
+            let _ = writeln!(out, "  {:>7.1} ns  {case}", ns(c));
+        }
+    }
+    if let (Some(base), Some(filtered)) = (costs.first(), costs.get(1)) {
+        let added = ns(filtered) - ns(base);
+        let n = filtered["cbpf_instructions"].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{}a capture expression of {n} classic BPF instructions adds {added:.1} ns a frame \
+             (target: at most 25 ns): {}",
+            if md { "\n" } else { "  " },
+            if added <= 25.0 { "met" } else { "missed" }
+        );
+    }
+    out
 }
 
 /// Mpps per receiver grouped by payload (top), and the ratios of [`TARGETS`]

@@ -315,7 +315,10 @@ impl<S: Sink> Core<S> {
                 if !self.make_room(format::pcap_record_len(caplen)) {
                     return self.drop_record(caplen);
                 }
-                format::pcap_record(&mut self.buf, record.timestamp_ns(), data, caplen);
+                let wire = record.wire_len().max(data.len());
+                format::pcap_record_with(&mut self.buf, record.timestamp_ns(), wire, caplen, |b| {
+                    b.extend_from_slice(&data[..caplen]);
+                });
             }
             Format::PcapNg => {
                 let Some(id) = self.interface_id(record.queue()) else {
@@ -327,7 +330,7 @@ impl<S: Sink> Core<S> {
                 let h = EpbHeader {
                     interface_id: id,
                     ts_ns: record.timestamp_ns(),
-                    len: data.len(),
+                    len: record.wire_len().max(data.len()),
                     caplen,
                     flags: format::epb_flags(record.direction()),
                 };
@@ -396,7 +399,7 @@ impl<S: Sink> Core<S> {
         if !self.before_record(self.buf.len() + self.direct_bytes) {
             return self.drop_record(caplen);
         }
-        let len = record.bytes().len();
+        let len = record.wire_len().max(record.bytes().len());
         let ts = record.timestamp_ns();
         let piece = |buf: &mut Vec<u8>| Piece {
             buf_end: buf.len(),

@@ -53,7 +53,8 @@ pub(super) const fn pcap_record_len(caplen: usize) -> usize {
 
 /// Appends one Packet Record: the first `caplen` bytes of `data` (`caplen` =
 /// min(len, snaplen)) behind its header; the original length stays `data.len()`.
-#[inline]
+/// (The writer itself uses [`pcap_record_with`], with the record's wire length.)
+#[cfg(test)]
 pub(super) fn pcap_record(buf: &mut Vec<u8>, ts_ns: u64, data: &[u8], caplen: usize) {
     pcap_record_with(buf, ts_ns, data.len(), caplen, |b| {
         b.extend_from_slice(&data[..caplen]);

@@ -121,6 +121,12 @@ pub trait CaptureRecord {
     fn timestamp_ns(&self) -> u64;
     /// RX queue the frame arrived on; one pcapng interface per queue.
     fn queue(&self) -> u32;
+    /// The frame's length on the wire, the records' original length: more than
+    /// [`bytes`](Self::bytes) holds when the frame was already cut short (a
+    /// copy the XDP program made up to the snaplen).
+    fn wire_len(&self) -> usize {
+        self.bytes().len()
+    }
     /// Which way the frame went: pcapng records it in each packet block's
     /// epb_flags; classic pcap has no field for it. Received, unless the
     /// record says otherwise.
@@ -167,6 +173,9 @@ impl<T: CaptureRecord + ?Sized> CaptureRecord for &T {
     }
     fn queue(&self) -> u32 {
         (**self).queue()
+    }
+    fn wire_len(&self) -> usize {
+        (**self).wire_len()
     }
     fn direction(&self) -> Direction {
         (**self).direction()

@@ -5,12 +5,11 @@
 //! stack's copy thread, batched into one lock of the shared writer.
 
 use std::{
-    ops::Range,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crossbeam_queue::ArrayQueue;
@@ -18,8 +17,6 @@ use crossbeam_queue::ArrayQueue;
 use super::{Capture, CaptureRecord, Direction, Selects, Shared};
 use crate::poller::TxTap;
 
-/// Copies gathered before a write.
-const BATCH: usize = 256;
 /// Transmitted frames that may wait for the copy thread, per capture.
 pub const OUTBOUND_QUEUE: usize = 4096;
 
@@ -119,16 +116,15 @@ impl TxTap for Outbound {
     }
 }
 
-/// Writes copies into the capture, batched: one lock of the shared writer per
-/// 256 copies or per [`CopyWriter::flush`]. Counts against `-c` like the
-/// views do.
+/// Writes copies into the capture, each straight from where it lies (the XDP
+/// program's ring, the outbound queue) into the writer's buffer, under one
+/// lock of the shared writer per batch ([`CopyWriter::write_from`]). Counts
+/// against `-c` like the views do.
 #[derive(Debug)]
 pub struct CopyWriter {
     capture: Capture,
     outbound: Option<Arc<Outbound>>,
-    arena: Vec<u8>,
-    /// Each copy's bytes in `arena`, wire length, time, queue and direction.
-    records: Vec<(Range<usize>, usize, u64, u32, Direction)>,
+    last_flush: Instant,
 }
 
 impl CopyWriter {
@@ -136,78 +132,63 @@ impl CopyWriter {
         Self {
             capture,
             outbound,
-            arena: Vec::with_capacity(BATCH * 2048),
-            records: Vec::with_capacity(BATCH),
+            last_flush: Instant::now(),
         }
     }
 
-    /// Add one copy (its bytes are copied again into the batch: the ring it
-    /// came from wants its space back at once).
+    /// Write the copies `source` hands to the sink it is given, all under one
+    /// lock of the writer (the source drains a ring that wants its space back
+    /// at once: each copy is written from the ring itself, never gathered);
+    /// returns what `source` returns.
+    pub fn write_from<T>(&mut self, source: impl FnOnce(&mut dyn FnMut(&Copied<'_>)) -> T) -> T {
+        let capture = &self.capture;
+        let monotonic = capture.monotonic;
+        let mut guard = capture.lock();
+        let Shared { writer, last_ns } = &mut *guard;
+        let out = source(&mut |copy: &Copied<'_>| {
+            if !capture.take_slot() {
+                return;
+            }
+            let mut ts = copy.timestamp_ns;
+            if monotonic {
+                ts = ts.max(*last_ns);
+                *last_ns = ts;
+            }
+            writer.write(Copied {
+                timestamp_ns: ts,
+                ..*copy
+            });
+        });
+        capture.report_error(writer);
+        out
+    }
+
+    /// Write one copy.
     pub fn push(&mut self, copy: &Copied<'_>) {
-        if !self.capture.take_slot() {
-            return;
-        }
-        let start = self.arena.len();
-        self.arena.extend_from_slice(copy.bytes);
-        self.records.push((
-            start..self.arena.len(),
-            copy.wire_len,
-            copy.timestamp_ns,
-            copy.queue,
-            copy.direction,
-        ));
-        if self.records.len() >= BATCH {
-            self.write();
-        }
+        self.write_from(|sink| sink(copy));
     }
 
-    /// Take what the pollers transmitted, then write everything gathered.
+    /// Write what the pollers transmitted since the last call; and hand the
+    /// file what it holds once a second, so that a reader following it does
+    /// not lag while traffic trickles.
     pub fn flush(&mut self) {
         if let Some(out) = self.outbound.clone() {
-            while let Some(f) = out.frames.pop() {
-                self.push(&Copied {
-                    bytes: &f.bytes,
-                    wire_len: f.bytes.len(),
-                    timestamp_ns: f.timestamp_ns,
-                    queue: f.queue,
-                    direction: Direction::Outbound,
-                });
-            }
-        }
-        self.write();
-    }
-
-    fn write(&mut self) {
-        if self.records.is_empty() {
-            return;
-        }
-        let arena = &self.arena;
-        let monotonic = self.capture.monotonic;
-        let mut guard = self.capture.lock();
-        let Shared { writer, last_ns } = &mut *guard;
-        let copies: Vec<Copied<'_>> = self
-            .records
-            .iter()
-            .map(|(range, wire_len, ts, queue, direction)| {
-                let mut ts = *ts;
-                if monotonic {
-                    ts = ts.max(*last_ns);
-                    *last_ns = ts;
+            self.write_from(|sink| {
+                while let Some(f) = out.frames.pop() {
+                    sink(&Copied {
+                        bytes: &f.bytes,
+                        wire_len: f.bytes.len(),
+                        timestamp_ns: f.timestamp_ns,
+                        queue: f.queue,
+                        direction: Direction::Outbound,
+                    });
                 }
-                Copied {
-                    bytes: &arena[range.clone()],
-                    wire_len: *wire_len,
-                    timestamp_ns: ts,
-                    queue: *queue,
-                    direction: *direction,
-                }
-            })
-            .collect();
-        writer.write_records(&copies);
-        self.capture.report_error(writer);
-        drop(guard);
-        self.records.clear();
-        self.arena.clear();
+            });
+        }
+        if self.last_flush.elapsed() >= super::FLUSH_EVERY {
+            self.capture.lock().writer.flush();
+            self.last_flush = Instant::now();
+        }
     }
 }
 

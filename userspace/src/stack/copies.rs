@@ -112,11 +112,12 @@ impl Copier {
         let Some(ring) = &mut self.ring else {
             return 0;
         };
-        let writer = &mut self.writer;
-        ring.drain(DRAIN, |record| {
-            if let Some(copy) = parse(record, offset) {
-                writer.push(&copy);
-            }
+        self.writer.write_from(|sink| {
+            ring.drain(DRAIN, |record| {
+                if let Some(copy) = parse(record, offset) {
+                    sink(&copy);
+                }
+            })
         })
     }
 }

@@ -29,6 +29,15 @@ use xdpstack::{
 mod args;
 mod report;
 
+/// `xdpstack: MESSAGE` on standard error, as eprintln! would write it, but a
+/// stream that cannot be written (its reader gone) is not a panic: the run
+/// ends as it would have, with its exit status.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), "xdpstack: {}", format_args!($($arg)*));
+    }};
+}
+
 use args::{App, CaptureChoice, Cli, Command, DirectionArg};
 
 fn main() -> ExitCode {
@@ -48,9 +57,14 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| cli.log_filter().into()),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (standard error is a pipe whose
+        // reader left: `-vv 2>&1 | head -3`) is dropped. Otherwise the
+        // subscriber reports the failure with eprintln!, which panics on the
+        // same closed stream, and the panic hook aborts the run.
+        .log_internal_errors(false)
         .init();
     if let Err(msg) = cli.validate() {
-        eprintln!("xdpstack: {msg}");
+        say!("{msg}");
         return ExitCode::from(2);
     }
     // The expression is compiled before anything is attached: a bad one gets
@@ -58,20 +72,21 @@ fn main() -> ExitCode {
     let filter = match compile_filter(&cli) {
         Ok(f) => f,
         Err(msg) => {
-            eprintln!("xdpstack: {msg}");
+            say!("{msg}");
             return ExitCode::from(2);
         }
     };
     if cli.dump {
         if let Some(f) = &filter {
-            print!("{}", f.dump());
+            // A closed standard output (`-d ... | head -1`) is not an error.
+            let _ = std::io::stdout().write_all(f.dump().as_bytes());
         }
         return ExitCode::SUCCESS;
     }
     let stop = match install_handlers() {
         Ok(stop) => stop,
         Err(msg) => {
-            eprintln!("xdpstack: {msg}");
+            say!("{msg}");
             return ExitCode::FAILURE;
         }
     };
@@ -84,7 +99,7 @@ fn main() -> ExitCode {
     let report = match service::serve(&opts, &service, stop, &mut |iv| live.show(&iv)) {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("xdpstack: {e}");
+            say!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -92,7 +107,7 @@ fn main() -> ExitCode {
         match serde_json::to_string(&report) {
             Ok(line) => format!("{line}\n"),
             Err(e) => {
-                eprintln!("xdpstack: encoding the summary failed: {e}");
+                say!("encoding the summary failed: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -107,7 +122,7 @@ fn main() -> ExitCode {
         let _ = out.flush();
     }
     if let Some(err) = report.capture.as_ref().and_then(|c| c.error.as_ref()) {
-        eprintln!("xdpstack: {err}");
+        say!("{err}");
     }
     ExitCode::from(exit_status(report.capture.as_ref()))
 }

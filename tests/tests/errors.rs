@@ -279,3 +279,41 @@ fn interface_set_down_mid_run_stops_the_stack() {
 fn interface_deleted_mid_run_stops_the_stack() {
     stops_cleanly_when("gone", &["del", "dev"], "disappeared");
 }
+
+/// `xdpstack -vv ... 2>&1 | head -3`: logging and reports to streams whose
+/// reader has gone never panic (the panic hook would abort the run, status
+/// 134); the run goes on to its end and exits 0.
+#[test]
+fn closed_output_streams_do_not_abort_the_run() {
+    use std::io::{BufRead as _, BufReader};
+    let bed = testbed("epip", 1);
+    let port = PORT.to_string();
+    let mut child = bed
+        .stack_command(xdpstack_bin())
+        .args(["-i", &bed.stack_if(), "--port", &port, "-vv", "--json"])
+        .args(["--stats", "0.1", "--duration", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let stdout = child.stdout.take().expect("stdout");
+    // Three lines of the log, then both readers go.
+    let lines: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .take(3)
+        .map_while(Result::ok)
+        .collect();
+    assert_eq!(lines.len(), 3, "the log started: {lines:?}");
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "xdpstack still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status} (134 is the abort of a panic)");
+    assert_eq!(wait_detached(&bed), None);
+}

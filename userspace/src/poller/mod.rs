@@ -73,6 +73,18 @@ impl Default for PollerConfig {
     }
 }
 
+/// Keep [`SPARE_FRAMES`] frames ready for [`Transmitter::reply`], from `free`.
+#[inline]
+fn top_up_spares(tx: &TxShared, free: &mut Vec<Frame>) {
+    while tx.spares.len() < SPARE_FRAMES {
+        let Some(frame) = free.pop() else { break };
+        if let Err(frame) = tx.spares.push(frame) {
+            free.push(frame);
+            break;
+        }
+    }
+}
+
 /// Sees every frame the poller puts on the TX ring, as it goes (the capture's
 /// outbound side). Called on the poller's thread: it must not block.
 pub trait TxTap: Send + Sync + std::fmt::Debug {
@@ -406,6 +418,11 @@ impl<R: Rings> Poller<R> {
     pub fn poll_once(&mut self, now_ns: u64) -> usize {
         self.drain_backlogs();
         self.refill();
+        // Spare frames before the round's frames, not only after: the first
+        // round may find requests waiting whose replies need them.
+        if let Some(tx) = self.tx.as_deref() {
+            top_up_spares(tx, &mut self.free);
+        }
         if self.in_kernel < self.low_water {
             self.reclaim_from_queues();
         }
@@ -539,13 +556,7 @@ impl<R: Rings> Poller<R> {
             *in_tx -= n as u64;
             add(&stats.completed, n as u64);
         }
-        while tx.spares.len() < SPARE_FRAMES {
-            let Some(frame) = free.pop() else { break };
-            if let Err(frame) = tx.spares.push(frame) {
-                free.push(frame);
-                break;
-            }
-        }
+        top_up_spares(tx, free);
         if !tx.requests.is_empty() {
             let waiting = u32::try_from(tx.requests.len()).unwrap_or(u32::MAX);
             let room = rings.tx_capacity(waiting);

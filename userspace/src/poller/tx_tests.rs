@@ -655,3 +655,34 @@ fn frames_carry_their_own_stamp_once() {
     bed.p.set_stamps(None);
     assert!(!bed.p.stamping());
 }
+
+/// Requests already waiting when the poller's first round runs (its thread
+/// started late, after the program was attached) find spare frames for their
+/// replies: the spares are put aside before the round's frames are handed out.
+#[test]
+fn the_first_round_has_spare_frames_for_waiting_requests() {
+    let mut bed = Bed::new(512, 256);
+    let tx = bed.p.transmitter();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e = errors.clone();
+    let udp = UdpConsumer::new(tx).route([9000], move |d: &Datagram<'_>, tx: &Transmitter| {
+        if let Err(err) = d.reply(tx, b"an answer of its own") {
+            e.lock().unwrap().push(err);
+        }
+    });
+    bed.p.add_inline(Box::new(udp));
+    // What the stack does before attaching; no round has run yet.
+    bed.p.refill();
+    assert_eq!(bed.p.spare_frames(), 0);
+    for i in 0..4 {
+        bed.arrive(&request(false, i, 40));
+    }
+    assert_eq!(bed.poll(), 4);
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    assert_eq!(bed.p.rings().sent().len(), 4);
+    bed.conservation();
+}

@@ -13,6 +13,9 @@
 //!
 //! [`Testbed`] removes both namespaces (and with them the veth pair) on drop, even
 //! when a test fails; [`Testbed::remove`] removes a testbed left by a crash.
+//!
+//! [`RoutedTestbed`] (module [`routed`]) puts a router between the stack and a
+//! client, for the send path's routing and neighbour resolution.
 
 use std::{
     fs::File,
@@ -22,6 +25,10 @@ use std::{
     path::Path,
     process::{Command, Output},
 };
+
+pub mod routed;
+
+pub use routed::RoutedTestbed;
 
 /// IPv4 address of the stack side.
 pub const STACK_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

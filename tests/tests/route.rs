@@ -295,3 +295,105 @@ fn a_route_changed_mid_run_is_followed() {
     assert!(stats.changes_seen >= 2, "{stats:?}");
     assert!(stats.route_queries >= 4, "{stats:?}");
 }
+
+#[test]
+fn dropping_the_router_answers_what_it_holds() {
+    let bed = bed();
+    bed.ip_stack(&["route", "add", "198.19.50.0/24", "via", "198.18.0.77"])
+        .expect("ip route");
+    let router = open(&bed);
+    let (tx, rx) = mpsc::channel();
+    router.hold(
+        "198.19.50.1".parse().unwrap(),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    // Wait until it is held for real (on the router's side, not refused).
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while router.stats().holding == 0 {
+        assert!(Instant::now() < deadline, "never held");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    drop(router);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(500)),
+        Ok(Err(Unreachable::Unresolved))
+    );
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+}
+
+/// Our frames bypass the kernel, so it never confirms the router's entry: once
+/// STALE, it would stay so, and a gateway that moved would go unnoticed. A STALE
+/// entry in use gets an NTF_USE, which makes the kernel probe it (DELAY, then
+/// PROBE) and find it REACHABLE again.
+#[test]
+fn a_stale_gateway_in_use_is_probed_again() {
+    let bed = bed();
+    let dev = bed.stack_if();
+    // Probe one second after the refresh rather than five.
+    let key = format!("net.ipv4.neigh.{dev}.delay_first_probe_time=1");
+    let out = bed
+        .stack_command("sysctl")
+        .args(["-qw", &key])
+        .output()
+        .expect("sysctl");
+    assert!(out.status.success(), "{key}: {out:?}");
+    let router = open(&bed);
+    let client = IpAddr::from(CLIENT_V4);
+    assert!(matches!(
+        settle(&router, client, RESOLVE_TIMEOUT + Duration::from_secs(1)),
+        Lookup::Ready(_)
+    ));
+    let gateway = ROUTER_V4.to_string();
+    let state = || {
+        let out = bed
+            .ip_stack(&["-j", "neigh", "show", "dev", &dev, &gateway])
+            .expect("ip neigh");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip's JSON");
+        json[0]["state"][0].as_str().unwrap_or("").to_string()
+    };
+    // What the kernel does to an entry nobody confirms: STALE (with a traffic
+    // peer of its own the kernel here keeps it fresh, so it is set by hand).
+    let router_mac = mac(&bed.router_ns(), &bed.router_stack_if());
+    let lladdr = router_mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    bed.ip_stack(&[
+        "neigh", "change", &gateway, "dev", &dev, "lladdr", &lladdr, "nud", "stale",
+    ])
+    .expect("ip neigh change");
+    assert_eq!(state(), "STALE");
+    // Keep using it: a refresh goes out, the kernel probes, the entry is
+    // REACHABLE again, and the gateway stays usable throughout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = vec!["STALE".to_string()];
+    loop {
+        assert!(
+            matches!(router.lookup(client), Lookup::Ready(hop) if hop.dst_mac == router_mac),
+            "usable throughout"
+        );
+        let now = state();
+        if seen.last() != Some(&now) {
+            seen.push(now.clone());
+        }
+        if now == "REACHABLE" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "states {seen:?}, {:?}",
+            router.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        seen.iter().any(|s| s == "DELAY" || s == "PROBE"),
+        "probed: {seen:?}"
+    );
+    let stats = router.stats();
+    assert!(stats.stale_refreshes >= 1, "{stats:?}");
+}

@@ -1133,3 +1133,62 @@ fn holds_beyond_the_limits_fail_at_once() {
     assert_eq!(sent + HOLD_PER_DESTINATION, HOLD_TOTAL);
     assert_eq!(router.stats().holding, HOLD_TOTAL as u64);
 }
+
+// --- the router itself, read-only on the loopback interface --------------
+
+#[test]
+fn opening_an_unknown_interface_names_it() {
+    let err = Router::open(0x7fff_fff0).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    assert!(
+        err.to_string()
+            .contains("interface index 2147483632 not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_router_thread_answers_and_stops() {
+    // Loopback: index 1, an all-zero 6-byte address. A local destination is
+    // no way out: the kernel says so without anything being sent.
+    let router = Router::open(1).expect("opening on lo");
+    let local: IpAddr = Ipv4Addr::LOCALHOST.into();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let answer = loop {
+        match router.lookup(local) {
+            Lookup::Pending if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            other => break other,
+        }
+    };
+    // It answered: its thread runs, and has named itself.
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.trim() == "xdpstack-route"),
+        "{names:?}"
+    );
+    assert_eq!(answer, Lookup::Failed(Unreachable::NoRoute));
+    let (tx, rx) = mpsc::channel();
+    router.hold(
+        local,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    assert_eq!(
+        rx.try_recv(),
+        Ok(Err(Unreachable::NoRoute)),
+        "known: at once"
+    );
+    let stats = router.stats();
+    assert_eq!(stats.route_queries, 1, "{stats:?}");
+    assert_eq!(stats.no_route, 1, "{stats:?}");
+    assert_eq!(stats.malformed, 0, "{stats:?}");
+    let t0 = Instant::now();
+    drop(router);
+    assert!(t0.elapsed() < Duration::from_secs(1), "Drop joins promptly");
+}

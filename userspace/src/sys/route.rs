@@ -45,6 +45,7 @@
 //! times; the thread around it only moves bytes. In files: `wire.rs` decodes
 //! and builds the messages, `resolver.rs` decides, `router.rs` owns the
 //! sockets, the thread and the published cache.
+
 use std::{net::IpAddr, time::Duration};
 
 mod resolver;

@@ -450,7 +450,7 @@ impl Resolver {
                     AddressFamily::Inet6 => Family::V6,
                     _ => return,
                 };
-                self.routes_changed(family, now);
+                self.routes_changed(family);
             }
             Event::Neigh(n) if n.ifindex == self.ifindex => {
                 self.stats.changes_seen += 1;
@@ -468,8 +468,8 @@ impl Resolver {
                 // Routes through it go too (and say so); the neighbours are gone.
                 self.stats.changes_seen += 1;
                 self.neighs.clear();
-                self.routes_changed(Family::V4, now);
-                self.routes_changed(Family::V6, now);
+                self.routes_changed(Family::V4);
+                self.routes_changed(Family::V6);
             }
             Event::Addr(a) | Event::AddrGone(a) if a.ifindex == self.ifindex => {
                 self.stats.changes_seen += 1;
@@ -480,7 +480,7 @@ impl Resolver {
                 }
                 // An address brings and takes its prefix route and may change
                 // the preferred source of any route of its family.
-                self.routes_changed(Family::of(a.ip), now);
+                self.routes_changed(Family::of(a.ip));
             }
             _ => {}
         }
@@ -509,7 +509,7 @@ impl Resolver {
         }
     }
 
-    fn routes_changed(&mut self, family: Family, now: Instant) {
+    fn routes_changed(&mut self, family: Family) {
         let mut forget = Vec::new();
         let mut ask = Vec::new();
         for (dst, dest) in &mut self.dests {
@@ -528,13 +528,15 @@ impl Resolver {
             }
         }
         for dst in forget {
+            // A failed destination holds nothing (its holds were answered
+            // when it failed); should one, it is not left waiting.
             if let Some(dest) = self.dests.remove(&dst) {
-                // A failed destination holds nothing (its holds were answered).
-                debug_assert!(dest.holds.is_empty());
+                for (then, _) in dest.holds {
+                    self.done.push((then, Err(Unreachable::Unresolved)));
+                }
             }
             self.publish.push(Publish::Remove(dst));
         }
-        let _ = now;
         for dst in ask {
             self.query(dst);
         }

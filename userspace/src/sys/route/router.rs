@@ -138,8 +138,23 @@ fn events_socket() -> io::Result<Socket> {
     ] {
         socket.add_membership(group)?;
     }
-    // Best effort: a smaller buffer only overruns sooner, which is handled.
-    let _ = socket.set_rx_buf_sz(EVENTS_RCVBUF);
+    // Past net.core.rmem_max with CAP_NET_ADMIN (SO_RCVBUFFORCE), else as much
+    // as allowed: a smaller buffer only overruns sooner, which is handled.
+    let size = EVENTS_RCVBUF as libc::c_int;
+    // SAFETY: a valid c_int of the size passed, for a socket we own;
+    // setsockopt only reads it.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if forced != 0 {
+        let _ = socket.set_rx_buf_sz(EVENTS_RCVBUF);
+    }
     socket.set_non_blocking(true)?;
     Ok(socket)
 }

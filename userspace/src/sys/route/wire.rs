@@ -233,7 +233,7 @@ pub fn route_info(msg: &RouteMessage) -> Result<RouteInfo, Unreachable> {
 /// `prohibit` with EACCES and an IPv4 `blackhole` with EINVAL.
 pub fn route_error(errno: i32) -> Option<Unreachable> {
     match errno {
-        libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES | libc::EINVAL | libc::EPERM => {
+        libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES | libc::EINVAL => {
             Some(Unreachable::NoRoute)
         }
         _ => None,

@@ -33,7 +33,9 @@
 //! the netlink sockets, asks the kernel and publishes the answer. That thread
 //! also follows the change notifications: a route or address change re-asks the
 //! kernel for every cached destination of that family at once (a hot destination
-//! keeps its old answer until the new one is in, instead of going pending), a
+//! keeps its old answer until the new one is in, instead of going pending; only
+//! a new next hop whose MAC the kernel does not know yet makes it pending, as
+//! the kernel's own output queues behind an unresolved neighbour), a
 //! neighbour change updates every destination behind that neighbour, and a lost
 //! notification (`ENOBUFS`: the socket overran) drops the whole cache, since
 //! nothing says which entries went stale.

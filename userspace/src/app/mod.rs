@@ -4,7 +4,9 @@
 //! A [`Datagram`] borrows the [`FrameView`] of its frame (zero copy): the frame
 //! stays out of the fill ring for as long as the datagram's view, or a clone of
 //! it, lives. [`UdpConsumer`] is the frame consumer that parses frames
-//! ([`crate::wire::parse`]) and routes datagrams to [`Handler`]s.
+//! ([`crate::wire::parse`]) and routes datagrams to [`Handler`]s. Beside the
+//! handler API, the [`socket`] API: a port bound as a [`UdpSocket`], with
+//! batched receive and `send_to` any destination, from any thread.
 
 use std::net::SocketAddr;
 
@@ -15,11 +17,15 @@ use crate::{
 };
 
 mod apps;
+#[cfg(feature = "quinn")]
+pub mod quinn;
+pub mod socket;
 #[cfg(test)]
 mod tests;
 mod udp;
 
 pub use apps::{Echo, PortCount, PortCounts, Sink};
+pub use socket::{Received, SocketHandler, UdpSocket};
 pub use udp::{Handler, UdpConsumer, UdpStats, UdpSummary};
 
 /// A received UDP datagram: borrowed from the [`FrameView`] of its frame (zero

@@ -33,7 +33,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::{
     frame::{ConsumerId, Frame, FramePool, MAX_CONSUMERS, RxMeta},
-    ring::{KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc},
+    ring::{Doorbell, KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc},
     tx::{SPARE_FRAMES, TX_QUEUE, TX_RESERVE, Transmitter, TxRequest, TxShared, add, build_echo},
 };
 
@@ -120,6 +120,8 @@ pub struct Poller<R: Rings> {
     tx_tap: Option<Arc<dyn TxTap>>,
     /// Frames carry their receive time (see [`Poller::set_stamps`]).
     stamps: Option<i64>,
+    /// Wakes the run loop from other threads' sends (see [`Poller::set_doorbell`]).
+    doorbell: Option<Arc<dyn Doorbell>>,
 }
 
 impl<R: Rings> std::fmt::Debug for Poller<R> {
@@ -164,6 +166,7 @@ impl<R: Rings> Poller<R> {
             comp: vec![0; budget.max(64)],
             tx_tap: None,
             stamps: None,
+            doorbell: None,
         }
     }
 
@@ -236,9 +239,33 @@ impl<R: Rings> Poller<R> {
     /// out runs no transmit code at all.
     pub fn transmitter(&mut self) -> Transmitter {
         let shared = self.tx.get_or_insert_with(|| {
-            Arc::new(TxShared::new(self.pool.writer(), self.stats.tx.clone()))
+            Arc::new(TxShared::new(
+                self.pool.writer(),
+                self.stats.tx.clone(),
+                self.doorbell.clone(),
+            ))
         });
         Transmitter::new(shared.clone())
+    }
+
+    /// What wakes the run loop when another thread queues a request while it
+    /// sleeps (the socket's eventfd). Set it before handing out transmitters.
+    pub fn set_doorbell(&mut self, doorbell: Arc<dyn Doorbell>) {
+        debug_assert!(self.tx.is_none(), "set the doorbell before transmitters exist");
+        self.doorbell = Some(doorbell);
+    }
+
+    /// The run loop is about to sleep: true if it may (no request is waiting
+    /// to be sent). Call [`Poller::woke`] after the sleep, or instead of it.
+    pub fn prepare_sleep(&self) -> bool {
+        self.tx.as_deref().is_none_or(TxShared::prepare_sleep)
+    }
+
+    /// The run loop is awake again (see [`Poller::prepare_sleep`]).
+    pub fn woke(&self) {
+        if let Some(tx) = self.tx.as_deref() {
+            tx.woke();
+        }
     }
 
     /// Frames on the TX and completion rings.
@@ -596,6 +623,11 @@ impl<R: Rings> Poller<R> {
             }
         }
         stats.in_flight.store(*in_tx, Ordering::Relaxed);
+        // Senders waiting for room (the socket API's, async): there may be
+        // some now.
+        if tx.writable.has_waiters() && tx.is_writable() {
+            tx.writable.wake_all();
+        }
     }
 
     /// True when frames wait on the TX ring that the kernel has not taken yet,

@@ -686,3 +686,314 @@ fn the_first_round_has_spare_frames_for_waiting_requests() {
     assert_eq!(bed.p.rings().sent().len(), 4);
     bed.conservation();
 }
+
+// --- The socket API over the simulated rings -------------------------------
+
+mod sockets {
+    use std::{
+        net::IpAddr,
+        sync::atomic::{AtomicUsize, Ordering},
+        task::{Context, Poll, Wake, Waker},
+    };
+
+    use super::*;
+    use crate::{
+        app::UdpSocket,
+        ring::Doorbell,
+        tx::route::{Lookup, NextHop, Resolve, Then, Unreachable},
+    };
+
+    const HOP: NextHop = NextHop {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 0x99],
+        src_ip: IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 1)),
+        gateway: Some(IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 99))),
+        mtu: 1500,
+    };
+
+    /// A resolver that answers what the test says, and keeps held datagrams
+    /// for the test to answer.
+    struct Table {
+        answer: Mutex<Lookup>,
+        held: Mutex<Vec<(IpAddr, Then)>>,
+    }
+
+    impl std::fmt::Debug for Table {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Table").finish_non_exhaustive()
+        }
+    }
+
+    impl Table {
+        fn new(answer: Lookup) -> Arc<Self> {
+            Arc::new(Self {
+                answer: Mutex::new(answer),
+                held: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn answer_held(&self, answer: Result<NextHop, Unreachable>) -> usize {
+            let held = std::mem::take(&mut *self.held.lock().unwrap());
+            let n = held.len();
+            for (_, then) in held {
+                then(answer);
+            }
+            n
+        }
+    }
+
+    impl Resolve for Table {
+        fn lookup(&self, _dst: IpAddr) -> Lookup {
+            *self.answer.lock().unwrap()
+        }
+        fn hold(&self, dst: IpAddr, then: Then) {
+            self.held.lock().unwrap().push((dst, then));
+        }
+    }
+
+    fn socket(bed: &mut Bed, resolver: Arc<Table>, capacity: usize) -> UdpSocket {
+        let socket = UdpSocket::new(SocketAddr::from(([0, 0, 0, 0], 9000)), capacity, resolver);
+        let tx = bed.p.transmitter();
+        socket.add_queue(tx.clone());
+        let udp = UdpConsumer::new(tx).route([9000], socket.handler());
+        bed.p.add_inline(Box::new(udp));
+        // Fill ring and spare frames ready.
+        bed.poll();
+        socket
+    }
+
+    fn peer(i: usize) -> SocketAddr {
+        SocketAddr::from(([198, 19, 0, 2], 40000 + i as u16))
+    }
+
+    #[test]
+    fn datagrams_in_from_the_queue_out_to_any_destination() {
+        let mut bed = Bed::new(512, 256);
+        let sock = socket(&mut bed, Table::new(Lookup::Ready(HOP)), 64);
+        for i in 0..10 {
+            bed.arrive(&request(false, i, 20 + i));
+        }
+        bed.poll();
+        let mut got = Vec::new();
+        assert_eq!(sock.recv_batch(&mut got, 64), 10);
+        // The socket holds the frames (zero copy) until the datagrams go.
+        assert_eq!(bed.p.pool().viewed_frames(), 10);
+        bed.conservation();
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.payload(), &request(false, i, 20 + i)[42..]);
+            assert_eq!(r.src(), SocketAddr::from(([198, 18, 0, 2], 40000 + i as u16)));
+            sock.send_to(r.payload(), peer(i)).unwrap();
+        }
+        drop(got);
+        bed.poll();
+        bed.poll();
+        assert_eq!(bed.p.rings().sent().len(), 10);
+        for i in 0..10 {
+            let frame = bed.sent(i);
+            let p = parse(&frame).expect("a datagram we sent parses, checksums and all");
+            assert_eq!(&frame[..6], &HOP.dst_mac);
+            assert_eq!(&frame[6..12], &HOP.src_mac);
+            assert_eq!(p.src, SocketAddr::new(HOP.src_ip, 9000));
+            assert_eq!(p.dst, peer(i));
+            assert_eq!(p.payload, &request(false, i, 20 + i)[42..]);
+        }
+        let t = bed.p.stats().tx.summary();
+        assert_eq!((t.send_to, t.queued), (10, 10));
+        let s = sock.summary();
+        assert_eq!((s.received, s.taken, s.full, s.queued), (10, 10, 0, 0));
+        bed.conservation();
+    }
+
+    #[test]
+    fn a_full_receive_queue_drops_and_counts() {
+        let mut bed = Bed::new(512, 256);
+        let sock = socket(&mut bed, Table::new(Lookup::Ready(HOP)), 4);
+        for i in 0..10 {
+            bed.arrive(&request(i % 2 == 1, i, 30));
+        }
+        bed.poll();
+        let s = sock.summary();
+        assert_eq!((s.received, s.full, s.queued), (4, 6, 4));
+        // Only the queued datagrams hold frames.
+        assert_eq!(bed.p.pool().viewed_frames(), 4);
+        bed.conservation();
+    }
+
+    #[test]
+    fn unreachable_and_held_datagrams_are_counted_by_cause() {
+        let mut bed = Bed::new(512, 256);
+        let table = Table::new(Lookup::Failed(Unreachable::NoRoute));
+        let sock = socket(&mut bed, table.clone(), 64);
+        assert_eq!(
+            sock.send_to(b"x", peer(0)),
+            Err(TxError::Unreachable(Unreachable::NoRoute))
+        );
+        *table.answer.lock().unwrap() = Lookup::Pending;
+        for i in 0..3 {
+            sock.send_to(b"held", peer(i)).unwrap();
+        }
+        assert_eq!(table.answer_held(Ok(HOP)), 3);
+        sock.send_to(b"lost", peer(9)).unwrap();
+        assert_eq!(table.answer_held(Err(Unreachable::Unresolved)), 1);
+        *table.answer.lock().unwrap() = Lookup::Ready(HOP);
+        assert!(matches!(
+            sock.send_to(&[0; 1473], peer(0)),
+            Err(TxError::TooLarge { len: 1501, mtu: 1500 })
+        ));
+        sock.send_to(&[0; 1472], peer(0)).unwrap();
+        bed.poll();
+        bed.poll();
+        let t = bed.p.stats().tx.summary();
+        assert_eq!(t.no_route, 1);
+        assert_eq!(t.held, 4);
+        assert_eq!(t.unresolved, 1);
+        assert_eq!(t.too_large, 1);
+        assert_eq!(t.send_to, 4);
+        assert_eq!(bed.p.rings().sent().len(), 4);
+        assert_eq!(parse(&bed.sent(0)).unwrap().payload, b"held");
+        bed.conservation();
+    }
+
+    /// Counts its wakeups.
+    struct Counter(AtomicUsize);
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn backpressure_says_so_and_room_wakes_the_waiter() {
+        let mut bed = Bed::new(512, 256);
+        let sock = socket(&mut bed, Table::new(Lookup::Ready(HOP)), 64);
+        bed.poll();
+        let mut sent = 0;
+        let refused = loop {
+            match sock.send_to(b"fill", peer(0)) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(refused.is_backpressure(), "{refused:?}");
+        assert_eq!(sent, crate::tx::SPARE_FRAMES);
+        let woken = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(sock.poll_writable(&mut cx).is_pending());
+        bed.poll();
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "the poller woke the waiter");
+        assert!(matches!(sock.poll_writable(&mut cx), Poll::Ready(Ok(()))));
+        let t = bed.p.stats().tx.summary();
+        assert_eq!(t.no_frame, 1);
+        assert_eq!(t.send_to, sent as u64);
+    }
+
+    /// Rings counted.
+    #[derive(Debug, Default)]
+    struct Bell(AtomicUsize);
+    impl Doorbell for Bell {
+        fn ring(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_send_from_another_thread_rings_a_sleeping_poller() {
+        let mut bed = Bed::new(512, 256);
+        let bell = Arc::new(Bell::default());
+        bed.p.set_doorbell(bell.clone());
+        let sock = socket(&mut bed, Table::new(Lookup::Ready(HOP)), 64);
+        bed.poll();
+        // Awake: no ring.
+        sock.send_to(b"a", peer(0)).unwrap();
+        assert_eq!(bell.0.load(Ordering::SeqCst), 0);
+        // Requests wait: the poller may not sleep.
+        assert!(!bed.p.prepare_sleep());
+        bed.p.woke();
+        bed.poll();
+        assert!(bed.p.prepare_sleep());
+        std::thread::scope(|s| {
+            s.spawn(|| sock.send_to(b"b", peer(1)).unwrap());
+        });
+        assert_eq!(bell.0.load(Ordering::SeqCst), 1, "rung once");
+        sock.send_to(b"c", peer(2)).unwrap();
+        assert_eq!(bell.0.load(Ordering::SeqCst), 1, "once a sleep");
+        bed.p.woke();
+        bed.poll();
+        assert_eq!(bed.p.rings().sent().len(), 3);
+    }
+
+    /// Wait for a future on this thread (at most 30 s: a test that would
+    /// hang fails instead).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let waker = crate::tx::ready::thread_waker(std::thread::current());
+        let mut cx = Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "future stuck");
+            std::thread::park_timeout(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn several_threads_send_while_the_poller_receives() {
+        const THREADS: usize = 4;
+        const EACH: usize = 300;
+        let mut bed = Bed::new(1024, 512);
+        let wire = Arc::new(KeepAll::default());
+        bed.p.set_tx_tap(wire.clone());
+        let sock = socket(&mut bed, Table::new(Lookup::Ready(HOP)), 256);
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let mut received = 0;
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (sock, done) = (&sock, &done);
+                s.spawn(move || {
+                    for i in 0..EACH {
+                        let payload = [t as u8, i as u8];
+                        block_on(sock.send_to_async(&payload, peer(t))).unwrap();
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut i = 0;
+            while done.load(Ordering::SeqCst) < THREADS || !bed.p.tx_idle() {
+                assert!(std::time::Instant::now() < deadline, "senders stuck");
+                if i < 200 {
+                    bed.arrive(&request(false, i, 10));
+                    i += 1;
+                }
+                bed.poll();
+                let mut got = Vec::new();
+                received += sock.recv_batch(&mut got, 64);
+                // (Frames conserved at the end: meanwhile a sender may hold a
+                // spare it is writing, which no count sees.)
+            }
+        });
+        bed.poll();
+        let t = bed.p.stats().tx.summary();
+        assert_eq!(t.send_to, (THREADS * EACH) as u64);
+        assert_eq!(t.queued, t.send_to);
+        assert_eq!(t.completed, t.queued);
+        assert_eq!(bed.p.rings().sent().len(), THREADS * EACH);
+        // One sender's datagrams left in the order it sent them.
+        let mut next = [0u8; THREADS];
+        let wire = wire.0.lock().unwrap();
+        assert_eq!(wire.len(), THREADS * EACH);
+        for (_, frame) in wire.iter() {
+            let p = parse(frame).unwrap();
+            let (t, n) = (p.payload[0] as usize, p.payload[1]);
+            assert_eq!(n, next[t], "sender {t} out of order");
+            next[t] = next[t].wrapping_add(1);
+        }
+        assert_eq!(received, 200);
+        let s = sock.summary();
+        assert_eq!(s.received + s.full, 200);
+        bed.conservation();
+    }
+}

@@ -6,6 +6,15 @@
 
 pub mod sim;
 
+/// Wakes a run loop asleep in its wait for the socket (`sys::Kernel::wait_rx`),
+/// from any thread: a datagram sent from another thread then goes out at once,
+/// not after the sleep's timeout. The socket implements it (an eventfd polled
+/// beside the socket); a run loop that never sleeps needs none.
+pub trait Doorbell: Send + Sync + std::fmt::Debug {
+    /// Wake the run loop (it may be awake already: a spurious ring is harmless).
+    fn ring(&self);
+}
+
 /// A descriptor from the RX ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxDesc {

@@ -34,6 +34,7 @@ mod copies;
 pub use copies::load_filter;
 
 mod config;
+pub mod net;
 pub(crate) mod queue;
 pub mod service;
 mod summary;
@@ -145,6 +146,12 @@ pub enum StackError {
         /// Seconds after attach.
         after_s: f64,
     },
+    /// A socket cannot be bound.
+    #[error("binding a socket: {0}")]
+    Bind(String),
+    /// The kernel's routing and neighbour tables cannot be followed.
+    #[error("following the kernel's routes and neighbours (netlink): {0}")]
+    Route(String),
     /// A receive loop failed.
     #[error("receiving on {iface} queue {queue} failed: {source}")]
     Receive {
@@ -212,7 +219,7 @@ fn open_queue(
     run_index: usize,
     tx_tap: Option<&Arc<dyn TxTap>>,
 ) -> Result<QueueRun<XskSocket>, StackError> {
-    let (socket, pool) = XskSocket::open(&opts.iface, q, &opts.xsk)?;
+    let (mut socket, pool) = XskSocket::open(&opts.iface, q, &opts.xsk)?;
     if opts.poller.busy_poll {
         socket
             .enable_busy_poll(opts.poller.budget)
@@ -223,7 +230,21 @@ fn open_queue(
             })?;
     }
     program.register_socket(q, socket.raw_fd())?;
+    // Transmitters may be used from other threads (the socket API's sends):
+    // they wake the poller through the socket's doorbell.
+    let doorbell = if opts.xsk.tx_ring {
+        Some(socket.doorbell().map_err(|source| StackError::Receive {
+            iface: opts.iface.clone(),
+            queue: q,
+            source,
+        })?)
+    } else {
+        None
+    };
     let mut poller = Poller::new(socket, pool, q, opts.poller);
+    if let Some(bell) = doorbell {
+        poller.set_doorbell(bell);
+    }
     if let Some(tap) = tx_tap {
         poller.set_tx_tap(tap.clone());
     }
@@ -356,6 +377,8 @@ pub struct Taps {
     pub copies: Option<CopyWriter>,
     /// Shown every transmitted frame.
     pub outbound: Option<Arc<dyn TxTap>>,
+    /// Told once the program is attached (see [`net::Network::start`]).
+    pub attached: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// [`run`], with the capture's copies and its outbound tap.
@@ -389,6 +412,10 @@ pub fn run_with(
     let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());
     let xdp_mode = program.attach(&opts.iface, opts.xdp_mode)?;
     tracing::info!(iface = %opts.iface, %xdp_mode, zero_copy, queues = ?queues, "attached");
+    if let Some(attached) = &taps.attached {
+        // Nobody may wait any more: that is fine.
+        let _ = attached.send(());
+    }
     let before = program.counters()?;
     let rx_queues = ifinfo::rx_queues(&opts.iface).unwrap_or(1);
     let capturing = opts.kernel_capture.is_some();

@@ -142,7 +142,16 @@ fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> i
         } else {
             config.sleep_ms
         };
-        match poller.rings_mut().wait_rx(sleep_ms) {
+        // Requests queued from other threads (the socket API's sends) ring
+        // the socket's doorbell while this sleeps; one that came just now
+        // keeps it awake.
+        if !poller.prepare_sleep() {
+            poller.woke();
+            continue;
+        }
+        let slept = poller.rings_mut().wait_rx(sleep_ms);
+        poller.woke();
+        match slept {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -19,7 +19,7 @@ use super::{
     CaptureMode, ConsumerSpec, Interval, QueueContext, StackError, StackOptions, Summary, Taps,
 };
 use crate::{
-    app::{Echo, PortCounts, Sink, UdpConsumer, UdpStats, UdpSummary},
+    app::{Echo, PortCounts, Sink, UdpConsumer, UdpSocket, UdpStats, UdpSummary, socket::SocketSummary},
     capture::{
         Capture, CaptureConfig, CaptureEnd, CaptureError, CaptureStats, Outbound, Output,
         QueueStats, Selects,
@@ -70,6 +70,18 @@ pub struct ServiceOptions {
     pub filter: Option<Arc<dyn Selects>>,
     /// `-Q`: the directions the capture keeps.
     pub direction: CaptureDirection,
+    /// Sockets bound on the stack (see [`super::net::Network`]): their ports
+    /// go to them, not to the app.
+    pub sockets: Vec<UdpSocket>,
+    /// Told once the program is attached.
+    pub attached: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl ServiceOptions {
+    /// Whether anything on the stack transmits (echo, sockets).
+    fn transmits(&self) -> bool {
+        self.app == AppKind::Echo || !self.sockets.is_empty()
+    }
 }
 
 /// Why the service did not run (or stopped).
@@ -125,6 +137,8 @@ pub struct Report {
     pub udp: UdpSummary,
     /// The capture, with `-w`.
     pub capture: Option<CaptureReport>,
+    /// The sockets bound on the stack.
+    pub sockets: Vec<SocketSummary>,
 }
 
 /// Run the service until `stop` is set (or the stack's own stop conditions, or
@@ -136,11 +150,12 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     on_interval: &mut dyn FnMut(Interval),
 ) -> Result<Report, ServeError> {
-    // Only echo transmits: the other apps' sockets bind no TX ring, which in
-    // copy mode would cost every poll(2) a pass of the kernel's transmit loop.
+    // Only echo and sockets transmit: the other apps' AF_XDP sockets bind no
+    // TX ring, which in copy mode would cost every poll(2) a pass of the
+    // kernel's transmit loop.
     let opts = &StackOptions {
         xsk: XskConfig {
-            tx_ring: service.app == AppKind::Echo,
+            tx_ring: service.transmits(),
             ..opts.xsk
         },
         // A capture gets each frame's own receive time.
@@ -160,21 +175,37 @@ pub fn serve(
     } else {
         opts.ports.clone()
     };
+    // The sockets' ports are theirs.
+    let ports: Vec<u16> = ports
+        .into_iter()
+        .filter(|p| !service.sockets.iter().any(|s| s.port() == *p))
+        .collect();
     let udp_stats: Mutex<Vec<Arc<UdpStats>>> = Mutex::new(Vec::new());
     let port_counts = PortCounts::default();
     let consumers = |ctx: &mut QueueContext<'_>| -> Vec<ConsumerSpec> {
         let mut specs = Vec::new();
-        let udp = match service.app {
+        // Receive only unless something transmits: no transmit code runs on
+        // the queue then.
+        let tx = if service.transmits() {
+            ctx.transmitter()
+        } else {
+            Transmitter::disconnected()
+        };
+        let mut udp = match service.app {
             AppKind::None => None,
-            // Receive only: no transmit code runs on the queue.
             AppKind::Sink => Some(
-                UdpConsumer::new(Transmitter::disconnected())
+                UdpConsumer::new(tx.clone())
                     .route(ports.iter().copied(), Sink::new(port_counts.clone())),
             ),
-            AppKind::Echo => {
-                Some(UdpConsumer::new(ctx.transmitter()).route(ports.iter().copied(), Echo))
-            }
+            AppKind::Echo => Some(UdpConsumer::new(tx.clone()).route(ports.iter().copied(), Echo)),
         };
+        for socket in &service.sockets {
+            socket.add_queue(tx.clone());
+            let handler = socket.handler();
+            ctx.show_live(handler.stats());
+            let consumer = udp.take().unwrap_or_else(|| UdpConsumer::new(tx.clone()));
+            udp = Some(consumer.route([socket.port()], handler));
+        }
         if let Some(udp) = udp {
             ctx.show_live(udp.stats());
             lock(&udp_stats).push(udp.stats());
@@ -225,6 +256,7 @@ pub fn serve(
         app: service.app,
         udp,
         capture,
+        sockets: service.sockets.iter().map(UdpSocket::summary).collect(),
     })
 }
 
@@ -260,7 +292,7 @@ fn open_capture(
     };
     // Transmitted frames, when the capture keeps them and the app transmits.
     let outbound = match &capture {
-        Some(_) if service.direction != CaptureDirection::In && service.app == AppKind::Echo => {
+        Some(_) if service.direction != CaptureDirection::In && service.transmits() => {
             Some(Arc::new(Outbound::new(service.filter.clone())))
         }
         _ => None,
@@ -275,6 +307,7 @@ fn open_capture(
             .filter(|_| copies_in_kernel || outbound.is_some())
             .map(|c| c.copy_writer(outbound.clone())),
         outbound: outbound.clone().map(|o| o as Arc<dyn TxTap>),
+        attached: service.attached.clone(),
     };
     Ok((capture, outbound, taps))
 }

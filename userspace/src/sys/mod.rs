@@ -1,9 +1,9 @@
 //! Everything that talks to the kernel: AF_XDP sockets ([`xsk`], through
 //! xsk-rs), the XDP program ([`loader`], through aya), raw eBPF programs such as
 //! the translated capture filters ([`bpf_prog`], through libbpf), interface
-//! facts ([`ifinfo`]), process facts ([`process`]) and the send path's next
-//! hops from the kernel's routing and neighbour tables ([`route`], through
-//! rtnetlink). The layers below this one make
+//! facts ([`ifinfo`]), process facts ([`process`]), the run loop's
+//! [`doorbell`], and the send path's next hops from the kernel's routing and
+//! neighbour tables ([`route`], through rtnetlink). The layers below this one make
 //! no syscall; the run loop (`stack`) reaches the kernel through the [`Kernel`]
 //! trait, which the socket implements and which the fake ring
 //! ([`crate::ring::sim::SimRings`]) answers in tests.
@@ -13,6 +13,7 @@ use std::io;
 use crate::ring::{KickOutcome, sim::SimRings};
 
 pub mod bpf_prog;
+pub mod doorbell;
 pub mod ifinfo;
 pub mod loader;
 pub mod process;

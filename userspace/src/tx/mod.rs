@@ -17,24 +17,40 @@
 //! refuses the request ([`TxError::QueueFull`], counted), it never blocks. Frames
 //! come back to the free list from the completion ring.
 //!
+//! - [`Transmitter::send`]: a datagram to any destination, with the addresses
+//!   the caller found ([`route`]: the kernel's routing and neighbour tables),
+//!   written at once into a spare frame. It is how the socket API's `send_to`
+//!   sends, from any thread; a poller asleep in poll(2) is woken by its
+//!   [`Doorbell`], and tasks waiting for room are woken when there is some
+//!   ([`Transmitter::poll_writable`]).
+//!
 //! Counters are split by writer ([`TxStats`]): what the poller counts is written
 //! by its thread alone, with a plain load and store; what consumers count is
 //! written with atomic read-modify-writes, since any number of consumer threads
 //! may reply at once.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
 };
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::{
     frame::{Frame, FrameView, FrameWriter, MAX_CONSUMERS},
-    wire::{Layout, ReplyError, write_reply},
+    ring::Doorbell,
+    wire::{Addressing, Layout, ReplyError, write_datagram, write_reply},
 };
 
 mod build;
+pub mod ready;
+pub mod route;
+
+use ready::Readiness;
+use route::Unreachable;
 
 pub(crate) use build::build_echo;
 
@@ -96,6 +112,15 @@ pub(crate) struct ConsumerTxStats {
     pub(crate) reply_errors: AtomicU64,
     /// Echoes refused because the consumer held 255 views of the frame.
     pub(crate) too_many_views: AtomicU64,
+    /// Datagrams [`Transmitter::send`] queued.
+    pub(crate) send_to: AtomicU64,
+    /// Datagrams to any destination that could not be sent, by cause
+    /// (indexed like [`Unreachable::ALL`]).
+    pub(crate) unreachable: [AtomicU64; Unreachable::ALL.len()],
+    /// Datagrams larger than the path MTU allows (no IP fragmentation).
+    pub(crate) too_large: AtomicU64,
+    /// Datagrams that waited for their next hop to be resolved.
+    pub(crate) held: AtomicU64,
 }
 
 /// Add `n` to a counter that only the calling thread writes (the poller's): a
@@ -143,6 +168,21 @@ pub struct TxSummary {
     /// Echoes refused because the consumer already held 255 views of the
     /// frame ([`TxError::TooManyViews`]).
     pub too_many_views: u64,
+    /// Datagrams to any destination queued for the TX ring
+    /// ([`Transmitter::send`], the socket API's `send_to`).
+    pub send_to: u64,
+    /// Datagrams not sent: no route to the destination.
+    pub no_route: u64,
+    /// Datagrams not sent: the route leaves by another interface.
+    pub other_interface: u64,
+    /// Datagrams not sent: the next hop's MAC could not be resolved in time
+    /// (or too many datagrams waited for it).
+    pub unresolved: u64,
+    /// Datagrams not sent: larger than the path MTU (no IP fragmentation).
+    pub too_large: u64,
+    /// Datagrams that waited for their next hop to be resolved (then sent, or
+    /// counted as `unresolved`).
+    pub held: u64,
 }
 
 impl TxStats {
@@ -167,6 +207,12 @@ impl TxStats {
             kicks: get(&p.kicks),
             kicks_busy: get(&p.kicks_busy),
             too_many_views: get(&c.too_many_views),
+            send_to: get(&c.send_to),
+            no_route: get(&c.unreachable[Unreachable::NoRoute as usize]),
+            other_interface: get(&c.unreachable[Unreachable::OtherInterface as usize]),
+            unresolved: get(&c.unreachable[Unreachable::Unresolved as usize]),
+            too_large: get(&c.too_large),
+            held: get(&c.held),
         }
     }
 
@@ -195,6 +241,26 @@ pub enum TxError {
     /// to be sent, say): the most one consumer may hold of one frame.
     #[error("too many views of one frame (255 per consumer)")]
     TooManyViews,
+    /// The destination cannot be sent to (see [`route`]).
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    /// The datagram is larger than the path MTU allows (IP fragmentation is
+    /// not supported).
+    #[error("a {len}-byte datagram exceeds the path MTU of {mtu} bytes")]
+    TooLarge {
+        /// The IP packet's length.
+        len: usize,
+        /// The path MTU.
+        mtu: u32,
+    },
+}
+
+impl TxError {
+    /// A refusal that clears when the poller catches up (retry after
+    /// [`Transmitter::poll_writable`]), as opposed to one that will not.
+    pub fn is_backpressure(&self) -> bool {
+        matches!(self, TxError::QueueFull | TxError::NoFrame)
+    }
 }
 
 /// A request for the poller.
@@ -211,11 +277,24 @@ pub(crate) struct TxShared {
     pub(crate) spares: ArrayQueue<Frame>,
     pub(crate) stats: Arc<TxStats>,
     writer: FrameWriter,
+    /// Wakes the poller asleep in poll(2) (none in tests: their loops spin).
+    doorbell: Option<Arc<dyn Doorbell>>,
+    /// The poller is asleep or about to be (see [`TxShared::prepare_sleep`]).
+    sleeping: AtomicBool,
+    /// Tasks waiting for room to send.
+    pub(crate) writable: Readiness,
 }
 
 impl TxShared {
-    pub(crate) fn new(writer: FrameWriter, stats: Arc<TxStats>) -> Self {
+    pub(crate) fn new(
+        writer: FrameWriter,
+        stats: Arc<TxStats>,
+        doorbell: Option<Arc<dyn Doorbell>>,
+    ) -> Self {
         Self {
+            doorbell,
+            sleeping: AtomicBool::new(false),
+            writable: Readiness::default(),
             requests: ArrayQueue::new(TX_QUEUE),
             // Frames out of the queue at once: at most one per thread in `reply`
             // (one per consumer), so putting one back always fits.
@@ -223,6 +302,37 @@ impl TxShared {
             stats,
             writer,
         }
+    }
+
+    /// The poller is about to sleep: true if it may, false if requests came
+    /// meanwhile (it then stays awake; [`TxShared::woke`] either way). A
+    /// sender pushes its request and then looks at the flag, the poller sets
+    /// the flag and then looks at the requests (both SeqCst): one of the two
+    /// sees the other, so no request waits out a whole sleep.
+    pub(crate) fn prepare_sleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        self.requests.is_empty()
+    }
+
+    /// The poller is awake.
+    pub(crate) fn woke(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// A request was queued: wake the poller if it sleeps.
+    #[inline]
+    fn queued(&self) {
+        if self.sleeping.load(Ordering::SeqCst)
+            && self.sleeping.swap(false, Ordering::SeqCst)
+            && let Some(bell) = &self.doorbell
+        {
+            bell.ring();
+        }
+    }
+
+    /// Room for a datagram: a spare frame and a free slot in the queue.
+    pub(crate) fn is_writable(&self) -> bool {
+        !self.spares.is_empty() && !self.requests.is_full()
     }
 }
 
@@ -273,10 +383,16 @@ impl Transmitter {
             view,
             layout: *layout,
         };
-        shared.requests.push(request).map_err(|_| {
-            count(&shared.stats.consumers.queue_full);
-            TxError::QueueFull
-        })
+        match shared.requests.push(request) {
+            Ok(()) => {
+                shared.queued();
+                Ok(())
+            }
+            Err(_) => {
+                count(&shared.stats.consumers.queue_full);
+                Err(TxError::QueueFull)
+            }
+        }
     }
 
     /// Answer the datagram in `request` (a frame parsed as `layout`) with
@@ -294,11 +410,89 @@ impl Transmitter {
             layout,
             payload,
         );
+        Self::queue_built(shared, frame, built)
+    }
+
+    /// Send `payload` in a datagram addressed as `to` (see
+    /// [`write_datagram`]), written now into a spare frame; the poller puts it
+    /// on the TX ring, woken if it sleeps. What the path allows (the MTU, the
+    /// route) is the caller's to check: see [`Transmitter::send_checked`].
+    pub fn send(&self, to: &Addressing, payload: &[u8]) -> Result<(), TxError> {
+        let shared = self.shared()?;
+        let Some(mut frame) = shared.spares.pop() else {
+            count(&shared.stats.consumers.no_frame);
+            return Err(TxError::NoFrame);
+        };
+        let built = write_datagram(shared.writer.bytes_mut(&mut frame), to, payload);
+        Self::queue_built(shared, frame, built)?;
+        count(&shared.stats.consumers.send_to);
+        Ok(())
+    }
+
+    /// [`Transmitter::send`] with the path MTU checked first: a datagram
+    /// whose IP packet exceeds `mtu` is refused and counted
+    /// ([`TxError::TooLarge`]).
+    pub fn send_checked(&self, to: &Addressing, payload: &[u8], mtu: u32) -> Result<(), TxError> {
+        let ip_header = if to.dst.is_ipv4() { 20 } else { 40 };
+        let len = ip_header + 8 + payload.len();
+        if len > mtu as usize {
+            if let Some(shared) = self.shared.as_deref() {
+                count(&shared.stats.consumers.too_large);
+            }
+            return Err(TxError::TooLarge { len, mtu });
+        }
+        self.send(to, payload)
+    }
+
+    /// Count a datagram that could not be sent for `cause` (the send path
+    /// found no way to its destination).
+    pub fn count_unreachable(&self, cause: Unreachable) {
+        if let Some(shared) = self.shared.as_deref() {
+            count(&shared.stats.consumers.unreachable[cause as usize]);
+        }
+    }
+
+    /// Count a datagram that waits for its next hop to be resolved.
+    pub fn count_held(&self) {
+        if let Some(shared) = self.shared.as_deref() {
+            count(&shared.stats.consumers.held);
+        }
+    }
+
+    /// Whether a datagram can be queued now (a spare frame, room in the queue).
+    pub fn is_writable(&self) -> bool {
+        self.shared.as_deref().is_some_and(TxShared::is_writable)
+    }
+
+    /// Ready when a datagram can be queued; otherwise `cx` is woken when the
+    /// poller has made room. A disconnected transmitter is never writable:
+    /// it says so at once with [`TxError::Disconnected`].
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<Result<(), TxError>> {
+        let shared = self.shared()?;
+        if shared.is_writable() {
+            return Poll::Ready(Ok(()));
+        }
+        shared.writable.register(cx.waker());
+        if shared.is_writable() {
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+
+    /// Queue a frame written into a spare (or give the spare back).
+    fn queue_built(
+        shared: &TxShared,
+        frame: Frame,
+        built: Result<usize, ReplyError>,
+    ) -> Result<(), TxError> {
         match built {
             Ok(len) => {
                 let len = u32::try_from(len).expect("a reply fits its frame");
                 match shared.requests.push(TxRequest::Frame { frame, len }) {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        shared.queued();
+                        Ok(())
+                    }
                     Err(refused) => {
                         if let TxRequest::Frame { frame, .. } = refused {
                             // Back to the spares, which have room for one frame

@@ -1,6 +1,7 @@
 //! The wire layer: from an Ethernet frame to a parsed UDP datagram ([`Parsed`]),
 //! or a [`Reject`] naming why the frame is not one; and the frame rewrites a reply
-//! needs ([`make_reply_in_place`], [`write_reply`]). Pure functions over byte
+//! needs ([`make_reply_in_place`], [`write_reply`]), and the frames the send path
+//! builds ([`write_datagram`]). Pure functions over byte
 //! slices: this layer imports nothing else of the crate (smoltcp's `wire`), so it
 //! is tested, fuzzed and benchmarked on its own.
 //!
@@ -69,7 +70,9 @@ pub fn internet_checksum(bytes: &[u8]) -> u16 {
         .ones_complement()
         .to_be()
 }
-pub use reply::{REPLY_HOP_LIMIT, ReplyError, make_reply_in_place, write_reply};
+pub use reply::{
+    Addressing, REPLY_HOP_LIMIT, ReplyError, make_reply_in_place, write_datagram, write_reply,
+};
 
 /// The IP version of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

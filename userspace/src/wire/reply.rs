@@ -1,4 +1,6 @@
-//! Reply frames for the echo app: pure functions over byte buffers, no I/O.
+//! Frames the stack sends: replies for the echo app, and datagrams to any
+//! destination ([`write_datagram`], the send path's). Pure functions over byte
+//! buffers, no I/O.
 //!
 //! A reply goes back the way the request came: MAC addresses, IP addresses and
 //! ports swapped, the VLAN tags (TPIDs, priorities, IDs) kept. What the request
@@ -10,7 +12,7 @@
 //! IPv4 identification and DF flag, and the IPv6 flow label are kept (Linux's
 //! `flowlabel_reflect` reflects the flow label too).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::UdpHeader;
 
@@ -51,6 +53,14 @@ pub enum ReplyError {
         needed: usize,
         /// Bytes the buffer has.
         available: usize,
+    },
+    /// A datagram's source and destination are of different IP versions.
+    #[error("udp datagram: source {src} and destination {dst} are not of one IP version")]
+    MixedVersions {
+        /// The source address.
+        src: IpAddr,
+        /// The destination address.
+        dst: IpAddr,
     },
     /// The payload does not fit the IP and UDP 16-bit length fields.
     #[error("udp reply: a {len}-byte payload does not fit a UDP datagram over {version:?}")]
@@ -188,6 +198,101 @@ pub fn write_reply(
     let req_udp = &req[l4..l4 + UDP_HLEN];
     udp[0..2].copy_from_slice(&req_udp[2..4]);
     udp[2..4].copy_from_slice(&req_udp[0..2]);
+    udp[4..6].copy_from_slice(&len16(udp_len).to_be_bytes());
+    udp[8..].copy_from_slice(payload);
+    fix_udp_checksum(ip, udp, version);
+    Ok(end)
+}
+
+/// Who a datagram goes between: the Ethernet and the IP/UDP addresses of a
+/// frame the stack builds from nothing ([`write_datagram`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addressing {
+    /// Our interface's MAC.
+    pub src_mac: [u8; 6],
+    /// The next hop's MAC (the neighbour: a gateway, or the destination itself).
+    pub dst_mac: [u8; 6],
+    /// Our address and port.
+    pub src: SocketAddr,
+    /// The destination's.
+    pub dst: SocketAddr,
+}
+
+/// Write a whole frame carrying `payload` from `to.src` to `to.dst` into `dst`:
+/// Ethernet II, IPv4 (no options, DF set, identification 0: RFC 6864 4.1 lets an
+/// atomic datagram's identification be any value) or IPv6 (traffic class and
+/// flow label 0), UDP with its checksum. TTL / hop limit [`REPLY_HOP_LIMIT`],
+/// no ECN codepoint. Returns the frame's length; `dst` beyond it is untouched.
+///
+/// The addresses are the caller's to check (the send path takes them from the
+/// kernel's routing and neighbour tables); only what the headers cannot carry
+/// is refused: mixed IP versions, a payload beyond the 16-bit length fields, a
+/// buffer too small.
+pub fn write_datagram(
+    dst: &mut [u8],
+    to: &Addressing,
+    payload: &[u8],
+) -> Result<usize, ReplyError> {
+    let version = match (to.src.ip(), to.dst.ip()) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => IpVersion::V4,
+        (IpAddr::V6(_), IpAddr::V6(_)) => IpVersion::V6,
+        (src, dst) => return Err(ReplyError::MixedVersions { src, dst }),
+    };
+    let hlen = ip_hlen(version);
+    let udp_len = UDP_HLEN + payload.len();
+    if udp_len + ip_len_field_extra(version) > MAX_LEN16 {
+        return Err(ReplyError::PayloadTooLong {
+            len: payload.len(),
+            version,
+        });
+    }
+    let end = ETH_HLEN + hlen + udp_len;
+    let available = dst.len();
+    let out = dst.get_mut(..end).ok_or(ReplyError::BufferTooSmall {
+        needed: end,
+        available,
+    })?;
+    out[..6].copy_from_slice(&to.dst_mac);
+    out[6..12].copy_from_slice(&to.src_mac);
+    let ethertype: u16 = match version {
+        IpVersion::V4 => 0x0800,
+        IpVersion::V6 => 0x86dd,
+    };
+    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    let (ip, udp) = out[ETH_HLEN..].split_at_mut(hlen);
+    match (to.src.ip(), to.dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            ip[0] = 0x45;
+            ip[1] = 0;
+            ip[2..4].copy_from_slice(&len16(IPV4_MIN_HLEN + udp_len).to_be_bytes());
+            ip[4..6].fill(0);
+            // DF, offset 0.
+            ip[6] = 0x40;
+            ip[7] = 0;
+            ip[8] = REPLY_HOP_LIMIT;
+            ip[9] = IPPROTO_UDP;
+            ip[12..16].copy_from_slice(&s.octets());
+            ip[16..20].copy_from_slice(&d.octets());
+            fix_ipv4_checksum(ip);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+            ip[4..6].copy_from_slice(&len16(udp_len).to_be_bytes());
+            ip[6] = IPPROTO_UDP;
+            ip[7] = REPLY_HOP_LIMIT;
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+        }
+        // The versions were matched above.
+        _ => {
+            return Err(ReplyError::MixedVersions {
+                src: to.src.ip(),
+                dst: to.dst.ip(),
+            });
+        }
+    }
+    udp[0..2].copy_from_slice(&to.src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&to.dst.port().to_be_bytes());
     udp[4..6].copy_from_slice(&len16(udp_len).to_be_bytes());
     udp[8..].copy_from_slice(payload);
     fix_udp_checksum(ip, udp, version);

@@ -1381,3 +1381,74 @@ fn jumbo_requests_are_answered() {
     assert_answers(&frame, &r);
     assert_eq!(parse(&r).unwrap().payload.len(), 8000);
 }
+
+/// Any address pair of one version, any port pair, any payload that fits.
+fn addressing() -> impl Strategy<Value = Addressing> {
+    let v4 =
+        (any::<[u8; 4]>(), any::<[u8; 4]>()).prop_map(|(s, d)| (IpAddr::from(s), IpAddr::from(d)));
+    let v6 = (any::<[u8; 16]>(), any::<[u8; 16]>())
+        .prop_map(|(s, d)| (IpAddr::from(s), IpAddr::from(d)));
+    (
+        prop_oneof![v4, v6],
+        any::<(u16, u16)>(),
+        any::<([u8; 6], [u8; 6])>(),
+    )
+        .prop_map(|((s, d), (sp, dp), (smac, dmac))| Addressing {
+            src_mac: smac,
+            dst_mac: dmac,
+            src: SocketAddr::new(s, sp),
+            dst: SocketAddr::new(d, dp),
+        })
+}
+
+proptest! {
+    /// What `write_datagram` builds, the parser takes back whole (checksums
+    /// verified) and etherparse reads the same way.
+    #[test]
+    fn written_datagrams_parse_back(to in addressing(), payload in proptest::collection::vec(any::<u8>(), 0..1500)) {
+        let mut buf = vec![0xaa; 2048];
+        let len = write_datagram(&mut buf, &to, &payload).unwrap();
+        let frame = &buf[..len];
+        let p = parse(frame).unwrap();
+        prop_assert_eq!(p.src, to.src);
+        prop_assert_eq!(p.dst, to.dst);
+        prop_assert_eq!(p.payload, &payload[..]);
+        prop_assert_eq!(&frame[..6], &to.dst_mac);
+        prop_assert_eq!(&frame[6..12], &to.src_mac);
+        prop_assert!(etherparse_checksums_ok(frame));
+        prop_assert!(buf[len..].iter().all(|&b| b == 0xaa));
+    }
+}
+
+#[test]
+fn written_datagrams_refuse_what_headers_cannot_carry() {
+    let v4 = SocketAddr::from(([198, 18, 0, 1], 9));
+    let v6 = SocketAddr::from(([0xfd00, 0, 0, 0, 0, 0, 0, 1], 9));
+    let mut to = Addressing {
+        src_mac: [2; 6],
+        dst_mac: [4; 6],
+        src: v4,
+        dst: v6,
+    };
+    let mut buf = vec![0; 128];
+    assert!(matches!(
+        write_datagram(&mut buf, &to, b"x"),
+        Err(ReplyError::MixedVersions { .. })
+    ));
+    to.dst = v4;
+    assert_eq!(
+        write_datagram(&mut buf, &to, &[0; 100]),
+        Err(ReplyError::BufferTooSmall {
+            needed: 14 + 20 + 8 + 100,
+            available: 128
+        })
+    );
+    let big = vec![0; 65536 - 28];
+    let mut huge = vec![0; 70000];
+    assert!(matches!(
+        write_datagram(&mut huge, &to, &big),
+        Err(ReplyError::PayloadTooLong { .. })
+    ));
+    // The largest IPv4 datagram fits.
+    assert!(write_datagram(&mut huge, &to, &big[..big.len() - 1]).is_ok());
+}

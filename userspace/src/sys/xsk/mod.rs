@@ -166,6 +166,8 @@ pub struct XskSocket {
     /// Slots in the TX ring (0 without one).
     tx_size: u32,
     rings: SocketRings,
+    /// Polled beside the socket when set (see [`XskSocket::doorbell`]).
+    bell: Option<std::sync::Arc<super::doorbell::EventFd>>,
 }
 
 /// Who made the rings.
@@ -274,6 +276,16 @@ fn bind_hint(errno: Option<i32>, zero_copy: bool) -> &'static str {
 const BIND_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl XskSocket {
+    /// The doorbell that wakes this socket's run loop in [`Kernel::wait_rx`]
+    /// (made on first use; see [`crate::ring::Doorbell`]).
+    pub fn doorbell(&mut self) -> io::Result<std::sync::Arc<dyn crate::ring::Doorbell>> {
+        if self.bell.is_none() {
+            self.bell = Some(std::sync::Arc::new(super::doorbell::EventFd::new()?));
+        }
+        let bell = self.bell.clone().expect("made above");
+        Ok(bell)
+    }
+
     /// Create a UMEM and a socket bound to `iface` queue `queue`. Returns the
     /// socket and the pool of its frames (none of which is in a ring yet: the
     /// poller's first round fills). A queue that is busy (EBUSY) is retried for
@@ -343,6 +355,7 @@ impl XskSocket {
                         fill_size: config.frame_count.next_power_of_two(),
                         tx_size: 0,
                         rings: SocketRings::RxOnly(rings),
+                        bell: None,
                     };
                     socket.zero_copy = socket.read_zero_copy().unwrap_or(zc);
                     let pool = FramePool::new(Box::new(memory), queue);
@@ -414,6 +427,7 @@ impl XskSocket {
                             template,
                             batch,
                         }),
+                        bell: None,
                     };
                     socket.zero_copy = socket.read_zero_copy().unwrap_or(zc);
                     let pool = FramePool::new(Box::new(memory), queue);
@@ -628,18 +642,28 @@ impl Kernel for XskSocket {
     }
 
     fn wait_rx(&mut self, timeout_ms: i32) -> io::Result<bool> {
-        let mut fds = libc::pollfd {
-            fd: self.raw_fd(),
+        let pollfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd. (xsk-rs's `RxQueue::poll` does the same; a
+        let mut fds = [
+            pollfd(self.raw_fd()),
+            pollfd(self.bell.as_ref().map_or(-1, |b| b.as_raw_fd())),
+        ];
+        let n = if self.bell.is_some() { 2 } else { 1 };
+        // SAFETY: `n` valid pollfds. (xsk-rs's `RxQueue::poll` does the same; a
         // socket without a TX ring has no xsk-rs queue to ask.)
-        let rc = unsafe { libc::poll(&mut fds, 1, timeout_ms) };
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(rc > 0 && fds.revents & libc::POLLIN != 0)
+        if let Some(bell) = &self.bell
+            && fds[1].revents & libc::POLLIN != 0
+        {
+            bell.clear();
+        }
+        Ok(rc > 0 && fds[0].revents & libc::POLLIN != 0)
     }
 
     fn statistics(&self) -> io::Result<XskStats> {

@@ -239,11 +239,15 @@ impl<R: Rings> Poller<R> {
     /// out runs no transmit code at all.
     pub fn transmitter(&mut self) -> Transmitter {
         let shared = self.tx.get_or_insert_with(|| {
-            Arc::new(TxShared::new(
+            let tx = Arc::new(TxShared::new(
                 self.pool.writer(),
                 self.stats.tx.clone(),
                 self.doorbell.clone(),
-            ))
+            ));
+            // Spares at once: a datagram sent from another thread before the
+            // first round finds one.
+            top_up_spares(&tx, &mut self.free);
+            tx
         });
         Transmitter::new(shared.clone())
     }
@@ -251,7 +255,10 @@ impl<R: Rings> Poller<R> {
     /// What wakes the run loop when another thread queues a request while it
     /// sleeps (the socket's eventfd). Set it before handing out transmitters.
     pub fn set_doorbell(&mut self, doorbell: Arc<dyn Doorbell>) {
-        debug_assert!(self.tx.is_none(), "set the doorbell before transmitters exist");
+        debug_assert!(
+            self.tx.is_none(),
+            "set the doorbell before transmitters exist"
+        );
         self.doorbell = Some(doorbell);
     }
 
@@ -360,8 +367,12 @@ impl<R: Rings> Poller<R> {
             self.free.push(frame);
         }
         // With a transmitter, keep a few frames back for copy-on-write replies
-        // and spare frames; everything else goes to the kernel.
-        let keep = if self.tx.is_some() { TX_RESERVE } else { 0 };
+        // and spare frames (counting the spares made already); everything
+        // else goes to the kernel.
+        let keep = self
+            .tx
+            .as_deref()
+            .map_or(0, |tx| TX_RESERVE.saturating_sub(tx.spares.len()));
         let want = u32::try_from(self.free.len().saturating_sub(keep)).unwrap_or(u32::MAX);
         if want == 0 {
             return;

@@ -671,9 +671,11 @@ fn the_first_round_has_spare_frames_for_waiting_requests() {
         }
     });
     bed.p.add_inline(Box::new(udp));
-    // What the stack does before attaching; no round has run yet.
+    // What the stack does before attaching; no round has run yet, and the
+    // spares were made with the transmitter.
     bed.p.refill();
-    assert_eq!(bed.p.spare_frames(), 0);
+    assert_eq!(bed.p.spare_frames(), crate::tx::SPARE_FRAMES);
+    bed.conservation();
     for i in 0..4 {
         bed.arrive(&request(false, i, 40));
     }
@@ -781,7 +783,10 @@ mod sockets {
         bed.conservation();
         for (i, r) in got.iter().enumerate() {
             assert_eq!(r.payload(), &request(false, i, 20 + i)[42..]);
-            assert_eq!(r.src(), SocketAddr::from(([198, 18, 0, 2], 40000 + i as u16)));
+            assert_eq!(
+                r.src(),
+                SocketAddr::from(([198, 18, 0, 2], 40000 + i as u16))
+            );
             sock.send_to(r.payload(), peer(i)).unwrap();
         }
         drop(got);
@@ -838,7 +843,10 @@ mod sockets {
         *table.answer.lock().unwrap() = Lookup::Ready(HOP);
         assert!(matches!(
             sock.send_to(&[0; 1473], peer(0)),
-            Err(TxError::TooLarge { len: 1501, mtu: 1500 })
+            Err(TxError::TooLarge {
+                len: 1501,
+                mtu: 1500
+            })
         ));
         sock.send_to(&[0; 1472], peer(0)).unwrap();
         bed.poll();
@@ -852,6 +860,31 @@ mod sockets {
         assert_eq!(bed.p.rings().sent().len(), 4);
         assert_eq!(parse(&bed.sent(0)).unwrap().payload, b"held");
         bed.conservation();
+    }
+
+    /// A resolver whose hold is always full: it answers at once.
+    #[derive(Debug)]
+    struct Full;
+    impl Resolve for Full {
+        fn lookup(&self, _dst: IpAddr) -> Lookup {
+            Lookup::Pending
+        }
+        fn hold(&self, _dst: IpAddr, then: Then) {
+            then(Err(Unreachable::Unresolved));
+        }
+    }
+
+    #[test]
+    fn a_full_hold_refuses_at_once() {
+        let mut bed = Bed::new(512, 256);
+        let sock = UdpSocket::new(SocketAddr::from(([0, 0, 0, 0], 9000)), 8, Arc::new(Full));
+        sock.add_queue(bed.p.transmitter());
+        assert_eq!(
+            sock.send_to(b"x", peer(0)),
+            Err(TxError::Unreachable(Unreachable::Unresolved))
+        );
+        let t = bed.p.stats().tx.summary();
+        assert_eq!((t.held, t.unresolved, t.send_to), (1, 1, 0));
     }
 
     /// Counts its wakeups.
@@ -881,7 +914,11 @@ mod sockets {
         let mut cx = Context::from_waker(&waker);
         assert!(sock.poll_writable(&mut cx).is_pending());
         bed.poll();
-        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "the poller woke the waiter");
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            1,
+            "the poller woke the waiter"
+        );
         assert!(matches!(sock.poll_writable(&mut cx), Poll::Ready(Ok(()))));
         let t = bed.p.stats().tx.summary();
         assert_eq!(t.no_frame, 1);
@@ -962,7 +999,7 @@ mod sockets {
             }
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             let mut i = 0;
-            while done.load(Ordering::SeqCst) < THREADS || !bed.p.tx_idle() {
+            while done.load(Ordering::SeqCst) < THREADS || !bed.p.tx_idle() || i < 200 {
                 assert!(std::time::Instant::now() < deadline, "senders stuck");
                 if i < 200 {
                     bed.arrive(&request(false, i, 10));

@@ -122,9 +122,62 @@ pub fn rx_queues(name: &str) -> io::Result<u32> {
     Ok((channels.rx_count + channels.combined_count).max(1))
 }
 
+/// The IP addresses of interface `name` (getifaddrs(3): netlink underneath,
+/// so the calling thread's namespace), IPv4 first.
+pub fn addresses(name: &str) -> io::Result<Vec<std::net::IpAddr>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `list` is valid for one pointer write; freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a NUL-terminated name of the list.
+        let ifname = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if ifname.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        // SAFETY: `ifa_addr` points at a sockaddr whose family says its type.
+        match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET sockaddr is a sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an AF_INET6 sockaddr is a sockaddr_in6.
+                let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: the list getifaddrs returned, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    out.sort_by_key(|a| a.is_ipv6());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_has_its_address() {
+        let lo = addresses("lo").expect("getifaddrs");
+        assert!(lo.contains(&std::net::IpAddr::from([127, 0, 0, 1])), "{lo:?}");
+        assert!(addresses("no-such-if0").unwrap().is_empty());
+    }
 
     #[test]
     fn loopback_facts() {
@@ -139,3 +192,4 @@ mod tests {
         assert!(mtu("a-name-longer-than-ifnamsiz").is_err());
     }
 }
+

@@ -48,7 +48,7 @@
 //! and builds the messages, `resolver.rs` decides, `router.rs` owns the
 //! sockets, the thread and the published cache.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 mod resolver;
 mod router;
@@ -98,79 +98,9 @@ const EVENTS_RCVBUF: usize = 4 << 20;
 /// Largest datagram read from netlink: dumps come in datagrams of up to 32 KiB.
 const RECV_BUF: usize = 64 << 10;
 
-/// Where a datagram to a destination leaves: found in the kernel's tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NextHop {
-    /// Our interface's MAC (the frame's source).
-    pub src_mac: [u8; 6],
-    /// The neighbour's MAC: the gateway's, or the destination's on a connected route.
-    pub dst_mac: [u8; 6],
-    /// The source address: the route's preferred source (RTA_PREFSRC), else the
-    /// interface's first address of the family (for IPv6 a global one before
-    /// link-local unless the destination is link-local).
-    pub src_ip: IpAddr,
-    /// The gateway, if the route has one.
-    pub gateway: Option<IpAddr>,
-    /// The path MTU: the route's RTAX_MTU metric, else the interface's MTU.
-    pub mtu: u32,
-}
-
-/// Why a destination cannot be sent to. [`Unreachable::name`] gives the counter name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Unreachable {
-    /// No route (ENETUNREACH/EHOSTUNREACH, unreachable/blackhole/prohibit
-    /// routes), or a local/broadcast/multicast destination.
-    #[error("no route to the destination")]
-    NoRoute,
-    /// The route leaves by another interface than ours.
-    #[error("the route to the destination leaves by another interface")]
-    OtherInterface,
-    /// Neighbour discovery failed or did not answer within [`RESOLVE_TIMEOUT`],
-    /// or the hold queue was full.
-    #[error("the next hop's link-layer address did not resolve")]
-    Unresolved,
-}
-
-impl Unreachable {
-    /// Every cause, in counter order.
-    pub const ALL: [Unreachable; 3] = [
-        Unreachable::NoRoute,
-        Unreachable::OtherInterface,
-        Unreachable::Unresolved,
-    ];
-
-    /// The counter name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Unreachable::NoRoute => "no_route",
-            Unreachable::OtherInterface => "other_interface",
-            Unreachable::Unresolved => "unresolved",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Unreachable::NoRoute => 0,
-            Unreachable::OtherInterface => 1,
-            Unreachable::Unresolved => 2,
-        }
-    }
-}
-
-/// The answer of [`Router::lookup`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lookup {
-    /// Send it this way.
-    Ready(NextHop),
-    /// The router is asking the kernel; hold the datagram ([`Router::hold`]) or
-    /// drop it.
-    Pending,
-    /// It cannot be sent; asked again after [`NEGATIVE_TTL`].
-    Failed(Unreachable),
-}
-
-/// Run once with the answer for a held datagram (see [`Router::hold`]).
-pub type Then = Box<dyn FnOnce(Result<NextHop, Unreachable>) + Send>;
+// The answers are the transmit layer's types (the send path below this
+// layer asks through its `Resolve` trait, which the Router implements).
+pub use crate::tx::route::{Lookup, NextHop, Then, Unreachable};
 
 /// The router's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -430,7 +430,7 @@ impl Resolver {
             until: now + NEGATIVE_TTL,
         };
         dest.requery = false;
-        self.stats.failed[reason.index()] += 1;
+        self.stats.failed[reason as usize] += 1;
         for (then, _) in dest.holds.drain(..) {
             self.done.push((then, Err(reason)));
         }

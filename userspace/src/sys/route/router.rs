@@ -454,9 +454,9 @@ impl Router {
             malformed: core.malformed,
             request_errors: core.request_errors,
             resolved: core.resolved,
-            no_route: core.failed[Unreachable::NoRoute.index()],
-            other_interface: core.failed[Unreachable::OtherInterface.index()],
-            unresolved: core.failed[Unreachable::Unresolved.index()],
+            no_route: core.failed[Unreachable::NoRoute as usize],
+            other_interface: core.failed[Unreachable::OtherInterface as usize],
+            unresolved: core.failed[Unreachable::Unresolved as usize],
             timeouts: core.timeouts,
             held: s.held.load(Ordering::Relaxed),
             hold_full: s.hold_full.load(Ordering::Relaxed),
@@ -703,5 +703,16 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// The send path asks through the transmit layer's trait.
+impl crate::tx::route::Resolve for Router {
+    fn lookup(&self, dst: std::net::IpAddr) -> Lookup {
+        Router::lookup(self, dst)
+    }
+
+    fn hold(&self, dst: std::net::IpAddr, then: Then) {
+        Router::hold(self, dst, then);
     }
 }

@@ -595,7 +595,7 @@ fn incomplete_is_waited_for_and_failed_fails_the_holds() {
         *answers.lock().unwrap(),
         vec![Err(Unreachable::Unresolved), Err(Unreachable::Unresolved)]
     );
-    assert_eq!(r.stats().failed[Unreachable::Unresolved.index()], 1);
+    assert_eq!(r.stats().failed[Unreachable::Unresolved as usize], 1);
     // Remembered for NEGATIVE_TTL, then forgotten: the next miss asks again.
     assert_eq!(r.next_deadline(), Some(t1 + NEGATIVE_TTL));
     r.tick(t1 + NEGATIVE_TTL - Duration::from_millis(1), &[]);
@@ -1043,7 +1043,7 @@ fn names_are_the_counter_names() {
     let names: Vec<_> = Unreachable::ALL.iter().map(|u| u.name()).collect();
     assert_eq!(names, ["no_route", "other_interface", "unresolved"]);
     for (i, u) in Unreachable::ALL.iter().enumerate() {
-        assert_eq!(u.index(), i);
+        assert_eq!(*u as usize, i);
     }
 }
 

@@ -19,7 +19,9 @@ use super::{
     CaptureMode, ConsumerSpec, Interval, QueueContext, StackError, StackOptions, Summary, Taps,
 };
 use crate::{
-    app::{Echo, PortCounts, Sink, UdpConsumer, UdpSocket, UdpStats, UdpSummary, socket::SocketSummary},
+    app::{
+        Echo, PortCounts, Sink, UdpConsumer, UdpSocket, UdpStats, UdpSummary, socket::SocketSummary,
+    },
     capture::{
         Capture, CaptureConfig, CaptureEnd, CaptureError, CaptureStats, Outbound, Output,
         QueueStats, Selects,

@@ -264,6 +264,7 @@ fn service_options(cli: &Cli, filter: Option<&Arc<Filter>>) -> ServiceOptions {
         pcap_overflow: cli.pcap_overflow.into(),
         filter: filter.map(|f| f.clone() as Arc<dyn Selects>),
         direction: cli.direction.into(),
+        ..ServiceOptions::default()
     }
 }
 

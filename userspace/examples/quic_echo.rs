@@ -35,7 +35,11 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use xdpstack::{
     app::quinn::QuinnSocket,
     capture::{CaptureConfig, Format, Output},
-    stack::{StackOptions, net::Network, service::ServiceOptions},
+    stack::{
+        StackOptions,
+        net::Network,
+        service::{AppKind, ServiceOptions},
+    },
     sys::ifinfo,
 };
 
@@ -120,6 +124,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             capture.format = Format::PcapNg;
         }
         net = net.with_service(ServiceOptions {
+            app: AppKind::None,
             capture: Some(capture),
             ..ServiceOptions::default()
         });

@@ -179,6 +179,11 @@ fn build_command(release: bool) -> Command {
         "--package",
         "xdpstack-bench",
         "--bins",
+        // The QUIC example, which the integration tests run against quinn.
+        "--package",
+        "xdpstack",
+        "--example",
+        "quic_echo",
     ]);
     if release {
         cmd.arg("--release");
@@ -188,7 +193,7 @@ fn build_command(release: bool) -> Command {
 
 fn build(release: bool) -> Result<PathBuf> {
     step(
-        "build xdpstack, xdpstack-gen and xdpstack-kernel-rx (each with its XDP object embedded)",
+        "build xdpstack, xdpstack-gen, xdpstack-kernel-rx and the quic_echo example (each with its XDP object embedded)",
         &mut build_command(release),
     )?;
     Ok(binary(release))

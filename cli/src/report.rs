@@ -127,6 +127,14 @@ pub fn render_summary(summary: &Summary) -> String {
                 q.xsk.tx_invalid_descs,
             );
         }
+        if t.send_to + t.held + t.no_route + t.other_interface + t.unresolved + t.too_large > 0 {
+            let _ = write!(
+                s,
+                "; send_to {} (held {}); not sent: no_route {}, other_interface {}, \
+                 unresolved {}, too_large {}",
+                t.send_to, t.held, t.no_route, t.other_interface, t.unresolved, t.too_large,
+            );
+        }
         s.push('\n');
     }
     write_xdp_counters(&mut s, &summary.xdp);
@@ -221,6 +229,14 @@ pub fn render_interval(iv: &Interval) -> String {
                 out,
                 "  tx: sent {} kernel_dropped {} queue_full {} no_frame {}",
                 q.tx.sent, q.tx.kernel_dropped, q.tx.queue_full, q.tx.no_frame,
+            );
+        }
+        let t = &q.tx;
+        if t.send_to + t.no_route + t.other_interface + t.unresolved + t.too_large > 0 {
+            let _ = write!(
+                out,
+                " send_to {} held {} no_route {} other_interface {} unresolved {} too_large {}",
+                t.send_to, t.held, t.no_route, t.other_interface, t.unresolved, t.too_large,
             );
         }
         out.push('\n');

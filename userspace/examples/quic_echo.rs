@@ -65,6 +65,9 @@ struct Args {
     /// Print the stack's report as JSON at the end.
     #[arg(long)]
     json: bool,
+    /// Live statistics every S seconds (standard error).
+    #[arg(long, value_name = "S")]
+    stats: Option<f64>,
 }
 
 /// What the server did.
@@ -130,6 +133,30 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         });
     }
     let socket = net.bind(args.port)?;
+    if let Some(every) = args.stats {
+        net = net.on_interval(Duration::from_secs_f64(every.max(0.1)), |iv| {
+            for q in &iv.queues {
+                let t = &q.tx;
+                eprintln!(
+                    "queue {}: {:.0} pkt/s in; socket_received {} socket_full {}; \
+                     send_to {} sent {} held {} no_route {} unresolved {} too_large {} \
+                     queue_full {} no_frame {}",
+                    q.queue,
+                    q.pps,
+                    q.counters.get("socket_received").copied().unwrap_or(0),
+                    q.counters.get("socket_full").copied().unwrap_or(0),
+                    t.send_to,
+                    t.sent,
+                    t.held,
+                    t.no_route,
+                    t.unresolved,
+                    t.too_large,
+                    t.queue_full,
+                    t.no_frame,
+                );
+            }
+        });
+    }
     let running = net.start()?;
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),

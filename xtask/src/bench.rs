@@ -37,9 +37,10 @@ const HEADERS: u64 = 14 + 20 + 8;
 
 /// The receivers, in the order they run and are reported: the references first,
 /// so that a machine that cannot run one says so before the long part.
-const RECEIVERS: [&str; 11] = [
+const RECEIVERS: [&str; 13] = [
     "kernel-udp",
     "kernel-udp+tcpdump",
+    KERNEL_ECHO,
     CEILING,
     TESTPMD_RXONLY,
     TESTPMD_5TSWAP,
@@ -49,7 +50,15 @@ const RECEIVERS: [&str; 11] = [
     "xdpstack-echo",
     COPY,
     STEAL,
+    SOCKET_ECHO,
 ];
+
+/// The kernel's socket answering every datagram (recvmmsg + sendmmsg), against
+/// the socket API's echo.
+const KERNEL_ECHO: &str = "kernel-udp-echo";
+/// The library's socket API answering every datagram (`recv_batch` +
+/// `send_to`, routed through the kernel's tables): `xdpstack-socket-echo`.
+const SOCKET_ECHO: &str = "xdpstack-socket-echo";
 
 /// The kernel's socket receiving, and xdpstack capturing the same datagrams
 /// beside it without taking them (`-w FILE udp port 9000`): against
@@ -63,7 +72,10 @@ const EXPRESSION: [&str; 3] = ["udp", "port", "9000"];
 
 /// Receivers that send every frame back: their replies are counted at the peer.
 fn is_echo(receiver: &str) -> bool {
-    receiver == "xdpstack-echo" || receiver == TESTPMD_5TSWAP
+    receiver == "xdpstack-echo"
+        || receiver == TESTPMD_5TSWAP
+        || receiver == KERNEL_ECHO
+        || receiver == SOCKET_ECHO
 }
 
 /// One measurement.
@@ -296,6 +308,7 @@ struct Bins {
     gen_: PathBuf,
     kernel_rx: PathBuf,
     xdp_drop: PathBuf,
+    socket_echo: PathBuf,
 }
 
 /// Give veth end `dev` a NAPI context of its own, run by a kernel thread pinned
@@ -442,10 +455,12 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
             }
             capture = Some(p);
         }
-        let rx = Proc::spawn(
-            on_cpu0(&bins.kernel_rx).args(["--bind", &format!("198.18.0.1:{PORT}")]),
-            "xdpstack-kernel-rx",
-        )?;
+        let mut cmd = on_cpu0(&bins.kernel_rx);
+        cmd.args(["--bind", &format!("198.18.0.1:{PORT}")]);
+        if receiver == KERNEL_ECHO {
+            cmd.arg("--echo");
+        }
+        let rx = Proc::spawn(&mut cmd, "xdpstack-kernel-rx")?;
         return Ok(Receiver::Kernel {
             rx,
             tcpdump,
@@ -454,6 +469,16 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
     }
     if !receiver.starts_with("xdpstack") {
         return refs::start(receiver, bed, &bins.xdp_drop, &on_cpu0).map(Receiver::Reference);
+    }
+    if receiver == SOCKET_ECHO {
+        let mut cmd = on_cpu0(&bins.socket_echo);
+        cmd.args(["-i", &bed.stack_if(), "--port", &PORT.to_string()]);
+        let p = Proc::spawn(&mut cmd, "xdpstack-socket-echo")?;
+        if bed.wait_xdp_attached(Duration::from_secs(10))?.is_none() {
+            let (out, err) = p.stop(Duration::from_secs(5))?;
+            bail!("xdpstack-socket-echo did not attach:\n{out}\n{err}");
+        }
+        return Ok(Receiver::Xdpstack(p));
     }
     let app = match receiver {
         "xdpstack-drop" => "none",
@@ -573,6 +598,8 @@ fn finish_xdpstack(p: Proc, receiver: &str, iface_tx: u64) -> Result<Outcome> {
             STEAL => report["capture"]["stats"]["records_written"]
                 .as_u64()
                 .unwrap_or(0),
+            // What reached the socket (the rest: `socket_full`).
+            SOCKET_ECHO => report["sockets"][0]["received"].as_u64().unwrap_or(0),
             _ => report["udp"]["datagrams"].as_u64().unwrap_or(0),
         },
         ..Outcome::default()
@@ -636,7 +663,14 @@ fn finish_xdpstack(p: Proc, receiver: &str, iface_tx: u64) -> Result<Outcome> {
         .map(|(_, v)| v.as_u64().unwrap_or(0))
         .sum();
     o.drops.insert("xdp_passed_to_kernel".into(), passed);
-    if receiver == "xdpstack-echo" {
+    if receiver == SOCKET_ECHO {
+        // Datagrams the socket's queue had no room for, and replies refused.
+        o.drops.insert(
+            "socket_full".into(),
+            report["sockets"][0]["full"].as_u64().unwrap_or(0),
+        );
+    }
+    if receiver == "xdpstack-echo" || receiver == SOCKET_ECHO {
         o.tx_sent = Some(sum(&|q| q["tx"]["sent"].as_u64().unwrap_or(0)));
         // Absent from reports of builds that do not count it yet: 0.
         o.tx_kernel_dropped = Some(sum(&|q| q["tx"]["kernel_dropped"].as_u64().unwrap_or(0)));
@@ -834,6 +868,7 @@ pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Re
         gen_: bin_dir.join("xdpstack-gen"),
         kernel_rx: bin_dir.join("xdpstack-kernel-rx"),
         xdp_drop: bin_dir.join("xdpstack-xdp-drop"),
+        socket_echo: bin_dir.join("xdpstack-socket-echo"),
     };
     let (payloads, seconds): (&[u64], f64) = if quick {
         (&[18], 1.0)

@@ -2,7 +2,8 @@
 //!
 //! What a user would write instead of xdpstack: one UDP socket, drained with
 //! recvmmsg(2) in batches of 64 into preallocated buffers, payloads counted and
-//! dropped. It runs until SIGINT/SIGTERM or `--duration`, then prints one JSON
+//! dropped; with `--echo`, each batch sent back to its senders with one
+//! sendmmsg(2) (the kernel's echo, against the socket API's). It runs until SIGINT/SIGTERM or `--duration`, then prints one JSON
 //! object: datagrams and payload bytes received, seconds, the CPU time of the
 //! process, and the kernel's UDP drop counters over the run (`/proc/net/snmp` of
 //! the network namespace it runs in).
@@ -37,6 +38,9 @@ struct Args {
     /// Stop after this many seconds at most.
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
+    /// Send every datagram back to its sender (sendmmsg, one call a batch).
+    #[arg(long)]
+    echo: bool,
 }
 
 /// The kernel's UDP counters of this network namespace (`Udp:` in
@@ -97,12 +101,21 @@ fn main() -> Result<()> {
             iov_len: b.len(),
         })
         .collect();
-    // SAFETY: an all-zero mmsghdr is valid (null name, no control data).
+    // SAFETY: an all-zero mmsghdr is valid (null name, no control data), and
+    // so is an all-zero sockaddr_storage.
     let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
-    for (m, iov) in msgs.iter_mut().zip(iovecs.iter_mut()) {
+    let mut names: Vec<libc::sockaddr_storage> =
+        (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
+    const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    for ((m, iov), name) in msgs.iter_mut().zip(iovecs.iter_mut()).zip(names.iter_mut()) {
         m.msg_hdr.msg_iov = iov;
         m.msg_hdr.msg_iovlen = 1;
+        if args.echo {
+            m.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_namelen = NAME_LEN;
+        }
     }
+    let (mut echoed, mut echo_failed) = (0u64, 0u64);
 
     let before = udp_snmp()?;
     let cpu_before = cpu_seconds();
@@ -141,6 +154,32 @@ fn main() -> Result<()> {
             datagrams += 1;
             bytes += u64::from(m.msg_len);
         }
+        if args.echo {
+            let n = n as usize;
+            // Each reply carries what its request did, to its sender.
+            for (m, iov) in msgs[..n].iter_mut().zip(iovecs.iter_mut()) {
+                iov.iov_len = m.msg_len as usize;
+            }
+            let mut done = 0;
+            while done < n {
+                // SAFETY: the first `n` headers were filled by recvmmsg: names
+                // and iovecs over live buffers, lengths as received.
+                let sent = unsafe {
+                    libc::sendmmsg(fd, msgs.as_mut_ptr().add(done), (n - done) as u32, 0)
+                };
+                if sent <= 0 {
+                    // A full send buffer or a refused datagram: lost, counted.
+                    echo_failed += (n - done) as u64;
+                    break;
+                }
+                done += sent as usize;
+                echoed += sent as u64;
+            }
+            for ((m, iov), b) in msgs[..n].iter_mut().zip(iovecs.iter_mut()).zip(bufs.iter()) {
+                iov.iov_len = b.len();
+                m.msg_hdr.msg_namelen = NAME_LEN;
+            }
+        }
     }
     let cpu_s = cpu_seconds() - cpu_before;
     let after = udp_snmp()?;
@@ -149,6 +188,8 @@ fn main() -> Result<()> {
         "datagrams": datagrams,
         "payload_bytes": bytes,
         "recvmmsg_calls": calls,
+        "echoed": echoed,
+        "echo_failed": echo_failed,
         "seconds": seconds,
         "cpu_s": cpu_s,
         "drops": {

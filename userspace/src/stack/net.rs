@@ -36,7 +36,7 @@ use std::{
 };
 
 use super::{
-    StackError, StackOptions,
+    Interval, StackError, StackOptions,
     service::{AppKind, Report, ServeError, ServiceOptions, serve},
 };
 use crate::{
@@ -48,13 +48,26 @@ use crate::{
 /// How long [`Network::start`] waits for the stack to attach.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The live statistics' callback (see [`Network::on_interval`]).
+type OnInterval = Box<dyn FnMut(Interval) + Send>;
+
 /// The stack on one interface, with the ports bound so far (see the [module
 /// docs](self)).
-#[derive(Debug)]
 pub struct Network {
     opts: StackOptions,
     service: ServiceOptions,
     resolver: Arc<dyn Resolve>,
+    on_interval: Option<OnInterval>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("opts", &self.opts)
+            .field("service", &self.service)
+            .field("resolver", &self.resolver)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Network {
@@ -79,7 +92,21 @@ impl Network {
                 ..ServiceOptions::default()
             },
             resolver,
+            on_interval: None,
         }
+    }
+
+    /// Every `every`, call `f` with the live statistics (per queue: packets,
+    /// drops, frames, the transmit side's `send_to` and refusals by cause, the
+    /// sockets' `socket_received` and `socket_full`), on the stack's thread.
+    pub fn on_interval(
+        mut self,
+        every: Duration,
+        f: impl FnMut(Interval) + Send + 'static,
+    ) -> Self {
+        self.opts.stats_interval = Some(every);
+        self.on_interval = Some(Box::new(f));
+        self
     }
 
     /// Run `service` too (a capture of the sockets' traffic, both ways; an
@@ -131,7 +158,14 @@ impl Network {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("xdpstack".into())
-                .spawn(move || serve(&self.opts, &self.service, stop, &mut |_| {}))
+                .spawn(move || {
+                    let mut quiet = |_: Interval| {};
+                    let on_interval: &mut dyn FnMut(Interval) = match self.on_interval.as_mut() {
+                        Some(f) => f,
+                        None => &mut quiet,
+                    };
+                    serve(&self.opts, &self.service, stop, on_interval)
+                })
                 .map_err(|e| StackError::Bind(format!("starting the stack's thread: {e}")))?
         };
         match attached.recv_timeout(START_TIMEOUT) {

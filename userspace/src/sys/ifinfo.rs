@@ -175,7 +175,10 @@ mod tests {
     #[test]
     fn loopback_has_its_address() {
         let lo = addresses("lo").expect("getifaddrs");
-        assert!(lo.contains(&std::net::IpAddr::from([127, 0, 0, 1])), "{lo:?}");
+        assert!(
+            lo.contains(&std::net::IpAddr::from([127, 0, 0, 1])),
+            "{lo:?}"
+        );
         assert!(addresses("no-such-if0").unwrap().is_empty());
     }
 
@@ -192,4 +195,3 @@ mod tests {
         assert!(mtu("a-name-longer-than-ifnamsiz").is_err());
     }
 }
-

@@ -36,7 +36,7 @@ struct Target {
     short: &'static str,
 }
 
-const TARGETS: [Target; 10] = [
+const TARGETS: [Target; 11] = [
     Target {
         num: COPY,
         den: "kernel-udp+tcpdump",
@@ -126,6 +126,15 @@ const TARGETS: [Target; 10] = [
         strict: true,
         at: None,
         short: "drop/rxonly",
+    },
+    Target {
+        num: "xdpstack-socket-echo",
+        den: "kernel-udp-echo",
+        basis: Basis::Replies,
+        value: 2.0,
+        strict: false,
+        at: None,
+        short: "socket/kernel echo",
     },
 ];
 

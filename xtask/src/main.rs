@@ -179,11 +179,6 @@ fn build_command(release: bool) -> Command {
         "--package",
         "xdpstack-bench",
         "--bins",
-        // The QUIC example, which the integration tests run against quinn.
-        "--package",
-        "xdpstack",
-        "--example",
-        "quic_echo",
     ]);
     if release {
         cmd.arg("--release");
@@ -193,7 +188,7 @@ fn build_command(release: bool) -> Command {
 
 fn build(release: bool) -> Result<PathBuf> {
     step(
-        "build xdpstack, xdpstack-gen, xdpstack-kernel-rx and the quic_echo example (each with its XDP object embedded)",
+        "build xdpstack, xdpstack-gen and xdpstack-kernel-rx (each with its XDP object embedded)",
         &mut build_command(release),
     )?;
     Ok(binary(release))
@@ -269,9 +264,17 @@ fn test(extra: &[String]) -> Result<()> {
         let mut cmd = cargo_nightly();
         // Without quinn (default feature): its TLS crates are not what these
         // tests interpret.
-        cmd.args(["miri", "test", "--package", "xdpstack", "--no-default-features", "--lib", "--"])
-            .args(filters)
-            .env("MIRIFLAGS", flags);
+        cmd.args([
+            "miri",
+            "test",
+            "--package",
+            "xdpstack",
+            "--no-default-features",
+            "--lib",
+            "--",
+        ])
+        .args(filters)
+        .env("MIRIFLAGS", flags);
         cmd
     };
     // Isolation on: the poller reads no clock (its caller passes the time). The
@@ -314,6 +317,10 @@ fn test(extra: &[String]) -> Result<()> {
     require_root("the integration tests")?;
     let bin = build(false)?;
     step(
+        "build the quic_echo example (the integration tests run quinn against it)",
+        cargo().args(["build", "--package", "xdpstack", "--example", "quic_echo"]),
+    )?;
+    step(
         "integration tests (root: veth pairs in namespaces)",
         cargo()
             .args(["test", "--package", "xdpstack-tests", "--"])
@@ -322,6 +329,26 @@ fn test(extra: &[String]) -> Result<()> {
     )?;
     eprintln!("==> all tests passed");
     Ok(())
+}
+
+/// The command that runs xdpstack on `bed`: the newest build that exists (a
+/// path that works when typed), or, with none built yet, the build (`cargo
+/// xtask build`, which installs what the XDP program needs first) and the run.
+fn run_hint(bed: &Testbed) -> String {
+    let args = format!("-i {} --port 9000", bed.stack_if());
+    let newest = [binary(true), binary(false)]
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p);
+    match newest {
+        Some(bin) => format!("ip netns exec {} {} {args}", bed.stack_ns(), bin.display()),
+        None => format!(
+            "cargo xtask build --release && ip netns exec {} {} {args}",
+            bed.stack_ns(),
+            binary(true).display()
+        ),
+    }
 }
 
 fn testbed(action: TestbedCmd) -> Result<()> {
@@ -345,12 +372,7 @@ fn testbed(action: TestbedCmd) -> Result<()> {
                 xdpstack_testbed::PEER_V6,
                 bed.peer_ns(),
             );
-            println!(
-                "run:    ip netns exec {} {} -i {} --port 9000",
-                bed.stack_ns(),
-                binary(false).display(),
-                bed.stack_if()
-            );
+            println!("run:    {}", run_hint(&bed));
             println!("remove: cargo xtask testbed down --name {name}");
             bed.keep();
         }

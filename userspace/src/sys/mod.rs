@@ -11,8 +11,10 @@ use std::io;
 use crate::ring::{KickOutcome, sim::SimRings};
 
 pub mod bpf_prog;
+pub mod confine;
 pub mod ifinfo;
 pub mod loader;
+pub mod netlink;
 pub mod process;
 pub mod xsk;
 

@@ -136,6 +136,22 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     on_interval: &mut dyn FnMut(Interval),
 ) -> Result<Report, ServeError> {
+    serve_with(opts, service, stop, None, on_interval)
+}
+
+/// [`serve`], with the caller's hook run once the stack is attached and
+/// before any thread of the run starts (see [`super::ReadyHook`]): there the
+/// `xdpstack` command drops its privileges and confines itself. The capture's
+/// output is opened right after the hook, so that `-Z USER` creates it as
+/// USER, and a run that fails before leaves no file behind; then the watcher of
+/// a piped standard output starts, the first thread of the run.
+pub fn serve_with(
+    opts: &StackOptions,
+    service: &ServiceOptions,
+    stop: Arc<AtomicBool>,
+    ready: Option<super::ReadyHook>,
+    on_interval: &mut dyn FnMut(Interval),
+) -> Result<Report, ServeError> {
     // Only echo transmits: the other apps' sockets bind no TX ring, which in
     // copy mode would cost every poll(2) a pass of the kernel's transmit loop.
     let opts = &StackOptions {
@@ -148,7 +164,7 @@ pub fn serve(
         ..opts.clone()
     };
     let queues = super::resolve_queues(opts)?;
-    let (capture, outbound, taps) = open_capture(opts, service, &queues, &stop)?;
+    let (capture, outbound, mut taps) = open_capture(opts, service, &queues, &stop)?;
     let watch_stdout = service
         .capture
         .as_ref()
@@ -193,14 +209,38 @@ pub fn serve(
         }));
         specs
     };
-    let run_over = AtomicBool::new(false);
-    let (summary, reader_gone) = std::thread::scope(|s| {
-        let watcher = watch_stdout.then(|| s.spawn(|| watch_pipe_reader(&stop, &run_over)));
-        let summary = super::run_with(opts, stop.clone(), &consumers, taps, on_interval);
-        run_over.store(true, Ordering::Relaxed);
-        let gone = watcher.is_some_and(|w| w.join().unwrap_or(false));
-        (summary, gone)
+    let run_over = Arc::new(AtomicBool::new(false));
+    let watcher: Arc<Mutex<Option<std::thread::JoinHandle<bool>>>> = Arc::default();
+    taps.ready = Some({
+        let (capture, watcher, run_over, stop) = (
+            capture.clone(),
+            watcher.clone(),
+            run_over.clone(),
+            stop.clone(),
+        );
+        Box::new(move || {
+            if let Some(ready) = ready {
+                ready()?;
+            }
+            if let Some(c) = &capture {
+                c.open_output()?;
+            }
+            if watch_stdout {
+                *lock(&watcher) = Some(std::thread::spawn(move || {
+                    watch_pipe_reader(&stop, &run_over)
+                }));
+            }
+            Ok(())
+        })
     });
+    let mut with_capture = |mut iv: Interval| {
+        iv.capture = capture.as_ref().map(Capture::stats);
+        on_interval(iv);
+    };
+    let summary = super::run_with(opts, stop.clone(), &consumers, taps, &mut with_capture);
+    run_over.store(true, Ordering::Relaxed);
+    let watcher = lock(&watcher).take();
+    let reader_gone = watcher.is_some_and(|w| w.join().unwrap_or(false));
     let summary = summary?;
     let mut udp = UdpSummary::default();
     for stats in lock(&udp_stats).iter() {
@@ -241,8 +281,9 @@ fn open_capture(
 ) -> Result<OpenCapture, ServeError> {
     let capture = match &service.capture {
         Some(config) => {
-            let mut c =
-                Capture::open(config, &opts.iface, queues, opts.count)?.stop_on_end(stop.clone());
+            // Opened once the stack is attached (`serve_with`).
+            let mut c = Capture::prepare(config, &opts.iface, queues, opts.count)?
+                .stop_on_end(stop.clone());
             // The views of an app's frames go through the expression; without
             // apps (no port steered) every view is a frame the XDP program's
             // copy of the expression already selected (--steal).
@@ -275,6 +316,7 @@ fn open_capture(
             .filter(|_| copies_in_kernel || outbound.is_some())
             .map(|c| c.copy_writer(outbound.clone())),
         outbound: outbound.clone().map(|o| o as Arc<dyn TxTap>),
+        ready: None,
     };
     Ok((capture, outbound, taps))
 }

@@ -390,6 +390,10 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_dup,
         libc::SYS_dup3,
         libc::SYS_pipe2,
+        // A panic's message and backtrace (RUST_BACKTRACE): the paths of the
+        // binary and of the sources, then abort().
+        libc::SYS_getcwd,
+        libc::SYS_readlinkat,
         // Waiting: the poller's poll(2), the copy ring's epoll, ctrlc's pipe.
         libc::SYS_ppoll,
         libc::SYS_epoll_create1,
@@ -420,6 +424,7 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_accept,
         libc::SYS_pipe,
         libc::SYS_dup2,
+        libc::SYS_readlink,
     ]);
     v
 }

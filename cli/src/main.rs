@@ -107,40 +107,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let user = match cli.user.as_deref().map(confine::lookup_user).transpose() {
-        Ok(user) => user,
-        Err(e) => {
-            say!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    // Bound now, so that a taken or privileged port fails before anything is
-    // attached; served once the privileges are gone.
-    let listener = match cli.metrics.map(std::net::TcpListener::bind).transpose() {
-        Ok(l) => l,
-        Err(e) => {
-            say!(
-                "--metrics {}: cannot listen there: {e} (choose another ADDR:PORT)",
-                cli.metrics.map(|a| a.to_string()).unwrap_or_default()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
     let opts = stack_options(&cli, filter.as_ref());
-    let required: Vec<Requirement> = cli.require.iter().map(|&r| r.into()).collect();
-    if !required.is_empty() {
-        let queues = match xdpstack::stack::resolve_queues(&opts) {
-            Ok(q) => q,
-            Err(e) => {
-                say!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Err(e) = doctor::check_requirements(&opts.iface, &queues, &required) {
-            say!("{e}");
-            return ExitCode::FAILURE;
+    let Setup { user, listener } = match setup(&cli, &opts) {
+        Ok(setup) => setup,
+        Err((msg, code)) => {
+            say!("{msg}");
+            return ExitCode::from(code);
         }
-    }
+    };
     let service = service_options(&cli, filter.as_ref());
     // With `-w -` the capture owns standard output: JSON and the report go to
     // standard error.
@@ -166,8 +140,50 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    print_report(&cli, &report, to_stdout)
+}
+
+/// What is found out before anything is loaded: `-Z`'s user, the metrics
+/// listener (bound now, so that a taken port fails before anything is
+/// attached, and a privileged one works: it is served once the privileges
+/// are gone), and the `--require`d features. Errors carry their exit status.
+struct Setup {
+    user: Option<User>,
+    listener: Option<std::net::TcpListener>,
+}
+
+fn setup(cli: &Cli, opts: &StackOptions) -> Result<Setup, (String, u8)> {
+    let user = cli
+        .user
+        .as_deref()
+        .map(confine::lookup_user)
+        .transpose()
+        .map_err(|e| (e.to_string(), 2))?;
+    let listener = cli
+        .metrics
+        .map(std::net::TcpListener::bind)
+        .transpose()
+        .map_err(|e| {
+            let addr = cli.metrics.map(|a| a.to_string()).unwrap_or_default();
+            (
+                format!("--metrics {addr}: cannot listen there: {e} (choose another ADDR:PORT)"),
+                1,
+            )
+        })?;
+    let required: Vec<Requirement> = cli.require.iter().map(|&r| r.into()).collect();
+    if !required.is_empty() {
+        let queues = xdpstack::stack::resolve_queues(opts).map_err(|e| (e.to_string(), 1))?;
+        doctor::check_requirements(&opts.iface, &queues, &required)
+            .map_err(|e| (e.to_string(), 1))?;
+    }
+    Ok(Setup { user, listener })
+}
+
+/// The summary, as text or JSON, on standard output (standard error with
+/// `-w -`), then a capture's write error; the exit status.
+fn print_report(cli: &Cli, report: &service::Report, to_stdout: bool) -> ExitCode {
     let text = if cli.json {
-        match serde_json::to_string(&report) {
+        match serde_json::to_string(report) {
             Ok(line) => format!("{line}\n"),
             Err(e) => {
                 say!("encoding the summary failed: {e}");
@@ -175,7 +191,7 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        report::render_report(&report, cli.app != App::None)
+        report::render_report(report, cli.app != App::None)
     };
     if to_stdout {
         let _ = std::io::stderr().write_all(text.as_bytes());

@@ -29,7 +29,11 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
-use xdpstack::{CaptureCounter, Counter, stack::Interval, wire::Reject};
+use xdpstack::{
+    CaptureCounter, Counter,
+    stack::{Interval, QueueInterval},
+    wire::Reject,
+};
 
 /// The last interval, shared between the stack's callback and the endpoint.
 #[derive(Clone, Debug, Default)]
@@ -45,7 +49,7 @@ impl Latest {
 /// One family's samples: labels and value.
 type Samples = Vec<(Vec<(&'static str, String)>, f64)>;
 
-/// The families of one snapshot, in order: (name, help, counter?, samples).
+/// The families of one snapshot, in order.
 fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
     let q = |queue: u32| vec![("queue", queue.to_string())];
     let per_queue = |f: &dyn Fn(&xdpstack::stack::QueueInterval) -> u64| -> Samples {
@@ -87,6 +91,27 @@ fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
             per_queue(&|x| x.bytes),
         ),
     ];
+    xdp_families(iv, &mut out);
+    frame_families(iv, &mut out);
+    udp_families(iv, &mut out);
+    capture_families(iv, &mut out);
+    tx_families(iv, &mut out);
+    out
+}
+
+/// A family: (name, help, counter?, samples).
+type Family = (&'static str, &'static str, bool, Samples);
+
+/// The samples of a per-queue figure.
+fn per_queue(iv: &Interval, f: &dyn Fn(&QueueInterval) -> u64) -> Samples {
+    iv.queues
+        .iter()
+        .map(|x| (vec![("queue", x.queue.to_string())], f(x) as f64))
+        .collect()
+}
+
+/// The XDP program's verdicts and capture counters, and the kernel's drops.
+fn xdp_families(iv: &Interval, out: &mut Vec<Family>) {
     let xdp = |name: &str| iv.xdp.get(name).copied().unwrap_or(0) as f64;
     out.push((
         "xdpstack_xdp_verdicts",
@@ -133,6 +158,10 @@ fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
         true,
         drops,
     ));
+}
+
+/// Where the UMEM frames are, and what each consumer got.
+fn frame_families(iv: &Interval, out: &mut Vec<Family>) {
     let mut frames = Samples::new();
     let mut held = Samples::new();
     let mut delivered = Samples::new();
@@ -180,15 +209,18 @@ fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
         true,
         dropped,
     ));
+}
+
+/// The UDP consumer's datagrams and rejects, on queues that have one.
+fn udp_families(iv: &Interval, out: &mut Vec<Family>) {
+    let q = |queue: u32| vec![("queue", queue.to_string())];
     let udp_queues: Vec<_> = iv
         .queues
         .iter()
         .filter(|x| x.counters.contains_key("udp_datagrams"))
         .collect();
     if !udp_queues.is_empty() {
-        let get = |x: &xdpstack::stack::QueueInterval, n: &str| {
-            x.counters.get(n).copied().unwrap_or(0) as f64
-        };
+        let get = |x: &QueueInterval, n: &str| x.counters.get(n).copied().unwrap_or(0) as f64;
         out.push((
             "xdpstack_udp_datagrams",
             "UDP datagrams delivered to a handler.",
@@ -224,6 +256,10 @@ fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
                 .collect(),
         ));
     }
+}
+
+/// The capture writer's counters, when capturing.
+fn capture_families(iv: &Interval, out: &mut Vec<Family>) {
     if let Some(c) = &iv.capture {
         for (name, help, v) in [
             (
@@ -250,6 +286,11 @@ fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
             out.push((name, help, true, vec![(vec![], v as f64)]));
         }
     }
+}
+
+/// The transmit side.
+fn tx_families(iv: &Interval, out: &mut Vec<Family>) {
+    let per_queue = |f: &dyn Fn(&QueueInterval) -> u64| per_queue(iv, f);
     out.push((
         "xdpstack_tx_queued_frames",
         "Frames put on the queue's TX ring.",
@@ -289,7 +330,6 @@ fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
         true,
         refused,
     ));
-    out
 }
 
 /// Turns the latest snapshot into metrics at each scrape.
@@ -408,10 +448,7 @@ fn respond(head: &[u8], latest: &Latest) -> (&'static str, &'static str, String)
 mod tests {
     use std::collections::BTreeMap;
 
-    use xdpstack::{
-        capture::CaptureStats,
-        stack::{ConsumerSummary, QueueInterval},
-    };
+    use xdpstack::{capture::CaptureStats, stack::ConsumerSummary};
 
     use super::*;
 

@@ -210,29 +210,12 @@ pub fn serve_with(
         specs
     };
     let run_over = Arc::new(AtomicBool::new(false));
-    let watcher: Arc<Mutex<Option<std::thread::JoinHandle<bool>>>> = Arc::default();
-    taps.ready = Some({
-        let (capture, watcher, run_over, stop) = (
-            capture.clone(),
-            watcher.clone(),
-            run_over.clone(),
-            stop.clone(),
-        );
-        Box::new(move || {
-            if let Some(ready) = ready {
-                ready()?;
-            }
-            if let Some(c) = &capture {
-                c.open_output()?;
-            }
-            if watch_stdout {
-                *lock(&watcher) = Some(std::thread::spawn(move || {
-                    watch_pipe_reader(&stop, &run_over)
-                }));
-            }
-            Ok(())
-        })
-    });
+    let watcher = Watcher::default();
+    taps.ready = Some(ready_then_open(
+        ready,
+        capture.clone(),
+        watch_stdout.then(|| (watcher.clone(), stop.clone(), run_over.clone())),
+    ));
     let mut with_capture = |mut iv: Interval| {
         iv.capture = capture.as_ref().map(Capture::stats);
         on_interval(iv);
@@ -265,6 +248,32 @@ pub fn serve_with(
         app: service.app,
         udp,
         capture,
+    })
+}
+
+/// The thread watching a piped standard output, once started.
+type Watcher = Arc<Mutex<Option<std::thread::JoinHandle<bool>>>>;
+
+/// The stack's hook: the caller's first, then the capture's output opened
+/// (as the user the caller may have become), then the watcher of a piped
+/// standard output started, with the stop flag and the end-of-run flag.
+fn ready_then_open(
+    ready: Option<super::ReadyHook>,
+    capture: Option<Capture>,
+    watch: Option<(Watcher, Arc<AtomicBool>, Arc<AtomicBool>)>,
+) -> super::ReadyHook {
+    Box::new(move || {
+        if let Some(ready) = ready {
+            ready()?;
+        }
+        if let Some(c) = &capture {
+            c.open_output()?;
+        }
+        if let Some((watcher, stop, run_over)) = watch {
+            let thread = std::thread::spawn(move || watch_pipe_reader(&stop, &run_over));
+            *lock(&watcher) = Some(thread);
+        }
+        Ok(())
     })
 }
 

@@ -404,3 +404,46 @@ impl Drop for CaptureConsumer {
         self.write_batch();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_capture_creates_nothing_until_opened() {
+        let dir = std::env::temp_dir().join(format!("xdpstack-prepare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cap.pcap");
+        let config = CaptureConfig::new(Output::File(path.clone()));
+        let capture = Capture::prepare(&config, "xs0", &[0], None).unwrap();
+        assert!(!path.exists(), "nothing created before open_output");
+        assert_eq!(capture.stats(), CaptureStats::default());
+        capture.open_output().unwrap();
+        assert!(path.exists());
+        capture.open_output().unwrap();
+        let summary = capture.close(&[]);
+        assert_eq!(summary.path.as_deref(), Some(path.as_path()));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // Bad options fail at once; a path that cannot be created fails at
+        // open, and again if asked again.
+        let mut bad = CaptureConfig::new(Output::File(dir.join("x")));
+        bad.file_count = Some(3);
+        assert!(matches!(
+            Capture::prepare(&bad, "xs0", &[0], None),
+            Err(CaptureError::Config(_))
+        ));
+        let missing = CaptureConfig::new(Output::File(dir.join("no/such/dir.pcap")));
+        let capture = Capture::prepare(&missing, "xs0", &[0], None).unwrap();
+        assert!(matches!(
+            capture.open_output(),
+            Err(CaptureError::Open { .. })
+        ));
+        assert!(capture.open_output().is_err());
+        let summary = capture.close(&[]);
+        assert_eq!(
+            (summary.path, summary.stats),
+            (None, CaptureStats::default())
+        );
+    }
+}

@@ -359,10 +359,12 @@ fn doctor_gives_the_right_verdicts() {
     assert_eq!(veth["capabilities"].0, "ok");
     assert_eq!(veth["busy-poll"].0, "WARN");
     assert_eq!(veth["checksum"].0, "WARN", "a veth: {veth:?}");
-    assert!(
-        veth["checksum"].1.contains("ethtool -K PEER tx off"),
-        "{veth:?}"
+    let fix = format!(
+        "ip netns exec {} ethtool -K {} tx off",
+        bed.peer_ns(),
+        bed.peer_if()
     );
+    assert!(veth["checksum"].1.contains(&fix), "{veth:?}");
 
     let lo = doctor(&bed, "lo");
     assert_eq!(lo["xdp"].0, "WARN", "{lo:?}");
@@ -425,11 +427,16 @@ fn checksum_offload_on_the_peer_is_explained_once() {
         .filter(|l| l.contains("rejected as bad_udp_checksum, and nothing else"))
         .collect::<Vec<_>>();
     assert_eq!(said.len(), 1, "once: {}", done.stderr);
+    let fix = format!(
+        "Fix: `ip netns exec {} ethtool -K {} tx off`",
+        bed.peer_ns(),
+        bed.peer_if()
+    );
     for needle in [
         "is a veth",
         "TX checksum offload",
         "CHECKSUM_PARTIAL",
-        "ethtool -K PEER tx off",
+        fix.as_str(),
     ] {
         assert!(said[0].contains(needle), "`{needle}` missing: {}", said[0]);
     }

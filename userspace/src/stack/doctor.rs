@@ -454,6 +454,11 @@ pub struct VethPeer {
     pub name: String,
     /// Whether the peer's name is one `ethtool` takes in this namespace.
     pub here: bool,
+    /// The peer's interface name, wherever it is, when known.
+    pub ifname: Option<String>,
+    /// The name of the peer's network namespace (`ip netns`), when it is in
+    /// another one that has a name.
+    pub netns: Option<String>,
     /// The peer's TX checksum offload, when the peer is in this namespace.
     pub tx_checksum: Option<bool>,
 }
@@ -473,23 +478,40 @@ fn veth_peer_of(link: &LinkInfo) -> Option<VethPeer> {
         (Some(i), None) => match ifinfo::if_name(i) {
             Some(name) => VethPeer {
                 tx_checksum: ifinfo::tx_checksum_offload(&name).ok(),
+                ifname: Some(name.clone()),
+                netns: None,
                 name,
                 here: true,
             },
             None => VethPeer {
                 name: format!("PEER (ifindex {i})"),
                 here: false,
+                ifname: None,
+                netns: None,
                 tx_checksum: None,
             },
         },
-        (Some(i), Some(_)) => VethPeer {
-            name: format!("PEER (ifindex {i} in the peer's network namespace)"),
-            here: false,
-            tx_checksum: None,
-        },
+        (Some(i), Some(ns)) => {
+            let ifname = netlink::link_info_in(i, Some(ns))
+                .ok()
+                .map(|peer| peer.name)
+                .filter(|n| !n.is_empty());
+            VethPeer {
+                name: match &ifname {
+                    Some(n) => format!("{n} (in another network namespace)"),
+                    None => format!("(ifindex {i} in another network namespace)"),
+                },
+                here: false,
+                ifname,
+                netns: netlink::netns_name(ns),
+                tx_checksum: None,
+            }
+        }
         (None, _) => VethPeer {
             name: "PEER".into(),
             here: false,
+            ifname: None,
+            netns: None,
             tx_checksum: None,
         },
     })
@@ -505,14 +527,21 @@ pub fn veth_checksum_explanation(iface: &str, peer: &VethPeer) -> String {
          it unfinished and reject the datagrams as bad_udp_checksum; a real NIC puts full \
          checksums on the wire. Fix: {}",
         peer.name,
-        if peer.here {
-            format!("`ethtool -K {} tx off`", peer.name)
-        } else {
-            "`ethtool -K PEER tx off` in the peer's namespace (`ip netns exec NS ethtool -K PEER \
-             tx off`)"
-                .into()
-        }
+        checksum_fix(peer)
     )
+}
+
+/// The command that turns the peer's TX checksum offload off.
+fn checksum_fix(peer: &VethPeer) -> String {
+    let name = peer.ifname.as_deref().unwrap_or("PEER");
+    match (&peer.netns, peer.here) {
+        (_, true) => format!("`ethtool -K {name} tx off`"),
+        (Some(ns), false) => format!("`ip netns exec {ns} ethtool -K {name} tx off`"),
+        (None, false) => format!(
+            "`ethtool -K {name} tx off` in the peer's namespace (`ip netns exec NS ethtool -K \
+             {name} tx off`)"
+        ),
+    }
 }
 
 fn veth_checksum_check(iface: &str, link: Option<&LinkInfo>) -> Option<Check> {
@@ -532,17 +561,18 @@ fn veth_checksum_check(iface: &str, link: Option<&LinkInfo>) -> Option<Check> {
             "checksum",
             Verdict::Warn,
             veth_checksum_explanation(iface, &peer),
-            Some(format!("ethtool -K {} tx off", peer.name)),
+            Some(checksum_fix(&peer)),
         ),
         None => check(
             "checksum",
             Verdict::Warn,
             format!(
-                "{iface} is a veth whose peer is in another network namespace: if the peer \
+                "{iface} is a veth whose peer {} is in another network namespace: if the peer \
                  keeps TX checksum offload on (the default), UDP from a kernel socket there \
-                 arrives with an unfinished checksum and is rejected as bad_udp_checksum"
+                 arrives with an unfinished checksum and is rejected as bad_udp_checksum",
+                peer.ifname.as_deref().unwrap_or("PEER")
             ),
-            Some("ip netns exec NS ethtool -K PEER tx off".into()),
+            Some(checksum_fix(&peer)),
         ),
     })
 }
@@ -686,10 +716,25 @@ mod tests {
             link_netnsid: Some(0),
             ..LinkInfo::default()
         };
-        let peer = veth_peer_of(&other_ns).unwrap();
+        let mut peer = veth_peer_of(&other_ns).unwrap();
         assert!(!peer.here);
+        // Whatever this machine's namespaces are: the text for each case.
+        peer.ifname = None;
+        peer.netns = None;
         let text = veth_checksum_explanation("xs0", &peer);
         assert!(text.contains("ethtool -K PEER tx off"), "{text}");
+        peer.ifname = Some("xs1".into());
+        let text = veth_checksum_explanation("xs0", &peer);
+        assert!(
+            text.contains("`ip netns exec NS ethtool -K xs1 tx off`"),
+            "{text}"
+        );
+        peer.netns = Some("xsns".into());
+        let text = veth_checksum_explanation("xs0", &peer);
+        assert!(
+            text.contains("Fix: `ip netns exec xsns ethtool -K xs1 tx off`"),
+            "{text}"
+        );
         assert!(!text.contains('\n'));
         assert_eq!(veth_peer_of(&LinkInfo::default()), None, "not a veth");
     }

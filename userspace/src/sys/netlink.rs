@@ -23,8 +23,13 @@ const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_LINK_NETNSID: u16 = 37;
 const IFLA_XDP: u16 = 43;
+const IFLA_TARGET_NETNSID: u16 = 46;
 const IFLA_XDP_ATTACHED: u16 = 2;
 const IFLA_XDP_PROG_ID: u16 = 4;
+const RTM_NEWNSID: u16 = 88;
+const RTM_GETNSID: u16 = 90;
+const NETNSA_NSID: u16 = 1;
+const NETNSA_FD: u16 = 3;
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
@@ -227,10 +232,20 @@ fn text_of(b: &[u8]) -> String {
 
 /// rtnetlink's view of the link with index `ifindex` (`ip -d link show`).
 pub fn link_info(ifindex: u32) -> io::Result<LinkInfo> {
+    link_info_in(ifindex, None)
+}
+
+/// [`link_info`] of a link in the network namespace this one knows as
+/// `netnsid` (`IFLA_TARGET_NETNSID`, Linux 4.20+; CAP_NET_ADMIN there): how
+/// a veth's peer in another namespace is named.
+pub fn link_info_in(ifindex: u32, netnsid: Option<i32>) -> io::Result<LinkInfo> {
     let mut ifinfomsg = [0u8; 16];
     ifinfomsg[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
     let mut msg = Msg::new(RTM_GETLINK, NLM_F_REQUEST);
     msg.bytes(&ifinfomsg);
+    if let Some(id) = netnsid {
+        msg.attr(IFLA_TARGET_NETNSID, &id.to_ne_bytes());
+    }
     let payload = ask(NETLINK_ROUTE, msg.finish(), RTM_NEWLINK)?;
     let mut info = LinkInfo::default();
     for (kind, value) in attrs(payload.get(16..).unwrap_or_default()) {
@@ -258,6 +273,32 @@ pub fn link_info(ifindex: u32) -> io::Result<LinkInfo> {
         }
     }
     Ok(info)
+}
+
+/// The name (`ip netns`, a file in /run/netns) of the network namespace this
+/// one knows as `netnsid`, if it has one.
+pub fn netns_name(netnsid: i32) -> Option<String> {
+    for entry in std::fs::read_dir("/run/netns").ok()? {
+        let Ok(entry) = entry else { continue };
+        let Ok(file) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        let mut msg = Msg::new(RTM_GETNSID, NLM_F_REQUEST);
+        msg.bytes(&[0, 0, 0, 0])
+            .attr(NETNSA_FD, &(file.as_raw_fd() as u32).to_ne_bytes());
+        let Ok(payload) = ask(NETLINK_ROUTE, msg.finish(), RTM_NEWNSID) else {
+            continue;
+        };
+        let id = attrs(payload.get(4..).unwrap_or_default())
+            .into_iter()
+            .find(|(k, _)| *k == NETNSA_NSID)
+            .and_then(|(_, v)| u32_of(v))
+            .map(|v| v as i32);
+        if id == Some(netnsid) {
+            return Some(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    None
 }
 
 /// The id of generic-netlink family `name`; `None` when the kernel has none.

@@ -392,6 +392,7 @@ fn stack_options(cli: &Cli, filter: Option<&Arc<Filter>>) -> StackOptions {
         poller: PollerConfig {
             budget: cli.budget,
             busy_poll: cli.busy_poll || cli.require.contains(&RequireArg::BusyPoll),
+            require_busy_poll: cli.require.contains(&RequireArg::BusyPoll),
             ..PollerConfig::default()
         },
         pin_cpus: cli.pin_cpus,

@@ -382,7 +382,8 @@ impl std::fmt::Debug for Taps {
     }
 }
 
-/// [`run`], with the capture's copies and its outbound tap.
+/// [`run`], with the capture's copies, its outbound tap and the caller's
+/// hook before the run's threads start ([`Taps`]).
 pub fn run_with(
     opts: &StackOptions,
     stop: Arc<AtomicBool>,

@@ -1,7 +1,9 @@
 //! Everything that talks to the kernel: AF_XDP sockets ([`xsk`], through
 //! xsk-rs), the XDP program ([`loader`], through aya), raw eBPF programs such as
 //! the translated capture filters ([`bpf_prog`], through libbpf), interface
-//! facts ([`ifinfo`]) and process facts ([`process`]). The layers below this one make
+//! facts ([`ifinfo`], and what netlink says of them: [`netlink`]), process
+//! facts ([`process`]) and the confinement after setup: privileges dropped
+//! and the seccomp allow-list ([`confine`]). The layers below this one make
 //! no syscall; the run loop (`stack`) reaches the kernel through the [`Kernel`]
 //! trait, which the socket implements and which the fake ring
 //! ([`crate::ring::sim::SimRings`]) answers in tests.

@@ -183,8 +183,11 @@ pub enum Command {
         xdpstack -i eth0 --port 9000-9010 -c 1000 stop after 1000 packets\n  \
         xdpstack -i eth0 --capture all -w all.pcapng --duration 10\n  \
         xdpstack -i eth0 -w dns.pcapng udp port 53 and not host 198.18.0.9\n  \
-        xdpstack -i span0 --steal -w span.pcap udp portrange 9000-9099\n\n\
-        Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW).\n\
+        xdpstack -i span0 --steal -w span.pcap udp portrange 9000-9099\n  \
+        xdpstack -i eth0 --port 9000 -Z nobody -w rx.pcap --metrics 127.0.0.1:9464\n  \
+        xdpstack doctor -i eth0                   what eth0 offers, each finding with its fix\n\n\
+        Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW) to attach; every privilege is\n\
+        dropped once attached, and a seccomp allow-list confines the run.\n\
         Shell completions: xdpstack completions bash|zsh|fish > FILE",
     subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true

@@ -10,7 +10,9 @@ use xdpstack::{
     capture::Format,
     poller::Overflow,
     stack::{
-        QueueSpec, parse_range,
+        QueueSpec,
+        doctor::Requirement,
+        parse_range,
         service::{AppKind, CaptureDirection},
     },
     sys::{loader::XdpModeChoice, xsk::ZeroCopy},
@@ -129,6 +131,20 @@ pub enum CaptureChoice {
     All,
 }
 
+value_enum! {
+    /// `--require zero-copy|drv|busy-poll`: what the run must have, or fail at
+    /// start.
+    RequireArg => Requirement {
+        /// AF_XDP zero-copy (implies --zero-copy on).
+        #[default]
+        ZeroCopy,
+        /// Native (driver) XDP (implies --xdp-mode drv).
+        Drv,
+        /// Busy polling that runs the driver's NAPI poll (implies --busy-poll).
+        BusyPoll,
+    }
+}
+
 /// Commands other than running the stack.
 #[derive(Clone, Debug, clap::Subcommand)]
 pub enum Command {
@@ -136,6 +152,21 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Say what an interface offers xdpstack, each finding with its fix:
+    /// native or generic XDP, zero-copy, RX queues, ntuple, a foreign XDP
+    /// program, MTU against the frame size, locked memory, capabilities,
+    /// busy polling, and a veth's checksum offload. Changes nothing.
+    Doctor {
+        /// The interface.
+        #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+        iface: String,
+        /// The UMEM frame size the run would use.
+        #[arg(long = "frame-size", default_value_t = 2048, value_parser = parse_frame_size)]
+        frame_size: u32,
+        /// The frames per queue the run would use.
+        #[arg(long, default_value_t = 4096, value_parser = parse_frames)]
+        frames: u32,
     },
 }
 
@@ -152,8 +183,11 @@ pub enum Command {
         xdpstack -i eth0 --port 9000-9010 -c 1000 stop after 1000 packets\n  \
         xdpstack -i eth0 --capture all -w all.pcapng --duration 10\n  \
         xdpstack -i eth0 -w dns.pcapng udp port 53 and not host 198.18.0.9\n  \
-        xdpstack -i span0 --steal -w span.pcap udp portrange 9000-9099\n\n\
-        Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW).\n\
+        xdpstack -i span0 --steal -w span.pcap udp portrange 9000-9099\n  \
+        xdpstack -i eth0 --port 9000 -Z nobody -w rx.pcap --metrics 127.0.0.1:9464\n  \
+        xdpstack doctor -i eth0                   what eth0 offers, each finding with its fix\n\n\
+        Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW) to attach; every privilege is\n\
+        dropped once attached, and a seccomp allow-list confines the run.\n\
         Shell completions: xdpstack completions bash|zsh|fish > FILE",
     subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true
@@ -367,6 +401,33 @@ pub struct Cli {
     #[arg(short = 'd', help_heading = "Capture")]
     pub dump: bool,
 
+    /// Fail at start, in one line saying why, unless the run gets FEATURE
+    /// (repeatable): `zero-copy` (not copy mode), `drv` (native XDP, not
+    /// generic), `busy-poll` (a NAPI poll to run). Nothing degrades silently.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FEATURE",
+        help_heading = "Running it safely"
+    )]
+    pub require: Vec<RequireArg>,
+
+    /// Once attached, switch to USER (its uid, gid and groups), as tcpdump -Z
+    /// does: capture files are created as USER. Without it the process stays
+    /// root, but holds no capability after setup.
+    #[arg(short = 'Z', value_name = "USER", help_heading = "Running it safely")]
+    pub user: Option<String>,
+
+    /// Run without the seccomp allow-list (to debug a run killed by SIGSYS:
+    /// `strace -f` then shows the syscall).
+    #[arg(long = "no-seccomp", help_heading = "Running it safely")]
+    pub no_seccomp: bool,
+
+    /// Serve Prometheus metrics (text format) at http://ADDR:PORT/metrics,
+    /// updated every --stats S (1 s by default).
+    #[arg(long, value_name = "ADDR:PORT", help_heading = "Run and report")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// When the capture writer falls behind: drop frames (counted), or wait,
     /// holding frames back so the kernel drops instead (counted, lossless file).
     #[arg(
@@ -439,6 +500,12 @@ impl Cli {
             } else {
                 Err("-d prints a filter expression's program: give one (`-d udp port 53`)".into())
             };
+        }
+        if self.require.contains(&RequireArg::ZeroCopy) && self.zero_copy == ZeroCopyArg::Off {
+            return Err("--require zero-copy contradicts --zero-copy off: drop one".into());
+        }
+        if self.require.contains(&RequireArg::Drv) && self.xdp_mode == XdpModeArg::Skb {
+            return Err("--require drv contradicts --xdp-mode skb: drop one".into());
         }
         if self.iface() == "any" {
             // tcpdump's pseudo-interface is a packet socket on every device; an
@@ -710,6 +777,59 @@ mod tests {
         assert_eq!(parse(&["-i", "e"]).unwrap().rotate_seconds, None);
         assert!(parse(&["-i", "e", "-G", "0"]).is_err());
         assert!(parse(&["-i", "e", "-G", "1.5"]).is_err());
+    }
+
+    #[test]
+    fn doctor_is_a_subcommand_and_the_expression_still_works() {
+        let cli = parse(&["doctor", "-i", "veth0"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Doctor { ref iface, frame_size: 2048, frames: 4096 }) if iface == "veth0"
+        ));
+        assert!(parse(&["doctor"]).is_err(), "doctor needs -i");
+        let cli = parse(&["-i", "e", "-w", "f", "udp", "port", "53"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.expression(), "udp port 53");
+    }
+
+    #[test]
+    fn requirements_repeat_and_contradictions_are_refused() {
+        let cli = parse(&[
+            "-i",
+            "e",
+            "--port",
+            "1",
+            "--require",
+            "zero-copy",
+            "--require",
+            "drv",
+        ])
+        .unwrap();
+        assert_eq!(cli.require, [RequireArg::ZeroCopy, RequireArg::Drv]);
+        assert!(cli.validate().is_ok());
+        let cli = parse(&[
+            "-i",
+            "e",
+            "--port",
+            "1",
+            "--require",
+            "drv",
+            "--xdp-mode",
+            "skb",
+        ])
+        .unwrap();
+        assert!(cli.validate().unwrap_err().contains("--require drv"));
+        assert!(parse(&["-i", "e", "--require", "speed"]).is_err());
+    }
+
+    #[test]
+    fn user_seccomp_and_metrics() {
+        let cli = parse(&["-i", "e", "--port", "1", "-Z", "nobody", "--no-seccomp"]).unwrap();
+        assert_eq!(cli.user.as_deref(), Some("nobody"));
+        assert!(cli.no_seccomp);
+        let cli = parse(&["-i", "e", "--metrics", "127.0.0.1:9101"]).unwrap();
+        assert_eq!(cli.metrics, Some("127.0.0.1:9101".parse().unwrap()));
+        assert!(parse(&["-i", "e", "--metrics", "localhost"]).is_err());
     }
 
     #[test]

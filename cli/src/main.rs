@@ -20,13 +20,20 @@ use xdpstack::{
     filter::Filter,
     poller::PollerConfig,
     stack::{
-        CaptureMode, KernelCapture, StackOptions,
+        CaptureMode, KernelCapture, ReadyHook, StackOptions,
+        doctor::{self, Requirement},
         service::{self, CaptureReport, ServiceOptions},
     },
-    sys::xsk::XskConfig,
+    sys::{
+        confine::{self, User},
+        loader::XdpModeChoice,
+        process::block_termination_signals,
+        xsk::{XskConfig, ZeroCopy},
+    },
 };
 
 mod args;
+mod metrics;
 mod report;
 
 /// `xdpstack: MESSAGE` on standard error, as eprintln! would write it, but a
@@ -38,7 +45,7 @@ macro_rules! say {
     }};
 }
 
-use args::{App, CaptureChoice, Cli, Command, DirectionArg};
+use args::{App, CaptureChoice, Cli, Command, DirectionArg, RequireArg};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,6 +70,14 @@ fn main() -> ExitCode {
         // same closed stream, and the panic hook aborts the run.
         .log_internal_errors(false)
         .init();
+    if let Some(Command::Doctor {
+        iface,
+        frame_size,
+        frames,
+    }) = &cli.command
+    {
+        return run_doctor(iface, *frame_size, *frames);
+    }
     if let Err(msg) = cli.validate() {
         say!("{msg}");
         return ExitCode::from(2);
@@ -83,28 +98,92 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let stop = match install_handlers() {
-        Ok(stop) => stop,
-        Err(msg) => {
+    install_panic_policy();
+    // SIGINT, SIGTERM and SIGHUP wait until the handler is installed, after
+    // the privileges are dropped (see `ready`): the handler's thread must not
+    // be there to keep them.
+    if let Err(e) = block_termination_signals(true) {
+        say!("blocking signals during setup failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = stack_options(&cli, filter.as_ref());
+    let Setup { user, listener } = match setup(&cli, &opts) {
+        Ok(setup) => setup,
+        Err((msg, code)) => {
             say!("{msg}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(code);
         }
     };
-    let opts = stack_options(&cli, filter.as_ref());
     let service = service_options(&cli, filter.as_ref());
     // With `-w -` the capture owns standard output: JSON and the report go to
     // standard error.
     let to_stdout = cli.write.as_deref() == Some(Path::new("-"));
     let mut live = report::LiveOutput::new(cli.json, !to_stdout);
-    let report = match service::serve(&opts, &service, stop, &mut |iv| live.show(&iv)) {
+    let show_live = live_wanted(&cli);
+    let latest = metrics::Latest::default();
+    let hook = ready(
+        user.clone(),
+        !cli.no_seccomp,
+        stop.clone(),
+        listener.map(|l| (l, latest.clone())),
+    );
+    let report = match service::serve_with(&opts, &service, stop, Some(hook), &mut |iv| {
+        latest.update(&iv);
+        if show_live {
+            live.show(&iv);
+        }
+    }) {
         Ok(report) => report,
         Err(e) => {
-            say!("{e}");
+            say!("{}", explain(&e.to_string(), user.as_ref()));
             return ExitCode::FAILURE;
         }
     };
+    print_report(&cli, &report, to_stdout)
+}
+
+/// What is found out before anything is loaded: `-Z`'s user, the metrics
+/// listener (bound now, so that a taken port fails before anything is
+/// attached, and a privileged one works: it is served once the privileges
+/// are gone), and the `--require`d features. Errors carry their exit status.
+struct Setup {
+    user: Option<User>,
+    listener: Option<std::net::TcpListener>,
+}
+
+fn setup(cli: &Cli, opts: &StackOptions) -> Result<Setup, (String, u8)> {
+    let user = cli
+        .user
+        .as_deref()
+        .map(confine::lookup_user)
+        .transpose()
+        .map_err(|e| (e.to_string(), 2))?;
+    let listener = cli
+        .metrics
+        .map(std::net::TcpListener::bind)
+        .transpose()
+        .map_err(|e| {
+            let addr = cli.metrics.map(|a| a.to_string()).unwrap_or_default();
+            (
+                format!("--metrics {addr}: cannot listen there: {e} (choose another ADDR:PORT)"),
+                1,
+            )
+        })?;
+    let required: Vec<Requirement> = cli.require.iter().map(|&r| r.into()).collect();
+    if !required.is_empty() {
+        let queues = xdpstack::stack::resolve_queues(opts).map_err(|e| (e.to_string(), 1))?;
+        doctor::check_requirements(&opts.iface, &queues, &required)
+            .map_err(|e| (e.to_string(), 1))?;
+    }
+    Ok(Setup { user, listener })
+}
+
+/// The summary, as text or JSON, on standard output (standard error with
+/// `-w -`), then a capture's write error; the exit status.
+fn print_report(cli: &Cli, report: &service::Report, to_stdout: bool) -> ExitCode {
     let text = if cli.json {
-        match serde_json::to_string(&report) {
+        match serde_json::to_string(report) {
             Ok(line) => format!("{line}\n"),
             Err(e) => {
                 say!("encoding the summary failed: {e}");
@@ -112,7 +191,7 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        report::render_report(&report, cli.app != App::None)
+        report::render_report(report, cli.app != App::None)
     };
     if to_stdout {
         let _ = std::io::stderr().write_all(text.as_bytes());
@@ -138,37 +217,108 @@ fn exit_status(capture: Option<&CaptureReport>) -> u8 {
     }
 }
 
-/// The panic policy, the stop flag set by SIGINT/SIGTERM, and the crash tests'
-/// hook.
-fn install_handlers() -> Result<Arc<AtomicBool>, String> {
-    // A panic on any thread ends the process at once: a stack with a dead poller
-    // must not limp on. The kernel then closes our fds, which detaches the program.
+/// A panic on any thread ends the process at once: a stack with a dead poller
+/// must not limp on. The kernel then closes our fds, which detaches the program.
+fn install_panic_policy() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
         std::process::abort();
     }));
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    // SIGINT and SIGTERM end the run cleanly; a second one exits at once.
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
+}
+
+/// What runs once the stack is attached and before its threads start: drop
+/// every privilege (and become `user` with -Z), install the seccomp
+/// allow-list, then the signal handler, the metrics endpoint and the tests'
+/// hooks, each a thread that starts confined.
+fn ready(
+    user: Option<User>,
+    seccomp: bool,
+    stop: Arc<AtomicBool>,
+    metrics: Option<(std::net::TcpListener, metrics::Latest)>,
+) -> ReadyHook {
+    Box::new(move || {
+        confine::drop_privileges(user.as_ref())?;
+        if seccomp {
+            confine::install_seccomp()?;
         }
+        let flag = stop;
+        // SIGINT and SIGTERM end the run cleanly; a second one exits at once.
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+        })
+        .map_err(|e| format!("installing the signal handler failed: {e}"))?;
+        block_termination_signals(false)?;
+        if let Some((listener, latest)) = metrics {
+            metrics::spawn(listener, latest)?;
+        }
+        test_hooks();
+        Ok(())
     })
-    .map_err(|e| format!("installing the signal handler failed: {e}"))?;
-    // Test hook for the crash-cleanup tests: a panic after attaching must leave
-    // nothing attached (bpf_link semantics).
-    if let Some(ms) = std::env::var("XDPSTACK_TEST_PANIC_AFTER_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+}
+
+/// Hooks for the tests, after the hook above: a panic after attaching must
+/// leave nothing attached (bpf_link semantics); a syscall outside the seccomp
+/// allow-list (linkat: a hard link) must end the process, as designed.
+fn test_hooks() {
+    let after = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+    };
+    if let Some(t) = after("XDPSTACK_TEST_PANIC_AFTER_MS") {
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(ms));
+            std::thread::sleep(t);
             panic!("XDPSTACK_TEST_PANIC_AFTER_MS: deliberate panic");
         });
     }
-    Ok(stop)
+    if let Some(t) = after("XDPSTACK_TEST_SECCOMP_VIOLATION_AFTER_MS") {
+        std::thread::spawn(move || {
+            std::thread::sleep(t);
+            let r = std::fs::hard_link("/nonexistent/xdpstack-a", "/nonexistent/xdpstack-b");
+            tracing::warn!("XDPSTACK_TEST_SECCOMP_VIOLATION_AFTER_MS: linkat returned {r:?}");
+        });
+    }
+}
+
+/// Whether the live statistics are shown: asked for with --stats, or by
+/// default when a person watches standard error.
+fn live_wanted(cli: &Cli) -> bool {
+    cli.stats.is_some() || (!cli.json && std::io::stderr().is_terminal())
+}
+
+/// A capture file the `-Z` user may not create: say that it was the user's
+/// attempt, since root could have.
+fn explain(message: &str, user: Option<&User>) -> String {
+    match user {
+        Some(u) if message.starts_with("capture file ") && message.contains("ermission denied") => {
+            format!(
+                "{message} (it is created as user {} after privileges are dropped, -Z {})",
+                u.name, u.name
+            )
+        }
+        _ => message.to_string(),
+    }
+}
+
+/// `xdpstack doctor -i IF`: every finding on a line, its fix beneath.
+fn run_doctor(iface: &str, frame_size: u32, frames: u32) -> ExitCode {
+    match doctor::diagnose(iface, doctor::Planned { frame_size, frames }) {
+        Ok(checks) => {
+            let text = report::render_doctor(iface, &checks);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The expression, compiled by libpcap; `None` without one.
@@ -223,24 +373,35 @@ fn stack_options(cli: &Cli, filter: Option<&Arc<Filter>>) -> StackOptions {
         // The service stamps every frame when it captures.
         stamps: false,
         ports: cli.port_list(),
-        xdp_mode: cli.xdp_mode.into(),
+        // What --require asks for is asked of the kernel strictly too.
+        xdp_mode: if cli.require.contains(&RequireArg::Drv) {
+            XdpModeChoice::Drv
+        } else {
+            cli.xdp_mode.into()
+        },
         xsk: XskConfig {
             frame_count: cli.frames,
             frame_size: cli.frame_size,
-            zero_copy: cli.zero_copy.into(),
+            zero_copy: if cli.require.contains(&RequireArg::ZeroCopy) {
+                ZeroCopy::On
+            } else {
+                cli.zero_copy.into()
+            },
             ..XskConfig::default()
         },
         poller: PollerConfig {
             budget: cli.budget,
-            busy_poll: cli.busy_poll,
+            busy_poll: cli.busy_poll || cli.require.contains(&RequireArg::BusyPoll),
+            require_busy_poll: cli.require.contains(&RequireArg::BusyPoll),
             ..PollerConfig::default()
         },
         pin_cpus: cli.pin_cpus,
         duration: cli.duration,
         count: cli.count,
-        // Live statistics every second by default when a person is watching.
+        // Live statistics every second by default when a person is watching,
+        // or when the metrics endpoint serves them.
         stats_interval: cli.stats.or_else(|| {
-            (!cli.json && std::io::stderr().is_terminal()).then(|| Duration::from_secs(1))
+            (live_wanted(cli) || cli.metrics.is_some()).then(|| Duration::from_secs(1))
         }),
     }
 }

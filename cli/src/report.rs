@@ -13,9 +13,29 @@ use xdpstack::{
     capture::CaptureEnd,
     stack::{
         Interval, Summary,
+        doctor::{Check, Verdict},
         service::{CaptureReport, Report},
     },
 };
+
+/// `xdpstack doctor`: a line per finding (verdict, topic, finding), and its
+/// fix on the next line when there is one.
+pub fn render_doctor(iface: &str, checks: &[Check]) -> String {
+    let mut s = format!("xdpstack doctor: {iface}\n");
+    for c in checks {
+        let verdict = match c.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "??",
+        };
+        let _ = writeln!(s, "  {verdict:<5} {:<13} {}", c.topic, c.finding);
+        if let Some(fix) = &c.fix {
+            let _ = writeln!(s, "  {:<5} {:<13} fix: {fix}", "", "");
+        }
+    }
+    s
+}
 
 /// The report at exit, several lines.
 pub fn render_report(report: &Report, show_udp: bool) -> String {

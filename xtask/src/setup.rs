@@ -39,6 +39,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "kernel capture baseline; `tcpdump -d` is what filter dumps are tested against",
     ),
     ("tshark", "validating capture files"),
+    (
+        "prometheus",
+        "the metrics tests: `promtool check metrics`, and a Prometheus server scraping --metrics",
+    ),
 ];
 
 /// bpf-linker release line known to build against LLVM 22 with the feature below.

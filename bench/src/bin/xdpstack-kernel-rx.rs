@@ -101,12 +101,13 @@ fn main() -> Result<()> {
             iov_len: b.len(),
         })
         .collect();
-    // SAFETY: an all-zero mmsghdr is valid (null name, no control data), and
-    // so is an all-zero sockaddr_storage.
+    // SAFETY: an all-zero mmsghdr is valid (null name, no control data).
     let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
+    // SAFETY: an all-zero sockaddr_storage is valid (family AF_UNSPEC).
     let mut names: Vec<libc::sockaddr_storage> =
         (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
-    const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    const NAME_LEN: libc::socklen_t =
+        std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     for ((m, iov), name) in msgs.iter_mut().zip(iovecs.iter_mut()).zip(names.iter_mut()) {
         m.msg_hdr.msg_iov = iov;
         m.msg_hdr.msg_iovlen = 1;

@@ -144,11 +144,19 @@ impl CopyWriter {
         let capture = &self.capture;
         let monotonic = capture.monotonic;
         let mut guard = capture.lock();
-        let Shared { writer, last_ns } = &mut *guard;
+        let Shared {
+            writer, last_ns, ..
+        } = &mut *guard;
         let out = source(&mut |copy: &Copied<'_>| {
             if !capture.take_slot() {
                 return;
             }
+            let Some(writer) = writer.as_mut() else {
+                capture
+                    .unopened
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            };
             let mut ts = copy.timestamp_ns;
             if monotonic {
                 ts = ts.max(*last_ns);
@@ -159,7 +167,9 @@ impl CopyWriter {
                 ..*copy
             });
         });
-        capture.report_error(writer);
+        if let Some(writer) = writer {
+            capture.report_error(writer);
+        }
         out
     }
 
@@ -186,7 +196,9 @@ impl CopyWriter {
             });
         }
         if self.last_flush.elapsed() >= super::FLUSH_EVERY {
-            self.capture.lock().writer.flush();
+            if let Some(w) = &mut self.capture.lock().writer {
+                w.flush();
+            }
             self.last_flush = Instant::now();
         }
     }

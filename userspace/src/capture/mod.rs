@@ -51,11 +51,21 @@ pub trait Selects: Send + Sync + std::fmt::Debug {
     fn selects(&self, frame: &[u8]) -> bool;
 }
 
-/// The writer and the time of the last record written.
+/// The writer and the time of the last record written; before
+/// [`Capture::open_output`], what the writer is to be opened with.
 #[derive(Debug)]
 struct Shared {
-    writer: CaptureWriter,
+    writer: Option<CaptureWriter>,
     last_ns: u64,
+    pending: Option<Pending>,
+}
+
+/// What a prepared capture's writer is opened with.
+#[derive(Debug)]
+struct Pending {
+    config: CaptureConfig,
+    iface: String,
+    queues: Vec<u32>,
 }
 
 /// A view with the time it is written with.
@@ -104,6 +114,9 @@ pub struct Capture {
     inbound: bool,
     /// Views the filter did not select.
     unselected: Arc<AtomicU64>,
+    /// Records offered before the output was opened (none when the stack
+    /// opens it before its threads start, as the service does).
+    unopened: Arc<AtomicU64>,
 }
 
 impl Capture {
@@ -115,9 +128,34 @@ impl Capture {
         queues: &[u32],
         count: Option<u64>,
     ) -> Result<Self, CaptureError> {
-        let writer = CaptureWriter::open(config, iface, queues)?;
+        let capture = Self::prepare(config, iface, queues, count)?;
+        capture.open_output()?;
+        Ok(capture)
+    }
+
+    /// Check the options now and open the output later, with
+    /// [`Self::open_output`]: consumers can be made meanwhile. The service
+    /// opens it once the stack is attached and the process has dropped its
+    /// privileges (`-Z`), so that the file is the user's, and no file is left
+    /// behind by a run that could not start.
+    pub fn prepare(
+        config: &CaptureConfig,
+        iface: &str,
+        queues: &[u32],
+        count: Option<u64>,
+    ) -> Result<Self, CaptureError> {
+        CaptureWriter::check(config)?;
+        let pending = Pending {
+            config: config.clone(),
+            iface: iface.to_owned(),
+            queues: queues.to_vec(),
+        };
         Ok(Self {
-            shared: Arc::new(Mutex::new(Shared { writer, last_ns: 0 })),
+            shared: Arc::new(Mutex::new(Shared {
+                writer: None,
+                last_ns: 0,
+                pending: Some(pending),
+            })),
             monotonic: config.format == Format::Pcap && queues.len() > 1,
             remaining: Arc::new(AtomicU64::new(count.unwrap_or(u64::MAX))),
             reported: Arc::new(AtomicBool::new(false)),
@@ -125,7 +163,36 @@ impl Capture {
             filter: None,
             inbound: true,
             unselected: Arc::new(AtomicU64::new(0)),
+            unopened: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Open the output of a [`prepared`](Self::prepare) capture (the first
+    /// file, or standard output); nothing to do once open.
+    pub fn open_output(&self) -> Result<(), CaptureError> {
+        let mut guard = self.lock();
+        if let Some(p) = guard.pending.take() {
+            match CaptureWriter::open(&p.config, &p.iface, &p.queues) {
+                Ok(w) => guard.writer = Some(w),
+                Err(e) => {
+                    guard.pending = Some(p);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The writer's counters so far (zeros before the output is open).
+    pub fn stats(&self) -> CaptureStats {
+        let mut stats = self
+            .lock()
+            .writer
+            .as_ref()
+            .map(CaptureWriter::stats)
+            .unwrap_or_default();
+        stats.records_dropped += self.unopened.load(Ordering::Relaxed);
+        stats
     }
 
     /// Sets `stop` when the writer ends the capture on its own: the reader of
@@ -212,27 +279,44 @@ impl Capture {
     /// Flush and close the file with each queue's counters (for pcapng's
     /// interface statistics blocks). Call after every consumer is gone.
     pub fn close(self, stats: &[QueueStats]) -> CaptureSummary {
-        let Capture { shared, .. } = self;
-        match Arc::try_unwrap(shared) {
-            Ok(m) => m
-                .into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .writer
-                .close(stats),
+        let Capture {
+            shared, unopened, ..
+        } = self;
+        let unopened = unopened.load(Ordering::Relaxed);
+        let never_opened = |unopened| CaptureSummary {
+            stats: CaptureStats {
+                records_dropped: unopened,
+                ..CaptureStats::default()
+            },
+            error: None,
+            end: None,
+            path: None,
+        };
+        let mut summary = match Arc::try_unwrap(shared) {
+            Ok(m) => match m.into_inner().unwrap_or_else(|e| e.into_inner()).writer {
+                Some(w) => w.close(stats),
+                None => never_opened(0),
+            },
             Err(shared) => {
                 // A consumer still exists (a library user kept one): close what
                 // we can through the lock; the file stays valid.
                 let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
-                let w = &mut guard.writer;
-                w.flush();
-                CaptureSummary {
-                    stats: w.stats(),
-                    error: None,
-                    end: w.ended(),
-                    path: w.current_path().map(Into::into),
+                match &mut guard.writer {
+                    Some(w) => {
+                        w.flush();
+                        CaptureSummary {
+                            stats: w.stats(),
+                            error: None,
+                            end: w.ended(),
+                            path: w.current_path().map(Into::into),
+                        }
+                    }
+                    None => never_opened(0),
                 }
             }
-        }
+        };
+        summary.stats.records_dropped += unopened;
+        summary
     }
 }
 
@@ -253,7 +337,15 @@ impl CaptureConsumer {
         }
         let monotonic = self.capture.monotonic;
         let mut guard = self.capture.lock();
-        let Shared { writer, last_ns } = &mut *guard;
+        let Shared {
+            writer, last_ns, ..
+        } = &mut *guard;
+        let Some(writer) = writer.as_mut() else {
+            let n = self.batch.len() as u64;
+            self.batch.clear();
+            self.capture.unopened.fetch_add(n, Ordering::Relaxed);
+            return;
+        };
         self.stamped.extend(self.batch.drain(..).map(|view| {
             let mut ns = view.timestamp_ns();
             if monotonic {
@@ -299,7 +391,9 @@ impl Consumer for CaptureConsumer {
     fn flush(&mut self) {
         self.write_batch();
         if self.last_flush.elapsed() >= FLUSH_EVERY {
-            self.capture.lock().writer.flush();
+            if let Some(w) = &mut self.capture.lock().writer {
+                w.flush();
+            }
             self.last_flush = Instant::now();
         }
     }
@@ -308,5 +402,48 @@ impl Consumer for CaptureConsumer {
 impl Drop for CaptureConsumer {
     fn drop(&mut self) {
         self.write_batch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_capture_creates_nothing_until_opened() {
+        let dir = std::env::temp_dir().join(format!("xdpstack-prepare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cap.pcap");
+        let config = CaptureConfig::new(Output::File(path.clone()));
+        let capture = Capture::prepare(&config, "xs0", &[0], None).unwrap();
+        assert!(!path.exists(), "nothing created before open_output");
+        assert_eq!(capture.stats(), CaptureStats::default());
+        capture.open_output().unwrap();
+        assert!(path.exists());
+        capture.open_output().unwrap();
+        let summary = capture.close(&[]);
+        assert_eq!(summary.path.as_deref(), Some(path.as_path()));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // Bad options fail at once; a path that cannot be created fails at
+        // open, and again if asked again.
+        let mut bad = CaptureConfig::new(Output::File(dir.join("x")));
+        bad.file_count = Some(3);
+        assert!(matches!(
+            Capture::prepare(&bad, "xs0", &[0], None),
+            Err(CaptureError::Config(_))
+        ));
+        let missing = CaptureConfig::new(Output::File(dir.join("no/such/dir.pcap")));
+        let capture = Capture::prepare(&missing, "xs0", &[0], None).unwrap();
+        assert!(matches!(
+            capture.open_output(),
+            Err(CaptureError::Open { .. })
+        ));
+        assert!(capture.open_output().is_err());
+        let summary = capture.close(&[]);
+        assert_eq!(
+            (summary.path, summary.stats),
+            (None, CaptureStats::default())
+        );
     }
 }

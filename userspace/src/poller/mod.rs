@@ -60,6 +60,10 @@ pub struct PollerConfig {
     pub sleep_ms: i32,
     /// Never sleep: drive the queue with non-blocking syscalls (busy polling).
     pub busy_poll: bool,
+    /// With `busy_poll`: a socket whose packets turn out to carry no NAPI id
+    /// ends the run with an error instead of falling back to sleeping
+    /// (`--require busy-poll`, where the kernel could not tell at start).
+    pub require_busy_poll: bool,
 }
 
 impl Default for PollerConfig {
@@ -69,6 +73,7 @@ impl Default for PollerConfig {
             max_spin: 256,
             sleep_ms: 100,
             busy_poll: false,
+            require_busy_poll: false,
         }
     }
 }

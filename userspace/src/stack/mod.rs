@@ -34,6 +34,7 @@ mod copies;
 pub use copies::load_filter;
 
 mod config;
+pub mod doctor;
 pub mod net;
 pub(crate) mod queue;
 pub mod service;
@@ -152,6 +153,9 @@ pub enum StackError {
     /// The kernel's routing and neighbour tables cannot be followed.
     #[error("following the kernel's routes and neighbours (netlink): {0}")]
     Route(String),
+    /// The caller's [`Taps::ready`] hook refused to go on.
+    #[error("{0}")]
+    Ready(Box<dyn std::error::Error + Send + Sync>),
     /// A receive loop failed.
     #[error("receiving on {iface} queue {queue} failed: {source}")]
     Receive {
@@ -368,20 +372,39 @@ pub fn run(
     run_with(opts, stop, consumers, Taps::default(), on_interval)
 }
 
+/// What [`run_with`] calls once, after the program is attached, every socket
+/// is bound and the counters' starting values are read, and before any thread
+/// of the run starts: the place to drop privileges and confine the process
+/// (the rules then hold for every thread of the run from its first
+/// instruction), and to open what must be opened as the user it runs as. An
+/// error ends the run at once, detached, as [`StackError::Ready`].
+pub type ReadyHook = Box<dyn FnOnce() -> Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+
 /// Where copies go: the XDP program's copies of the kernel's traffic
 /// (`opts.kernel_capture` in [`CaptureMode::Copy`]) and the frames the
-/// pollers transmit.
-#[derive(Debug, Default)]
+/// pollers transmit; and the caller's hook before the run's threads start.
+#[derive(Default)]
 pub struct Taps {
     /// Writes the copies, on the stack's copy thread.
     pub copies: Option<CopyWriter>,
     /// Shown every transmitted frame.
     pub outbound: Option<Arc<dyn TxTap>>,
-    /// Told once the program is attached (see [`net::Network::start`]).
-    pub attached: Option<std::sync::mpsc::Sender<()>>,
+    /// Called once before the run's threads start (see [`ReadyHook`]).
+    pub ready: Option<ReadyHook>,
 }
 
-/// [`run`], with the capture's copies and its outbound tap.
+impl std::fmt::Debug for Taps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Taps")
+            .field("copies", &self.copies)
+            .field("outbound", &self.outbound)
+            .field("ready", &self.ready.is_some())
+            .finish()
+    }
+}
+
+/// [`run`], with the capture's copies, its outbound tap and the caller's
+/// hook before the run's threads start ([`Taps`]).
 pub fn run_with(
     opts: &StackOptions,
     stop: Arc<AtomicBool>,
@@ -391,6 +414,8 @@ pub fn run_with(
 ) -> Result<Summary, StackError> {
     let queues = resolve_queues(opts)?;
     check_mtu(opts)?;
+    // A veth, for the explanation of its checksum rejects (see supervise).
+    let veth = doctor::veth_peer(&opts.iface);
     let mut program = XdpProgram::load()?;
     program.configure(opts.mode, &opts.ports)?;
     program.set_stamps(opts.stamps)?;
@@ -412,10 +437,6 @@ pub fn run_with(
     let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());
     let xdp_mode = program.attach(&opts.iface, opts.xdp_mode)?;
     tracing::info!(iface = %opts.iface, %xdp_mode, zero_copy, queues = ?queues, "attached");
-    if let Some(attached) = &taps.attached {
-        // Nobody may wait any more: that is fine.
-        let _ = attached.send(());
-    }
     let before = program.counters()?;
     let rx_queues = ifinfo::rx_queues(&opts.iface).unwrap_or(1);
     let capturing = opts.kernel_capture.is_some();
@@ -433,6 +454,7 @@ pub fn run_with(
         xdp_mode,
         zero_copy,
         max_mtu: max_mtu(opts.xsk.frame_size),
+        veth,
     };
     // The XDP program's verdicts since attach, for the live statistics.
     let xdp = || {
@@ -445,6 +467,10 @@ pub fn run_with(
         }
         by_name
     };
+    if let Some(ready) = taps.ready {
+        // Dropping the program on the way out detaches it.
+        ready().map_err(StackError::Ready)?;
+    }
     let (results, lost) = run_threads(opts, &mut runs, threaded, copier, &stop, |stop| {
         supervise(opts, &mode, stop, &probes, &xdp, on_interval, started)
     });

@@ -36,8 +36,8 @@ use std::{
 };
 
 use super::{
-    Interval, StackError, StackOptions,
-    service::{AppKind, Report, ServeError, ServiceOptions, serve},
+    Interval, ReadyHook, StackError, StackOptions,
+    service::{AppKind, Report, ServeError, ServiceOptions, serve_with},
 };
 use crate::{
     app::{UdpSocket, socket::SOCKET_QUEUE},
@@ -153,7 +153,6 @@ impl Network {
     pub fn start(mut self) -> Result<Running, ServeError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (attached_tx, attached) = mpsc::channel();
-        self.service.attached = Some(attached_tx);
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -164,7 +163,13 @@ impl Network {
                         Some(f) => f,
                         None => &mut quiet,
                     };
-                    serve(&self.opts, &self.service, stop, on_interval)
+                    // Told once attached, before the run's threads start.
+                    let ready: ReadyHook = Box::new(move || {
+                        // Nobody may wait any more: that is fine.
+                        let _ = attached_tx.send(());
+                        Ok(())
+                    });
+                    serve_with(&self.opts, &self.service, stop, Some(ready), on_interval)
                 })
                 .map_err(|e| StackError::Bind(format!("starting the stack's thread: {e}")))?
         };

@@ -101,7 +101,7 @@ pub(crate) fn run<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) 
 fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> io::Result<()> {
     let stats = poller.stats();
     let config = *poller.config();
-    let mut busy = BusyPoll::new(config.busy_poll);
+    let mut busy = BusyPoll::new(config.busy_poll).required(config.require_busy_poll);
     let mut spin = 0u32;
     while !stop.load(Ordering::Relaxed) {
         poller.answer_ring_sample();
@@ -111,7 +111,7 @@ fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> i
             continue;
         }
         let received = stats.rx_packets.load(Ordering::Relaxed);
-        if busy.keep(received, || poller.rings().napi_id(), poller.queue()) {
+        if busy.keep_or_fail(received, || poller.rings().napi_id(), poller.queue())? {
             // Busy polling: the syscall itself runs the driver's NAPI poll.
             poller.rings_mut().wakeup()?;
             add(&stats.wakeups, 1);
@@ -171,11 +171,43 @@ fn run_rounds<R: Rings + Kernel>(poller: &mut Poller<R>, stop: &AtomicBool) -> i
 pub(crate) struct BusyPoll {
     on: bool,
     checked: bool,
+    required: bool,
+    fell_back: bool,
 }
 
 impl BusyPoll {
     pub(crate) fn new(on: bool) -> Self {
-        Self { on, checked: !on }
+        Self {
+            on,
+            checked: !on,
+            required: false,
+            fell_back: false,
+        }
+    }
+
+    /// Fail instead of falling back (`--require busy-poll`).
+    pub(crate) fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// [`Self::keep`], but a fallback that was required not to happen is an
+    /// error that ends the run, naming the requirement.
+    pub(crate) fn keep_or_fail(
+        &mut self,
+        received: u64,
+        napi_id: impl FnOnce() -> io::Result<u32>,
+        queue: u32,
+    ) -> io::Result<bool> {
+        let keep = self.keep(received, napi_id, queue);
+        if self.required && self.fell_back {
+            return Err(io::Error::other(
+                "--require busy-poll: the socket's packets carry no NAPI id \
+                 (SO_INCOMING_NAPI_ID is 0), so busy polling has no NAPI poll to run; \
+                 busy polling needs a NIC driver with NAPI per queue: drop --require busy-poll",
+            ));
+        }
+        Ok(keep)
     }
 
     /// Whether to busy poll now, given the packets received so far and the
@@ -197,6 +229,7 @@ impl BusyPoll {
                          run: sleeping in poll(2) instead"
                     );
                     self.on = false;
+                    self.fell_back = true;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(queue, error = %e, "SO_INCOMING_NAPI_ID"),

@@ -75,8 +75,6 @@ pub struct ServiceOptions {
     /// Sockets bound on the stack (see [`super::net::Network`]): their ports
     /// go to them, not to the app.
     pub sockets: Vec<UdpSocket>,
-    /// Told once the program is attached.
-    pub attached: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl ServiceOptions {
@@ -152,6 +150,22 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     on_interval: &mut dyn FnMut(Interval),
 ) -> Result<Report, ServeError> {
+    serve_with(opts, service, stop, None, on_interval)
+}
+
+/// [`serve`], with the caller's hook run once the stack is attached and
+/// before any thread of the run starts (see [`super::ReadyHook`]): there the
+/// `xdpstack` command drops its privileges and confines itself. The capture's
+/// output is opened right after the hook, so that `-Z USER` creates it as
+/// USER, and a run that fails before leaves no file behind; then the watcher of
+/// a piped standard output starts, the first thread of the run.
+pub fn serve_with(
+    opts: &StackOptions,
+    service: &ServiceOptions,
+    stop: Arc<AtomicBool>,
+    ready: Option<super::ReadyHook>,
+    on_interval: &mut dyn FnMut(Interval),
+) -> Result<Report, ServeError> {
     // Only echo and sockets transmit: the other apps' AF_XDP sockets bind no
     // TX ring, which in copy mode would cost every poll(2) a pass of the
     // kernel's transmit loop.
@@ -165,7 +179,7 @@ pub fn serve(
         ..opts.clone()
     };
     let queues = super::resolve_queues(opts)?;
-    let (capture, outbound, taps) = open_capture(opts, service, &queues, &stop)?;
+    let (capture, outbound, mut taps) = open_capture(opts, service, &queues, &stop)?;
     let watch_stdout = service
         .capture
         .as_ref()
@@ -184,56 +198,31 @@ pub fn serve(
         .collect();
     let udp_stats: Mutex<Vec<Arc<UdpStats>>> = Mutex::new(Vec::new());
     let port_counts = PortCounts::default();
-    let consumers = |ctx: &mut QueueContext<'_>| -> Vec<ConsumerSpec> {
-        let mut specs = Vec::new();
-        // Receive only unless something transmits: no transmit code runs on
-        // the queue then.
-        let tx = if service.transmits() {
-            ctx.transmitter()
-        } else {
-            Transmitter::disconnected()
+    let consumers = |ctx: &mut QueueContext<'_>| {
+        let shared = Shared {
+            opts,
+            service,
+            ports: &ports,
+            port_counts: &port_counts,
+            udp_stats: &udp_stats,
         };
-        let mut udp = match service.app {
-            AppKind::None => None,
-            AppKind::Sink => Some(
-                UdpConsumer::new(tx.clone())
-                    .route(ports.iter().copied(), Sink::new(port_counts.clone())),
-            ),
-            AppKind::Echo => Some(UdpConsumer::new(tx.clone()).route(ports.iter().copied(), Echo)),
-        };
-        for socket in &service.sockets {
-            socket.add_queue(tx.clone());
-            let handler = socket.handler();
-            ctx.show_live(handler.stats());
-            let consumer = udp.take().unwrap_or_else(|| UdpConsumer::new(tx.clone()));
-            udp = Some(consumer.route([socket.port()], handler));
-        }
-        if let Some(udp) = udp {
-            ctx.show_live(udp.stats());
-            lock(&udp_stats).push(udp.stats());
-            // Inline: parse and answer on the poller's thread, run to completion.
-            specs.push(ConsumerSpec::Inline {
-                name: "udp".into(),
-                consumer: Box::new(udp),
-            });
-        }
-        specs.extend(capture.iter().map(|c| ConsumerSpec::Threaded {
-            name: "pcap".into(),
-            consumer: Box::new(c.consumer()),
-            // The stack bounds it to half the queue's frames.
-            capacity: opts.xsk.frame_count as usize,
-            overflow: service.pcap_overflow,
-        }));
-        specs
+        queue_consumers(ctx, &shared, capture.as_ref())
     };
-    let run_over = AtomicBool::new(false);
-    let (summary, reader_gone) = std::thread::scope(|s| {
-        let watcher = watch_stdout.then(|| s.spawn(|| watch_pipe_reader(&stop, &run_over)));
-        let summary = super::run_with(opts, stop.clone(), &consumers, taps, on_interval);
-        run_over.store(true, Ordering::Relaxed);
-        let gone = watcher.is_some_and(|w| w.join().unwrap_or(false));
-        (summary, gone)
-    });
+    let run_over = Arc::new(AtomicBool::new(false));
+    let watcher = Watcher::default();
+    taps.ready = Some(ready_then_open(
+        ready,
+        capture.clone(),
+        watch_stdout.then(|| (watcher.clone(), stop.clone(), run_over.clone())),
+    ));
+    let mut with_capture = |mut iv: Interval| {
+        iv.capture = capture.as_ref().map(Capture::stats);
+        on_interval(iv);
+    };
+    let summary = super::run_with(opts, stop.clone(), &consumers, taps, &mut with_capture);
+    run_over.store(true, Ordering::Relaxed);
+    let watcher = lock(&watcher).take();
+    let reader_gone = watcher.is_some_and(|w| w.join().unwrap_or(false));
     let summary = summary?;
     let mut udp = UdpSummary::default();
     for stats in lock(&udp_stats).iter() {
@@ -262,6 +251,98 @@ pub fn serve(
     })
 }
 
+/// What every queue's consumers share (see [`queue_consumers`]).
+struct Shared<'a> {
+    opts: &'a StackOptions,
+    service: &'a ServiceOptions,
+    /// The app's ports.
+    ports: &'a [u16],
+    port_counts: &'a PortCounts,
+    udp_stats: &'a Mutex<Vec<Arc<UdpStats>>>,
+}
+
+/// One queue's consumers: the UDP consumer with the app's and the sockets'
+/// routes (inline), and the capture's writer (threaded).
+fn queue_consumers(
+    ctx: &mut QueueContext<'_>,
+    shared: &Shared<'_>,
+    capture: Option<&Capture>,
+) -> Vec<ConsumerSpec> {
+    let Shared {
+        opts,
+        service,
+        ports,
+        port_counts,
+        udp_stats,
+    } = *shared;
+    let mut specs = Vec::new();
+    // Receive only unless something transmits: no transmit code runs on
+    // the queue then.
+    let tx = if service.transmits() {
+        ctx.transmitter()
+    } else {
+        Transmitter::disconnected()
+    };
+    let mut udp = match service.app {
+        AppKind::None => None,
+        AppKind::Sink => Some(
+            UdpConsumer::new(tx.clone())
+                .route(ports.iter().copied(), Sink::new(port_counts.clone())),
+        ),
+        AppKind::Echo => Some(UdpConsumer::new(tx.clone()).route(ports.iter().copied(), Echo)),
+    };
+    for socket in &service.sockets {
+        socket.add_queue(tx.clone());
+        let handler = socket.handler();
+        ctx.show_live(handler.stats());
+        let consumer = udp.take().unwrap_or_else(|| UdpConsumer::new(tx.clone()));
+        udp = Some(consumer.route([socket.port()], handler));
+    }
+    if let Some(udp) = udp {
+        ctx.show_live(udp.stats());
+        lock(&udp_stats).push(udp.stats());
+        // Inline: parse and answer on the poller's thread, run to completion.
+        specs.push(ConsumerSpec::Inline {
+            name: "udp".into(),
+            consumer: Box::new(udp),
+        });
+    }
+    specs.extend(capture.iter().map(|c| ConsumerSpec::Threaded {
+        name: "pcap".into(),
+        consumer: Box::new(c.consumer()),
+        // The stack bounds it to half the queue's frames.
+        capacity: opts.xsk.frame_count as usize,
+        overflow: service.pcap_overflow,
+    }));
+    specs
+}
+
+/// The thread watching a piped standard output, once started.
+type Watcher = Arc<Mutex<Option<std::thread::JoinHandle<bool>>>>;
+
+/// The stack's hook: the caller's first, then the capture's output opened
+/// (as the user the caller may have become), then the watcher of a piped
+/// standard output started, with the stop flag and the end-of-run flag.
+fn ready_then_open(
+    ready: Option<super::ReadyHook>,
+    capture: Option<Capture>,
+    watch: Option<(Watcher, Arc<AtomicBool>, Arc<AtomicBool>)>,
+) -> super::ReadyHook {
+    Box::new(move || {
+        if let Some(ready) = ready {
+            ready()?;
+        }
+        if let Some(c) = &capture {
+            c.open_output()?;
+        }
+        if let Some((watcher, stop, run_over)) = watch {
+            let thread = std::thread::spawn(move || watch_pipe_reader(&stop, &run_over));
+            *lock(&watcher) = Some(thread);
+        }
+        Ok(())
+    })
+}
+
 /// The capture's output, its outbound tap (echo's replies, with `-Q out` or
 /// `inout`), and where the stack sends copies.
 type OpenCapture = (Option<Capture>, Option<Arc<Outbound>>, Taps);
@@ -275,8 +356,9 @@ fn open_capture(
 ) -> Result<OpenCapture, ServeError> {
     let capture = match &service.capture {
         Some(config) => {
-            let mut c =
-                Capture::open(config, &opts.iface, queues, opts.count)?.stop_on_end(stop.clone());
+            // Opened once the stack is attached (`serve_with`).
+            let mut c = Capture::prepare(config, &opts.iface, queues, opts.count)?
+                .stop_on_end(stop.clone());
             // The views of an app's frames go through the expression; without
             // apps (no port steered) every view is a frame the XDP program's
             // copy of the expression already selected (--steal).
@@ -309,7 +391,7 @@ fn open_capture(
             .filter(|_| copies_in_kernel || outbound.is_some())
             .map(|c| c.copy_writer(outbound.clone())),
         outbound: outbound.clone().map(|o| o as Arc<dyn TxTap>),
-        attached: service.attached.clone(),
+        ready: None,
     };
     Ok((capture, outbound, taps))
 }

@@ -164,6 +164,9 @@ pub struct Interval {
     /// The XDP program's counters since attach, by name (all queues): what was
     /// redirected, passed for each reason, and found malformed.
     pub xdp: BTreeMap<&'static str, u64>,
+    /// The capture writer's counters so far, when the service captures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureStats>,
 }
 
 pub(super) fn counters_by_name(c: &XdpCounters) -> BTreeMap<&'static str, u64> {

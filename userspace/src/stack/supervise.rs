@@ -20,6 +20,7 @@ use crate::{
     poller::{LiveCounters, QueueStats},
     ring::RingOccupancy,
     sys::{ifinfo, loader::AttachedMode, xsk::read_statistics},
+    wire::Reject,
 };
 
 /// What the supervisor reads of a running queue.
@@ -90,6 +91,7 @@ fn interval(
         mbps: queues.iter().map(|q| q.mbps).sum(),
         queues,
         xdp,
+        capture: None,
     }
 }
 
@@ -100,6 +102,8 @@ pub(super) struct Mode {
     pub(super) zero_copy: bool,
     /// The largest MTU whose frames fit a UMEM frame.
     pub(super) max_mtu: u32,
+    /// The interface's veth peer, when it is a veth.
+    pub(super) veth: Option<super::doctor::VethPeer>,
 }
 
 /// Ask every poller for a sample of its rings and wait (at most
@@ -142,6 +146,7 @@ pub(super) fn supervise(
     let mut last = vec![(0u64, 0u64); probes.len()];
     let mut last_time = started;
     let mut mtu_warned = false;
+    let mut checksum_explained = mode.veth.is_none();
     let mut next_link_check = started;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5));
@@ -150,6 +155,9 @@ pub(super) fn supervise(
             next_link_check = now + Duration::from_millis(100);
             if !mtu_warned {
                 mtu_warned = warn_raised_mtu(&opts.iface, mode.max_mtu);
+            }
+            if !checksum_explained && let Some(peer) = &mode.veth {
+                checksum_explained = explain_checksum_rejects(&opts.iface, peer, probes);
             }
             if let Some(what) = link_lost(&opts.iface) {
                 stop.store(true, Ordering::Relaxed);
@@ -196,6 +204,37 @@ fn warn_raised_mtu(iface: &str, max_mtu: u32) -> bool {
         }
         _ => false,
     }
+}
+
+/// A veth whose every rejected datagram failed its UDP checksum: its peer
+/// almost surely keeps TX checksum offload on, which a user cannot see from
+/// the counters. Say what is going on and the fix, once; true once said.
+fn explain_checksum_rejects(
+    iface: &str,
+    peer: &super::doctor::VethPeer,
+    probes: &[QueueProbe],
+) -> bool {
+    let (mut bad, mut rejected) = (0u64, 0u64);
+    for probe in probes {
+        for live in &probe.live {
+            for (name, n) in live.counters() {
+                if name == Reject::BadUdpChecksum.name() {
+                    bad += n;
+                }
+                if Reject::ALL.iter().any(|r| r.name() == name) {
+                    rejected += n;
+                }
+            }
+        }
+    }
+    if bad == 0 || bad != rejected {
+        return false;
+    }
+    tracing::warn!(
+        "{bad} UDP datagram(s) rejected as bad_udp_checksum, and nothing else rejected: {}",
+        super::doctor::veth_checksum_explanation(iface, peer)
+    );
+    true
 }
 
 /// "went down" or "disappeared" when the interface did.

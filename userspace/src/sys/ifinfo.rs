@@ -168,6 +168,101 @@ pub fn addresses(name: &str) -> io::Result<Vec<std::net::IpAddr>> {
     Ok(out)
 }
 
+/// `struct ethtool_value`: a command and one value.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// `struct ethtool_drvinfo`.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    counts: [u32; 5],
+}
+
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+const ETHTOOL_GTXCSUM: u32 = 0x16;
+const ETHTOOL_GFLAGS: u32 = 0x25;
+/// `ETH_FLAG_NTUPLE`: ntuple filters (`ethtool -K IF ntuple on`).
+const ETH_FLAG_NTUPLE: u32 = 1 << 27;
+
+/// An ethtool ioctl on `name` with `data` as its argument block.
+fn ethtool<T>(name: &str, data: &mut T) -> io::Result<()> {
+    let sock = ioctl_socket()?;
+    let mut req = ifreq(name)?;
+    req.data.ptr = (data as *mut T).cast();
+    // SAFETY: `req` points to `data`, a `#[repr(C)]` ethtool block of the
+    // command's size that outlives the call; the kernel reads its `cmd` and
+    // writes the rest.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The name of the driver of `name` (`ethtool -i`): "veth", "ice", "mlx5_core".
+pub fn driver(name: &str) -> io::Result<String> {
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        counts: [0; 5],
+    };
+    ethtool(name, &mut info)?;
+    let end = info.driver.iter().position(|&c| c == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Whether `name` computes TX checksums in "hardware" (`ethtool -k`'s
+/// tx-checksumming). On a veth that means a kernel socket's UDP leaves with a
+/// partial checksum that nothing ever finishes, which XDP sees as bad.
+pub fn tx_checksum_offload(name: &str) -> io::Result<bool> {
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_GTXCSUM,
+        data: 0,
+    };
+    ethtool(name, &mut v)?;
+    Ok(v.data != 0)
+}
+
+/// Whether ntuple filters are on (`ethtool -k`'s ntuple-filters); an error
+/// with EOPNOTSUPP when the driver has none.
+pub fn ntuple(name: &str) -> io::Result<bool> {
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_GFLAGS,
+        data: 0,
+    };
+    ethtool(name, &mut v)?;
+    Ok(v.data & ETH_FLAG_NTUPLE != 0)
+}
+
+/// The name of the interface with index `index` in this network namespace.
+pub fn if_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IFNAMSIZ];
+    // SAFETY: `buf` has the IFNAMSIZ bytes if_indextoname writes at most.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +288,12 @@ mod tests {
         );
         assert!(mtu("xs-no-such-if").is_err());
         assert!(mtu("a-name-longer-than-ifnamsiz").is_err());
+        assert_eq!(
+            driver("xs-no-such-if").unwrap_err().raw_os_error(),
+            Some(libc::ENODEV)
+        );
+        let lo = if_index("lo").unwrap();
+        assert_eq!(if_name(lo).as_deref(), Some("lo"));
+        assert_eq!(if_name(0), None);
     }
 }

@@ -1,9 +1,11 @@
 //! Everything that talks to the kernel: AF_XDP sockets ([`xsk`], through
 //! xsk-rs), the XDP program ([`loader`], through aya), raw eBPF programs such as
 //! the translated capture filters ([`bpf_prog`], through libbpf), interface
-//! facts ([`ifinfo`]), process facts ([`process`]), the run loop's
-//! [`doorbell`], and the send path's next hops from the kernel's routing and
-//! neighbour tables ([`route`], through rtnetlink). The layers below this one make
+//! facts ([`ifinfo`], and what netlink says of them: [`netlink`]), process
+//! facts ([`process`]), the confinement after setup: privileges dropped and
+//! the seccomp allow-list ([`confine`]), the run loop's [`doorbell`], and the
+//! send path's next hops from the kernel's routing and neighbour tables
+//! ([`route`], through rtnetlink). The layers below this one make
 //! no syscall; the run loop (`stack`) reaches the kernel through the [`Kernel`]
 //! trait, which the socket implements and which the fake ring
 //! ([`crate::ring::sim::SimRings`]) answers in tests.
@@ -13,9 +15,11 @@ use std::io;
 use crate::ring::{KickOutcome, sim::SimRings};
 
 pub mod bpf_prog;
+pub mod confine;
 pub mod doorbell;
 pub mod ifinfo;
 pub mod loader;
+pub mod netlink;
 pub mod process;
 pub mod route;
 pub mod xsk;

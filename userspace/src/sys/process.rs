@@ -12,6 +12,45 @@ pub fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// The soft RLIMIT_MEMLOCK in bytes (`libc::RLIM_INFINITY` when unlimited):
+/// what registering a UMEM may lock without CAP_IPC_LOCK.
+pub fn memlock_limit() -> Option<u64> {
+    // SAFETY: getrlimit writes one rlimit into the zeroed value we pass.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        (libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0).then_some(r.rlim_cur)
+    }
+}
+
+/// Block (`true`) or unblock SIGINT, SIGTERM and SIGHUP on the calling
+/// thread. A front end that installs its signal handlers (and their thread)
+/// only once privileges are dropped blocks them until then: a signal that
+/// comes meanwhile waits, instead of killing the process mid-setup, and is
+/// handled as soon as they are unblocked. Threads made meanwhile inherit the
+/// mask.
+pub fn block_termination_signals(block: bool) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigset_t is valid for sigemptyset to initialise; the
+    // set is then only read by pthread_sigmask, which changes the calling
+    // thread's mask alone.
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let how = if block {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 /// Pin the calling thread to `cpu`.
 pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {

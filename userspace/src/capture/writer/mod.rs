@@ -455,6 +455,11 @@ impl CaptureWriter {
         Self::open_with_clock(config, interface, queues, SystemClock)
     }
 
+    /// Check `config` as [`Self::open`] would, without opening anything.
+    pub fn check(config: &CaptureConfig) -> Result<(), CaptureError> {
+        Settings::from_config(config).map(|_| ())
+    }
+
     /// [`Self::open`] on the caller's clock.
     pub fn open_with_clock(
         config: &CaptureConfig,

@@ -94,3 +94,31 @@ fn busy_polling_falls_back_without_a_napi_id() {
     let mut off = BusyPoll::new(false);
     assert!(!off.keep(1, || unreachable!("not busy polling"), 0));
 }
+
+/// `--require busy-poll`: where the fallback would happen, the run fails,
+/// naming the requirement; a NAPI id, or an unknown one, goes on.
+#[test]
+fn required_busy_polling_fails_instead_of_falling_back() {
+    let mut busy = BusyPoll::new(true).required(true);
+    assert!(
+        busy.keep_or_fail(0, || unreachable!("no packet yet"), 0)
+            .unwrap()
+    );
+    let err = busy.keep_or_fail(3, || Ok(0), 0).unwrap_err();
+    assert!(
+        err.to_string().starts_with("--require busy-poll: "),
+        "{err}"
+    );
+    let mut busy = BusyPoll::new(true).required(true);
+    assert!(busy.keep_or_fail(3, || Ok(77), 0).unwrap());
+    let mut busy = BusyPoll::new(true).required(true);
+    assert!(
+        busy.keep_or_fail(3, || Err(std::io::Error::other("old")), 0)
+            .unwrap()
+    );
+    let mut busy = BusyPoll::new(true);
+    assert!(
+        !busy.keep_or_fail(3, || Ok(0), 0).unwrap(),
+        "not required: falls back"
+    );
+}

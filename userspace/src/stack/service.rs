@@ -300,7 +300,7 @@ fn queue_consumers(
     }
     if let Some(udp) = udp {
         ctx.show_live(udp.stats());
-        lock(&udp_stats).push(udp.stats());
+        lock(udp_stats).push(udp.stats());
         // Inline: parse and answer on the poller's thread, run to completion.
         specs.push(ConsumerSpec::Inline {
             name: "udp".into(),

@@ -265,7 +265,15 @@ pub struct Cli {
     pub zero_copy: ZeroCopyArg,
 
     /// Stop after this many seconds.
-    #[arg(long, value_name = "S", value_parser = parse_seconds, help_heading = "Run and report")]
+    #[arg(
+        long,
+        value_name = "S",
+        value_parser = parse_seconds,
+        // `--duration -1` reaches the parser, which says what is wrong, rather
+        // than clap's "unexpected argument '-1'".
+        allow_negative_numbers = true,
+        help_heading = "Run and report"
+    )]
     pub duration: Option<Duration>,
 
     /// Stop after this many packets.
@@ -515,6 +523,32 @@ impl Cli {
                         (-i eth0, -i eth1, ...)"
                 .to_string());
         }
+        if self.write.is_none() {
+            // Options that only shape a capture file do nothing without one:
+            // refused, not ignored. (-s at its default cannot be told from -s
+            // not given; it changes nothing either way.)
+            let given: Vec<&str> = [
+                ("-C", self.file_size.is_some()),
+                ("-W", self.file_count.is_some()),
+                ("-G", self.rotate_seconds.is_some()),
+                ("-U", self.packet_buffered),
+                ("-s/--snaplen", self.snaplen != 262_144),
+                ("--pcapng", self.pcapng),
+                ("--pcap", self.pcap),
+            ]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+            if !given.is_empty() {
+                return Err(format!(
+                    "{} shape{} a capture file, and there is none: give -w FILE (or -w -), \
+                     or drop {}",
+                    given.join(", "),
+                    if given.len() == 1 { "s" } else { "" },
+                    if given.len() == 1 { "it" } else { "them" },
+                ));
+            }
+        }
         if expression && self.write.is_none() {
             return Err(format!(
                 "the expression `{}` selects what to capture: give -w FILE (or -w -)",
@@ -614,6 +648,43 @@ mod tests {
         assert!(
             cli.validate().is_ok(),
             "every frame into the stack, counted"
+        );
+    }
+
+    #[test]
+    fn capture_file_options_need_a_capture_file() {
+        for args in [
+            &["-i", "e", "--port", "9", "-C", "1", "-W", "2"][..],
+            &["-i", "e", "--port", "9", "-U"],
+            &["-i", "e", "--port", "9", "--snaplen", "96"],
+            &["-i", "e", "--port", "9", "-G", "60"],
+            &["-i", "e", "--port", "9", "--pcapng"],
+        ] {
+            let cli = parse(args).unwrap();
+            let err = cli.validate().unwrap_err();
+            assert!(err.contains("give -w FILE"), "{args:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        let err = parse(&["-i", "e", "--port", "9", "-C", "1", "-W", "2"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.starts_with("-C, -W shape a capture file"), "{err}");
+        // With a file they are fine.
+        let cli = parse(&[
+            "-i", "e", "--port", "9", "-w", "f.pcap", "-C", "1", "-W", "2", "-U",
+        ]);
+        assert!(cli.unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn a_negative_duration_is_named() {
+        let err = parse(&["-i", "e", "--duration", "-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be a positive number of seconds"),
+            "{err}"
         );
     }
 

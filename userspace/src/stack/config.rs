@@ -131,10 +131,19 @@ impl QueueSpec {
             QueueSpec::All => Ok((0..available).collect()),
             QueueSpec::Range(r) => {
                 if *r.end() >= available {
+                    // The first queue asked for that is missing, and what there is.
+                    let first = (*r.start()).max(available);
+                    let missing = if first == *r.end() {
+                        format!("queue {first} does not exist")
+                    } else {
+                        format!("queues {first}-{} do not exist", r.end())
+                    };
+                    let has = match available {
+                        1 => "1 RX queue (queue 0)".to_string(),
+                        n => format!("{n} RX queues (0-{})", n - 1),
+                    };
                     return Err(format!(
-                        "queue {} does not exist: the interface has {available} RX queue(s) \
-                         (see `ethtool -l`)",
-                        r.end()
+                        "{missing}: the interface has {has} (see `ethtool -l`)"
                     ));
                 }
                 Ok(r.clone().collect())
@@ -192,5 +201,29 @@ impl ConsumerSpec {
         match self {
             ConsumerSpec::Inline { name, .. } | ConsumerSpec::Threaded { name, .. } => name,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_queues_are_named_from_the_first() {
+        let err = |r: RangeInclusive<u32>, n| QueueSpec::Range(r).resolve(n).unwrap_err();
+        assert_eq!(
+            err(0..=3, 1),
+            "queues 1-3 do not exist: the interface has 1 RX queue (queue 0) (see `ethtool -l`)"
+        );
+        assert_eq!(
+            err(5..=5, 2),
+            "queue 5 does not exist: the interface has 2 RX queues (0-1) (see `ethtool -l`)"
+        );
+        assert_eq!(
+            err(2..=5, 4),
+            "queues 4-5 do not exist: the interface has 4 RX queues (0-3) (see `ethtool -l`)"
+        );
+        assert_eq!(QueueSpec::Range(1..=2).resolve(4).unwrap(), vec![1, 2]);
+        assert_eq!(QueueSpec::All.resolve(3).unwrap(), vec![0, 1, 2]);
     }
 }

@@ -147,6 +147,19 @@ pub enum StackError {
         /// Seconds after attach.
         after_s: f64,
     },
+    /// Another AF_XDP socket is bound to the queue.
+    #[error(
+        "queue {queue} of {iface} is held by {holder}, with an AF_XDP socket of its own: stop \
+         it, or take other queues with --queues"
+    )]
+    QueueBusy {
+        /// The interface.
+        iface: String,
+        /// The queue.
+        queue: u32,
+        /// Who holds it ("xdpstack (pid 1234)", or "another program").
+        holder: String,
+    },
     /// A socket cannot be bound.
     #[error("binding a socket: {0}")]
     Bind(String),
@@ -536,10 +549,41 @@ fn open_queues(
             &mut threaded,
             runs.len(),
             tx_tap,
-        )?;
+        )
+        .map_err(|e| queue_busy(opts, q, e))?;
         runs.push(run);
     }
     Ok((runs, threaded))
+}
+
+/// A queue another AF_XDP socket holds (EBUSY), told as such: which program
+/// holds it, when the interface's XDP program says (its holders' pids), and
+/// the way out. Other errors pass unchanged.
+fn queue_busy(opts: &StackOptions, queue: u32, e: StackError) -> StackError {
+    let StackError::Xsk(XskError::Bind { source, .. }) = &e else {
+        return e;
+    };
+    if source.raw_os_error() != Some(libc::EBUSY) {
+        return e;
+    }
+    let holders = ifinfo::if_index(&opts.iface)
+        .and_then(|i| crate::sys::netlink::link_info(i).ok())
+        .filter(|l| l.xdp_prog_id != 0)
+        .map(|l| crate::sys::process::holders_of_bpf_prog(l.xdp_prog_id))
+        .unwrap_or_default();
+    let holder = match holders.as_slice() {
+        [] => "another program".to_string(),
+        h => h
+            .iter()
+            .map(|(pid, comm)| format!("{comm} (pid {pid})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    StackError::QueueBusy {
+        iface: opts.iface.clone(),
+        queue,
+        holder,
+    }
 }
 
 /// What the supervisor reads of each queue while the run goes on.

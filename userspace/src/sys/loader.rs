@@ -63,7 +63,12 @@ impl std::fmt::Display for AttachedMode {
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
     /// The kernel refused the `bpf()` syscall for lack of privileges.
-    #[error("loading the XDP program needs CAP_BPF and CAP_NET_ADMIN (run as root): {source}")]
+    // The source names the first map or program the kernel refused, which
+    // changes from run to run and says nothing a user can act on: not shown.
+    #[error(
+        "loading the XDP program needs CAP_BPF and CAP_NET_ADMIN: run as root (bpf(2) said \
+         Operation not permitted)"
+    )]
     Privileges {
         /// The underlying error.
         #[source]

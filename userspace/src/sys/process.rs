@@ -117,8 +117,72 @@ pub fn realtime_offset_ns() -> i64 {
     real as i64 - mono as i64
 }
 
+/// The processes (pid, command name) holding a descriptor of BPF program
+/// `prog_id` or of a link to it: their `/proc/PID/fdinfo/*` say `prog_id:
+/// N`. For naming who holds a queue or an interface; processes this one may
+/// not look into are skipped.
+pub fn holders_of_bpf_prog(prog_id: u32) -> Vec<(u32, String)> {
+    let needle = format!("prog_id:\t{prog_id}\n");
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fdinfo")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|info| info.contains(&needle)));
+        if holds {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// The width in columns of the terminal on `fd` (TIOCGWINSZ), if it is one
+/// that says.
+pub fn terminal_columns(fd: std::os::fd::BorrowedFd<'_>) -> Option<u16> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: an all-zero winsize is valid.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize into `ws`, which is valid for it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col)
+}
+
+/// The rows `text` takes on a terminal `columns` wide: each line wraps every
+/// `columns` characters (an empty line takes one row).
+pub fn terminal_rows(text: &str, columns: u16) -> usize {
+    let columns = usize::from(columns.max(1));
+    text.lines()
+        .map(|l| l.chars().count().div_ceil(columns).max(1))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rows_wrap_at_the_terminal_width() {
+        assert_eq!(super::terminal_rows("ab\n\nabcdef\n", 4), 1 + 1 + 2);
+        assert_eq!(super::terminal_rows(&"x".repeat(186), 80), 3);
+        assert_eq!(super::terminal_rows("abc", 0), 3);
+    }
+
+    #[test]
+    fn this_process_holds_no_bpf_program() {
+        assert!(super::holders_of_bpf_prog(u32::MAX).is_empty());
+    }
+
     use super::*;
 
     #[test]

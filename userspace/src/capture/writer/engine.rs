@@ -10,7 +10,7 @@ use super::{
     BUFFER_BYTES, CaptureEnd, CaptureError, CaptureRecord, CaptureStats, Clock, Format,
     NO_INTERFACE, QUEUE_TABLE_MAX, QueueStats, Settings,
     format::{self, EpbHeader, IdbText},
-    hint,
+    hint, open_hint,
     output::Sink,
 };
 
@@ -610,7 +610,7 @@ impl<S: Sink> Core<S> {
             }
             Err(source) => {
                 self.error = Some(CaptureError::Open {
-                    hint: hint(&source, true),
+                    hint: open_hint(&source, &path),
                     path,
                     source,
                 });

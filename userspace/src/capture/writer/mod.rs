@@ -404,6 +404,21 @@ fn os_text(e: &io::Error) -> String {
     }
 }
 
+/// [`hint`] for a file that could not be created at `path`: "not found" with
+/// a directory that exists is a file system that creates no files (/proc,
+/// /sys), not a missing directory.
+fn open_hint(e: &io::Error, path: &std::path::Path) -> &'static str {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if e.kind() == io::ErrorKind::NotFound && parent.is_dir() {
+        return " (its directory exists, but its file system creates no files there, as /proc \
+                and /sys do not; choose another path with -w)";
+    }
+    hint(e, true)
+}
+
 fn hint(e: &io::Error, opening: bool) -> &'static str {
     use io::ErrorKind as K;
     match e.kind() {
@@ -480,7 +495,7 @@ impl CaptureWriter {
             Output::File(base) => {
                 let path = settings.file_name(base, 0, engine::seconds(opened_ns));
                 let sink = FileSink::create(&path).map_err(|source| CaptureError::Open {
-                    hint: hint(&source, true),
+                    hint: open_hint(&source, &path),
                     path: path.clone(),
                     source,
                 })?;

@@ -885,6 +885,15 @@ fn open_errors_name_the_file_and_the_fix() {
         "capture file /nonexistent-dir/x.pcap: No such file or directory (its \
          directory does not exist; create it or choose another path with -w)"
     );
+    // /proc exists, and creates no files: not "its directory does not exist".
+    let c = CaptureConfig::new(Output::File("/proc/x.pcap".into()));
+    let e = CaptureWriter::open(&c, "eth0", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("its directory exists, but its file system creates no files"),
+        "{e}"
+    );
     let dir = TempDir::new("isdir");
     let c = CaptureConfig::new(Output::File(dir.0.clone()));
     let e = CaptureWriter::open(&c, "eth0", &[]).unwrap_err();

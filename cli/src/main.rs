@@ -47,15 +47,60 @@ macro_rules! say {
 
 use args::{App, CaptureChoice, Cli, Command, DirectionArg, RequireArg};
 
+/// clap's error in one line, as every other error is: its first line (the
+/// rest is a tip and the usage), with where to look.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{first} (see xdpstack --help)")
+}
+
+/// The completion script for `shell`. clap's completes every value as a
+/// file name; for bash, `-i`/`--interface` completes the interfaces of the
+/// namespace the shell runs in instead (clap's static scripts have no hook for
+/// a value list known only at completion time).
+fn completion_script(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "xdpstack", &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    if shell != clap_complete::Shell::Bash {
+        return script;
+    }
+    let files = "                    COMPREPLY=($(compgen -f \"${cur}\"))";
+    let interfaces = "                    COMPREPLY=($(compgen -W \"$(ls /sys/class/net 2>/dev/null)\" -- \"${cur}\"))";
+    let mut out = String::with_capacity(script.len());
+    let mut interface_case = false;
+    for line in script.lines() {
+        let trimmed = line.trim();
+        if trimmed == "-i)" || trimmed == "--interface)" {
+            interface_case = true;
+        } else if interface_case && line == files {
+            out.push_str(interfaces);
+            out.push('\n');
+            interface_case = false;
+            continue;
+        } else if trimmed.ends_with(')') {
+            interface_case = false;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version: not errors.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            say!("{}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     if let Some(Command::Completions { shell }) = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "xdpstack",
-            &mut std::io::stdout(),
-        );
+        let _ = std::io::stdout().write_all(completion_script(shell).as_bytes());
         return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()
@@ -64,6 +109,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| cli.log_filter().into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never into a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         // A log line that cannot be written (standard error is a pipe whose
         // reader left: `-vv 2>&1 | head -3`) is dropped. Otherwise the
         // subscriber reports the failure with eprintln!, which panics on the
@@ -431,6 +478,16 @@ fn service_options(cli: &Cli, filter: Option<&Arc<Filter>>) -> ServiceOptions {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bash_completes_interfaces_for_i() {
+        let script = super::completion_script(clap_complete::Shell::Bash);
+        let interfaces = script.matches("compgen -W \"$(ls /sys/class/net").count();
+        // -i and --interface, of the run and of doctor.
+        assert_eq!(interfaces, 4, "{script}");
+        // Files still complete for -w.
+        assert!(script.contains("compgen -f"));
+    }
+
     use xdpstack::capture::{CaptureEnd, CaptureError, CaptureStats};
 
     use super::*;

@@ -5,6 +5,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     io::{IsTerminal as _, Write as _},
+    os::fd::AsFd as _,
 };
 
 use xdpstack::{
@@ -109,16 +110,10 @@ pub fn render_summary(summary: &Summary) -> String {
     for q in &summary.queues {
         let _ = write!(
             s,
-            "  queue {}: {} packets, {} bytes; kernel drops: rx_dropped {}, rx_ring_full {}, \
-             fill_ring_empty {}, rx_invalid {}",
-            q.queue,
-            q.packets,
-            q.bytes,
-            q.xsk.rx_dropped,
-            q.xsk.rx_ring_full,
-            q.xsk.rx_fill_ring_empty_descs,
-            q.xsk.rx_invalid_descs,
+            "  queue {}: {} packets, {} bytes; kernel drops:",
+            q.queue, q.packets, q.bytes
         );
+        write_named(&mut s, &q.xsk.rx_drops());
         for c in &q.consumers {
             let _ = write!(s, "; {} {} (dropped {}", c.name, c.delivered, c.dropped);
             if c.reclaimed > 0 {
@@ -132,7 +127,7 @@ pub fn render_summary(summary: &Summary) -> String {
                 s,
                 "; tx {} sent of {} queued (echo: {} in place, {} copied; {} other replies); \
                  not sent: kernel_dropped {}, in_flight {}, queue_full {}, no_frame {}, \
-                 reply_errors {}, too_many_views {}; tx_invalid {}",
+                 reply_errors {}, too_many_views {}; tx_invalid_descs {}",
                 t.sent,
                 t.queued,
                 t.in_place,
@@ -193,7 +188,7 @@ fn write_xdp_counters(out: &mut String, xdp: &BTreeMap<&'static str, u64>) {
 /// The UDP consumers' lines of the report.
 pub fn render_udp(udp: &UdpSummary) -> String {
     let mut s = format!(
-        "  udp: {} datagrams, {} payload bytes; {} to no handler; rejected {}",
+        "  udp: udp_datagrams {}, {} payload bytes; udp_unmatched {} (to no handler); rejected {}",
         udp.datagrams,
         udp.payload_bytes,
         udp.unmatched,
@@ -213,6 +208,14 @@ pub fn render_udp(udp: &UdpSummary) -> String {
     s
 }
 
+/// ` name value` for each counter of `named` (one list of names: the
+/// library's, which are the JSON's).
+fn write_named(s: &mut String, named: &[(&'static str, u64)]) {
+    for (name, n) in named {
+        let _ = write!(s, " {name} {n}");
+    }
+}
+
 /// The text form of an interval: a line per queue and a total.
 pub fn render_interval(iv: &Interval) -> String {
     let mut out = format!(
@@ -223,20 +226,20 @@ pub fn render_interval(iv: &Interval) -> String {
         if iv.zero_copy { "zero-copy" } else { "copy" }
     );
     for q in &iv.queues {
+        // Rates first, then totals since attach, named as in the JSON. The
+        // frames are the poller's own counts of one moment (the rings'
+        // occupancy, sampled at another, is in the JSON only: side by side,
+        // a part could show larger than the whole).
         let _ = write!(
             out,
-            "  q{:<3} {:>10.0} pkt/s {:>9.1} Mbit/s  drops: ring_full {} fill_empty {} rx_dropped {}  \
-             frames: kernel {} (fill {} rx {}) free {}",
-            q.queue,
-            q.pps,
-            q.mbps,
-            q.xsk.rx_ring_full,
-            q.xsk.rx_fill_ring_empty_descs,
-            q.xsk.rx_dropped,
-            q.frames_in_kernel,
-            q.rings.fill_ring,
-            q.rings.rx_ring,
-            q.frames_free,
+            "  q{:<3} {:>10.0} pkt/s {:>9.1} Mbit/s | totals: packets {}",
+            q.queue, q.pps, q.mbps, q.packets,
+        );
+        write_named(&mut out, &q.xsk.rx_drops());
+        let _ = write!(
+            out,
+            " frames_in_kernel {} frames_free {}",
+            q.frames_in_kernel, q.frames_free,
         );
         for c in &q.consumers {
             let _ = write!(out, " {}: held {} dropped {}", c.name, c.held, c.dropped);
@@ -309,7 +312,13 @@ impl LiveOutput {
             // Cursor up over the last block, clear to the end.
             let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn_lines);
         }
-        self.drawn_lines = text.lines().count();
+        // The rows it takes, wrapped at the terminal's width (taken anew each
+        // time: the window may have been resized), so that the next redraw
+        // moves up over all of it and leaves no debris.
+        self.drawn_lines = match xdpstack::sys::process::terminal_columns(err.as_fd()) {
+            Some(columns) => xdpstack::sys::process::terminal_rows(&text, columns),
+            None => text.lines().count(),
+        };
         let _ = write!(err, "{text}");
     }
 }
@@ -319,6 +328,68 @@ mod tests {
     use xdpstack::capture::CaptureStats;
 
     use super::*;
+
+    /// One name per counter: the kernel's drops are printed by the live line
+    /// and the summary, and serialized in the JSON, under the names of one
+    /// list (`XskStats::rx_drops`).
+    #[test]
+    fn a_counter_has_one_name_in_the_live_line_the_summary_and_the_json() {
+        use xdpstack::{
+            stack::{QueueInterval, QueueSummary},
+            sys::{XskStats, loader::AttachedMode},
+        };
+        let summary = Summary {
+            kind: "summary",
+            iface: "veth0".into(),
+            xdp_mode: AttachedMode::Drv,
+            zero_copy: false,
+            seconds: 1.0,
+            cpu_s: 0.5,
+            packets: 0,
+            bytes: 0,
+            queues: vec![QueueSummary::default()],
+            xdp: BTreeMap::new(),
+            capture_lost: BTreeMap::new(),
+        };
+        let interval = Interval {
+            queues: vec![QueueInterval::default()],
+            ..Interval::default()
+        };
+        let (text, live) = (render_summary(&summary), render_interval(&interval));
+        let json = serde_json::to_value(&summary).unwrap();
+        let live_json = serde_json::to_value(&interval).unwrap();
+        for (name, _) in XskStats::default().rx_drops() {
+            assert!(
+                text.contains(&format!(" {name} ")),
+                "summary lacks {name}: {text}"
+            );
+            assert!(
+                live.contains(&format!(" {name} ")),
+                "live line lacks {name}: {live}"
+            );
+            assert!(
+                json["queues"][0]["xsk"].get(name).is_some(),
+                "JSON lacks {name}"
+            );
+            assert!(
+                live_json["queues"][0]["xsk"].get(name).is_some(),
+                "JSON lacks {name}"
+            );
+        }
+        // And the names they replaced are gone.
+        for old in [
+            "fill_empty",
+            "fill_ring_empty ",
+            " ring_full",
+            "rx_invalid ",
+            "(fill ",
+        ] {
+            assert!(
+                !text.contains(old) && !live.contains(old),
+                "{old} still printed"
+            );
+        }
+    }
 
     #[test]
     fn the_capture_line_says_why_the_capture_ended() {

@@ -89,8 +89,10 @@ pub struct Summary {
     /// True when every socket is zero-copy.
     pub zero_copy: bool,
     /// Seconds from attach to detach.
+    #[serde(serialize_with = "round_micros")]
     pub seconds: f64,
     /// CPU time (user + system) the process spent over the same span, seconds.
+    #[serde(serialize_with = "round_micros")]
     pub cpu_s: f64,
     /// Frames received, all queues.
     pub packets: u64,
@@ -113,8 +115,10 @@ pub struct QueueInterval {
     /// RX queue.
     pub queue: u32,
     /// Packets per second over the interval.
+    #[serde(serialize_with = "round_tenths")]
     pub pps: f64,
     /// Megabits per second over the interval (frame bytes).
+    #[serde(serialize_with = "round_thousandths")]
     pub mbps: f64,
     /// Packets since the start (monotonic).
     pub packets: u64,
@@ -148,6 +152,7 @@ pub struct Interval {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Seconds since attach.
+    #[serde(serialize_with = "round_micros")]
     pub t: f64,
     /// The interface.
     pub iface: String,
@@ -158,8 +163,10 @@ pub struct Interval {
     /// Per queue.
     pub queues: Vec<QueueInterval>,
     /// Packets per second, all queues.
+    #[serde(serialize_with = "round_tenths")]
     pub pps: f64,
     /// Megabits per second, all queues.
+    #[serde(serialize_with = "round_thousandths")]
     pub mbps: f64,
     /// The XDP program's counters since attach, by name (all queues): what was
     /// redirected, passed for each reason, and found malformed.
@@ -218,4 +225,20 @@ pub(super) fn summarize<R: Rings + Kernel>(
         xsk: run.poller.rings().statistics()?,
         counters: run.live.iter().flat_map(|l| l.counters()).collect(),
     })
+}
+
+/// Seconds in the JSON to the microsecond (`0.074978`, not
+/// `0.07497799999999999`): more digits than the clocks give say nothing.
+fn round_micros<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 1e6).round() / 1e6)
+}
+
+/// A rate of packets a second to a tenth.
+fn round_tenths<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 10.0).round() / 10.0)
+}
+
+/// Megabits a second to the kilobit.
+fn round_thousandths<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 1e3).round() / 1e3)
 }

@@ -120,6 +120,19 @@ pub struct XskStats {
     pub tx_ring_empty_descs: u64,
 }
 
+impl XskStats {
+    /// The kernel's receive-side drops by name: the names the JSON's fields
+    /// have and the live line and the summary print, from this one list.
+    pub fn rx_drops(&self) -> [(&'static str, u64); 4] {
+        [
+            ("rx_dropped", self.rx_dropped),
+            ("rx_ring_full", self.rx_ring_full),
+            ("rx_fill_ring_empty_descs", self.rx_fill_ring_empty_descs),
+            ("rx_invalid_descs", self.rx_invalid_descs),
+        ]
+    }
+}
+
 /// XDP_STATISTICS of the AF_XDP socket `fd` (getsockopt is safe to call from any
 /// thread, so live statistics read it beside the poller).
 pub fn read_statistics(fd: RawFd) -> io::Result<XskStats> {

@@ -363,3 +363,55 @@ fn a_queue_held_by_another_instance_names_it() {
     let done = first.wait(Duration::from_secs(10));
     assert!(done.status.success(), "{done:?}");
 }
+
+/// A veth whose peer's MTU is above what native XDP allows, tried as a new
+/// user would (`ip link set dev PEER mtu 9000`): `drv` fails in one line with
+/// the kernel's reason (which bpf(2) does not carry) and the fix naming the
+/// peer and its namespace; `auto` runs in generic mode and says so.
+#[test]
+fn a_veth_peer_mtu_too_large_for_native_xdp_is_explained() {
+    let bed = testbed("pmtu", 1);
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            &bed.peer_ns(),
+            "link",
+            "set",
+            "dev",
+            &bed.peer_if(),
+            "mtu",
+            "9000",
+        ])
+        .output()
+        .expect("ip link set mtu");
+    assert!(out.status.success(), "{out:?}");
+    let port = PORT.to_string();
+    let out = run_wrapped(
+        &bed,
+        &[],
+        &["--port", &port, "--xdp-mode", "drv", "--duration", "1"],
+    );
+    let fix = format!(
+        "ip -n {} link set dev {} mtu 3506",
+        bed.peer_ns(),
+        bed.peer_if()
+    );
+    assert_fails(
+        &bed,
+        &out,
+        1,
+        &["Peer MTU is too large to set XDP", &fix, "--xdp-mode skb"],
+    );
+    let out = run_wrapped(&bed, &[], &["--port", &port, "--duration", "0.5", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("running in generic (skb) mode instead"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&fix), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("the report");
+    assert_eq!(json["xdp_mode"], "skb");
+    assert_eq!(wait_detached(&bed), None);
+}

@@ -112,7 +112,13 @@ pub enum StackError {
     /// The MTU does not fit a UMEM frame.
     #[error(
         "MTU {mtu} of {iface} is too large for {frame_size}-byte AF_XDP frames (at most \
-         {max}); lower it (`ip link set dev {iface} mtu {max}`) or use larger frames (--frame-size 4096)"
+         {max}); lower it (`ip link set dev {iface} mtu {max}`){}",
+        if *frame_size < 4096 {
+            " or use larger frames (--frame-size 4096)"
+        } else {
+            ": 4096 bytes is the largest frame, and frames split over several (AF_XDP \
+             multi-buffer) are not supported yet"
+        }
     )]
     Mtu {
         /// The interface.
@@ -160,6 +166,10 @@ pub enum StackError {
         /// Who holds it ("xdpstack (pid 1234)", or "another program").
         holder: String,
     },
+    /// The driver refused native XDP for a limit it names only in an extack
+    /// message, which bpf(2) does not carry: told here, with the fix.
+    #[error("{0}")]
+    NativeXdpRefused(String),
     /// A socket cannot be bound.
     #[error("binding a socket: {0}")]
     Bind(String),
@@ -448,7 +458,16 @@ pub fn run_with(
         taps.outbound.as_ref(),
     )?;
     let zero_copy = runs.iter().all(|r| r.poller.rings().zero_copy());
-    let xdp_mode = program.attach(&opts.iface, opts.xdp_mode)?;
+    let xdp_mode = program
+        .attach(&opts.iface, opts.xdp_mode)
+        .map_err(|e| native_refused(&opts.iface, e))?;
+    if let Some(why) = program.fell_back() {
+        // `auto`: generic mode works where native mode was refused; say so.
+        match refusal_text(&opts.iface, why) {
+            Some(why) => tracing::warn!("{why}; running in generic (skb) mode instead"),
+            None => tracing::info!("{why}; running in generic (skb) mode instead"),
+        }
+    }
     tracing::info!(iface = %opts.iface, %xdp_mode, zero_copy, queues = ?queues, "attached");
     let before = program.counters()?;
     let rx_queues = ifinfo::rx_queues(&opts.iface).unwrap_or(1);
@@ -556,6 +575,53 @@ fn open_queues(
     Ok((runs, threaded))
 }
 
+/// The largest peer MTU with which a veth takes native XDP: a 4 KiB page
+/// less the 256 bytes of XDP headroom, the kernel's `skb_shared_info` (320
+/// bytes on x86_64) and the Ethernet header (`veth_xdp_set`: "Peer MTU is too
+/// large to set XDP"; measured on Linux 6.18: 3506 attaches, 3507 does not).
+pub const VETH_NATIVE_XDP_MAX_PEER_MTU: u32 = 3506;
+
+/// A native-mode refusal told with its cause and fix, where the kernel's
+/// reason is known (a veth's peer MTU, its queue counts); other errors pass
+/// unchanged.
+fn native_refused(iface: &str, e: LoaderError) -> StackError {
+    match refusal_text(iface, &e) {
+        Some(text) => StackError::NativeXdpRefused(text),
+        None => e.into(),
+    }
+}
+
+/// What [`native_refused`] says of `e`, when it knows the cause.
+fn refusal_text(iface: &str, e: &LoaderError) -> Option<String> {
+    let LoaderError::NativeRefused { errno, .. } = e else {
+        return None;
+    };
+    let peer = doctor::veth_peer(iface)?;
+    let (ns, dev) = (peer.netns, peer.ifname.unwrap_or(peer.name));
+    let ip = match &ns {
+        Some(ns) => format!("ip -n {ns} link"),
+        None => "ip link".to_string(),
+    };
+    let generic = "or run in generic mode (--xdp-mode skb; --xdp-mode auto falls back to it)";
+    let text = match *errno {
+        libc::ERANGE => format!(
+            "native XDP on {iface} refused: a veth takes it only while its peer's MTU is at \
+             most {VETH_NATIVE_XDP_MAX_PEER_MTU} (the kernel: \"Peer MTU is too large to set \
+             XDP\"), and its peer {dev} has more: lower it (`{ip} set dev {dev} mtu \
+             {VETH_NATIVE_XDP_MAX_PEER_MTU}`), {generic}"
+        ),
+        libc::ENOSPC => format!(
+            "native XDP on {iface} refused: a veth takes it only with at least as many RX \
+             queues as its peer {dev} has TX queues (the kernel: \"XDP expects number of rx \
+             queues not less than peer tx queues\"): recreate the pair with numrxqueues \
+             on {iface} at least numtxqueues on {dev} (`ip link add ... numrxqueues N ... \
+             peer ... numtxqueues N`), {generic}"
+        ),
+        _ => return None,
+    };
+    Some(text)
+}
+
 /// A queue another AF_XDP socket holds (EBUSY), told as such: which program
 /// holds it, when the interface's XDP program says (its holders' pids), and
 /// the way out. Other errors pass unchanged.
@@ -645,4 +711,29 @@ fn finish(
         xdp: counters_by_name(xdp),
         capture_lost: Default::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StackError;
+
+    #[test]
+    fn an_mtu_error_advises_larger_frames_only_where_there_are_some() {
+        let mtu = |frame_size| {
+            StackError::Mtu {
+                iface: "eth0".into(),
+                mtu: 9000,
+                frame_size,
+                max: super::max_mtu(frame_size),
+            }
+            .to_string()
+        };
+        assert!(mtu(2048).contains("--frame-size 4096"), "{}", mtu(2048));
+        assert!(!mtu(4096).contains("--frame-size 4096"), "{}", mtu(4096));
+        assert!(
+            mtu(4096).contains("ip link set dev eth0 mtu 3818"),
+            "{}",
+            mtu(4096)
+        );
+    }
 }

@@ -115,6 +115,17 @@ pub enum LoaderError {
         /// The interface.
         iface: String,
     },
+    /// The driver has native XDP but refused it for a limit of the moment
+    /// (veth: ERANGE, its peer's MTU is too large; ENOSPC, fewer RX queues
+    /// than the peer has TX queues). bpf(2) carries no extack message: the
+    /// stack names the cause (`stack::StackError::NativeXdpRefused`).
+    #[error("attaching XDP to {iface} in drv mode failed: {}", io::Error::from_raw_os_error(*errno))]
+    NativeRefused {
+        /// The interface.
+        iface: String,
+        /// The kernel's errno.
+        errno: i32,
+    },
     /// Attaching needs CAP_NET_ADMIN.
     #[error("attaching XDP to {iface} needs CAP_NET_ADMIN and CAP_BPF (run as root)")]
     AttachPrivileges {
@@ -261,6 +272,8 @@ pub struct XdpProgram {
     // Field order matters for drop: the link goes before the object.
     link: Option<FdLink>,
     attached: Option<(String, AttachedMode)>,
+    /// Why auto mode fell back to generic mode (see [`XdpProgram::fell_back`]).
+    fell_back: Option<LoaderError>,
     /// What was last written to the configuration map.
     config: Config,
     ebpf: Ebpf,
@@ -390,6 +403,7 @@ impl XdpProgram {
         Ok(Self {
             link: None,
             attached: None,
+            fell_back: None,
             config: Config::default(),
             ebpf,
         })
@@ -567,9 +581,14 @@ impl XdpProgram {
             match self.attach_mode(iface, index, mode) {
                 Ok(()) => {
                     self.attached = Some((iface.to_string(), mode));
+                    if mode == AttachedMode::Skb && choice == XdpModeChoice::Auto {
+                        self.fell_back = last.take();
+                    }
                     return Ok(mode);
                 }
-                Err(e @ LoaderError::NoNativeXdp { .. }) => last = Some(e),
+                Err(e @ (LoaderError::NoNativeXdp { .. } | LoaderError::NativeRefused { .. })) => {
+                    last = Some(e);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -598,6 +617,12 @@ impl XdpProgram {
                 Some(libc::EOPNOTSUPP) if mode == AttachedMode::Drv => LoaderError::NoNativeXdp {
                     iface: iface.into(),
                 },
+                Some(errno @ (libc::ERANGE | libc::ENOSPC)) if mode == AttachedMode::Drv => {
+                    LoaderError::NativeRefused {
+                        iface: iface.into(),
+                        errno,
+                    }
+                }
                 Some(libc::EPERM | libc::EACCES) => LoaderError::AttachPrivileges {
                     iface: iface.into(),
                 },
@@ -625,6 +650,11 @@ impl XdpProgram {
                 iface: iface.into(),
             }),
         }
+    }
+
+    /// Why `--xdp-mode auto` attached in generic mode: native mode's error.
+    pub fn fell_back(&self) -> Option<&LoaderError> {
+        self.fell_back.as_ref()
     }
 
     /// The interface and mode we are attached in, if attached.

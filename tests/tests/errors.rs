@@ -339,9 +339,28 @@ fn a_queue_held_by_another_instance_names_it() {
     let port = PORT.to_string();
     let mut first = StackProcess::start(&bed, &["--port", &port, "--duration", "30"]);
     let id = first.wait_attached(&bed);
-    let out = run_wrapped(&bed, &[], &["--port", &port, "--duration", "1"]);
+    // With a capture file: a start that fails leaves none behind.
+    let file = std::env::temp_dir().join(format!("xdpstack-busy-{}.pcap", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let out = run_wrapped(
+        &bed,
+        &[],
+        &[
+            "--port",
+            &port,
+            "--duration",
+            "1",
+            "-w",
+            file.to_str().unwrap(),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !file.exists(),
+        "a failed start left {} behind",
+        file.display()
+    );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
     for needle in [

@@ -299,6 +299,7 @@ fn test(extra: &[String]) -> Result<()> {
                 "poller::tx_tests::sockets::a_send_from",
                 "poller::tx_tests::sockets::backpressure",
                 "poller::tx_tests::sockets::unreachable",
+                "poller::tx_tests::sockets::held",
                 "stack::queue::tests::",
                 "--skip",
                 "views_keep_the_memory_alive",

@@ -325,9 +325,11 @@ impl UdpSocket {
                 self.inner.resolver.hold(
                     dst.ip(),
                     Box::new(move |answer| match answer {
-                        // Refusals are counted by the transmitter.
+                        // Built by the poller, in a frame of its free list:
+                        // this thread (the resolver's) holds none. Refusals
+                        // are counted by the transmitter.
                         Ok(hop) => {
-                            let _ = tx.send_checked(&addressing(&hop, port, dst), &data, hop.mtu);
+                            let _ = tx.send_later(&addressing(&hop, port, dst), data, hop.mtu);
                         }
                         Err(cause) => {
                             seen.store(cause as u8 + 1, Ordering::Release);

@@ -34,7 +34,10 @@ use crossbeam_queue::ArrayQueue;
 use crate::{
     frame::{ConsumerId, Frame, FramePool, MAX_CONSUMERS, RxMeta},
     ring::{Doorbell, KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc},
-    tx::{SPARE_FRAMES, TX_QUEUE, TX_RESERVE, Transmitter, TxRequest, TxShared, add, build_echo},
+    tx::{
+        SPARE_FRAMES, TX_QUEUE, TX_RESERVE, Transmitter, TxRequest, TxShared, add, build_datagram,
+        build_echo,
+    },
 };
 
 mod sink;
@@ -616,6 +619,9 @@ impl<R: Rings> Poller<R> {
                     TxRequest::Frame { frame, len } => Some((frame, len)),
                     TxRequest::Echo { view, layout } => {
                         build_echo(pool, free, &tx.stats, view, &layout)
+                    }
+                    TxRequest::Datagram { to, payload } => {
+                        build_datagram(pool, free, &tx.spares, &tx.stats, &to, &payload)
                     }
                 };
                 if let Some((mut frame, len)) = built {

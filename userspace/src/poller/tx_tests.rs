@@ -862,6 +862,41 @@ mod sockets {
         bed.conservation();
     }
 
+    /// Held datagrams whose next hop resolves while no spare frame is left
+    /// are still sent: the poller builds them in frames of its free list.
+    #[test]
+    fn held_datagrams_go_out_even_without_spare_frames() {
+        let mut bed = Bed::new(512, 256);
+        let table = Table::new(Lookup::Pending);
+        let sock = socket(&mut bed, table.clone(), 64);
+        for i in 0..10 {
+            sock.send_to(format!("held {i}").as_bytes(), peer(i))
+                .unwrap();
+        }
+        // Every spare taken by sends that went through at once.
+        *table.answer.lock().unwrap() = Lookup::Ready(HOP);
+        while sock.send_to(b"now", peer(99)).is_ok() {}
+        assert_eq!(bed.p.spare_frames(), 0);
+        assert_eq!(table.answer_held(Ok(HOP)), 10);
+        bed.poll();
+        bed.poll();
+        let t = bed.p.stats().tx.summary();
+        let immediate = crate::tx::SPARE_FRAMES as u64;
+        assert_eq!(t.send_to, immediate + 10, "{t:?}");
+        assert_eq!(t.queued, immediate + 10, "{t:?}");
+        assert_eq!(t.held, 10);
+        let sent: Vec<Vec<u8>> = (0..bed.p.rings().sent().len())
+            .map(|i| parse(&bed.sent(i)).unwrap().payload.to_vec())
+            .collect();
+        for i in 0..10 {
+            assert!(
+                sent.contains(&format!("held {i}").into_bytes()),
+                "held {i} not sent"
+            );
+        }
+        bed.conservation();
+    }
+
     /// A resolver whose hold is always full: it answers at once.
     #[derive(Debug)]
     struct Full;

@@ -1,9 +1,10 @@
-//! Echo replies, built by the poller from the request's frame.
+//! Echo replies, built by the poller from the request's frame, and datagrams
+//! built by the poller in a free frame.
 
 use super::{TxStats, add};
 use crate::{
     frame::{Frame, FramePool, FrameView},
-    wire::{Layout, ReplyError, make_reply_in_place, write_reply},
+    wire::{Addressing, Layout, ReplyError, make_reply_in_place, write_datagram, write_reply},
 };
 
 /// Build the echo reply to the datagram in `view`: in its own frame when `view` is
@@ -58,6 +59,34 @@ pub(crate) fn build_echo(
                     None
                 }
             }
+        }
+    }
+}
+
+/// Build the datagram addressed as `to` with `payload` in a free frame (or a
+/// spare one).
+/// Returns the frame and the datagram's length, or `None` (counted: no free
+/// frame, or a datagram the headers cannot carry).
+pub(crate) fn build_datagram(
+    pool: &mut FramePool,
+    free: &mut Vec<Frame>,
+    spares: &crossbeam_queue::ArrayQueue<Frame>,
+    stats: &TxStats,
+    to: &Addressing,
+    payload: &[u8],
+) -> Option<(Frame, u32)> {
+    // The free list first; the spares were just topped up from it, and are
+    // for the same purpose.
+    let Some(mut frame) = free.pop().or_else(|| spares.pop()) else {
+        add(&stats.poller.no_frame, 1);
+        return None;
+    };
+    match write_datagram(pool.bytes_mut(&mut frame), to, payload) {
+        Ok(len) => Some((frame, len as u32)),
+        Err(_) => {
+            add(&stats.poller.reply_errors, 1);
+            free.push(frame);
+            None
         }
     }
 }

@@ -52,7 +52,7 @@ pub mod route;
 use ready::Readiness;
 use route::Unreachable;
 
-pub(crate) use build::build_echo;
+pub(crate) use build::{build_datagram, build_echo};
 
 /// Requests that may wait for the poller, per queue.
 pub const TX_QUEUE: usize = 1024;
@@ -168,8 +168,9 @@ pub struct TxSummary {
     /// Echoes refused because the consumer already held 255 views of the
     /// frame ([`TxError::TooManyViews`]).
     pub too_many_views: u64,
-    /// Datagrams to any destination queued for the TX ring
-    /// ([`Transmitter::send`], the socket API's `send_to`).
+    /// Datagrams to any destination queued ([`Transmitter::send`], the socket
+    /// API's `send_to`, and held ones once resolved: [`Transmitter::send_later`],
+    /// which the poller builds, or counts `no_frame` when it has no frame).
     pub send_to: u64,
     /// Datagrams not sent: no route to the destination.
     pub no_route: u64,
@@ -269,6 +270,10 @@ pub(crate) enum TxRequest {
     Echo { view: FrameView, layout: Layout },
     /// Send `len` bytes of `frame` (from the pool's headroom), already built.
     Frame { frame: Frame, len: u32 },
+    /// Build a datagram addressed as `to` with `payload` in a free frame, then
+    /// send it (a held datagram whose next hop resolved: the thread that
+    /// resolved it has no frame, the poller has its free list).
+    Datagram { to: Addressing, payload: Box<[u8]> },
 }
 
 /// What a queue's poller and its transmitters share.
@@ -442,6 +447,37 @@ impl Transmitter {
             return Err(TxError::TooLarge { len, mtu });
         }
         self.send(to, payload)
+    }
+
+    /// Queue `payload` addressed as `to` for the poller to build in a frame of
+    /// its own and send ([`TxRequest::Datagram`]): for a thread that holds no
+    /// spare frame and must not wait for one (the resolver's, sending what
+    /// waited for a next hop). The path MTU is checked first, as by
+    /// [`Transmitter::send_checked`]; a poller without a free frame then
+    /// counts the datagram `no_frame`.
+    pub fn send_later(&self, to: &Addressing, payload: Vec<u8>, mtu: u32) -> Result<(), TxError> {
+        let shared = self.shared()?;
+        let ip_header = if to.dst.is_ipv4() { 20 } else { 40 };
+        let len = ip_header + 8 + payload.len();
+        if len > mtu as usize {
+            count(&shared.stats.consumers.too_large);
+            return Err(TxError::TooLarge { len, mtu });
+        }
+        let request = TxRequest::Datagram {
+            to: *to,
+            payload: payload.into_boxed_slice(),
+        };
+        match shared.requests.push(request) {
+            Ok(()) => {
+                shared.queued();
+                count(&shared.stats.consumers.send_to);
+                Ok(())
+            }
+            Err(_) => {
+                count(&shared.stats.consumers.queue_full);
+                Err(TxError::QueueFull)
+            }
+        }
     }
 
     /// Count a datagram that could not be sent for `cause` (the send path

@@ -450,9 +450,8 @@ impl Transmitter {
     }
 
     /// Queue `payload` addressed as `to` for the poller to build in a frame of
-    /// its own and send ([`TxRequest::Datagram`]): for a thread that holds no
-    /// spare frame and must not wait for one (the resolver's, sending what
-    /// waited for a next hop). The path MTU is checked first, as by
+    /// its own and send: for a thread that holds no spare frame and must not
+    /// wait for one (the resolver's, sending what waited for a next hop). The path MTU is checked first, as by
     /// [`Transmitter::send_checked`]; a poller without a free frame then
     /// counts the datagram `no_frame`.
     pub fn send_later(&self, to: &Addressing, payload: Vec<u8>, mtu: u32) -> Result<(), TxError> {

@@ -40,9 +40,12 @@ use std::{
 
 use crossbeam_queue::ArrayQueue;
 
+mod chain;
 mod memory;
 mod view;
 
+use chain::{CHAINED, NO_FRAME};
+pub use chain::{MAX_SEGMENTS, Segment, Segments};
 pub use memory::{FrameMemory, HeapMemory, XDP_PACKET_HEADROOM};
 pub use view::{CowOutcome, FrameView};
 
@@ -115,7 +118,16 @@ struct Shared {
     /// means a view's drop is a single atomic subtraction that both releases the
     /// consumer's view and tells whether it was the frame's last.
     refs: Box<[AtomicU64]>,
-    /// Frames whose last view was dropped on another thread than the owner's.
+    /// Per frame: the next frame of its packet when the packet spans several
+    /// frames (a multi-buffer packet's chain, see `chain.rs`), else `NO_FRAME`.
+    /// Written by the pool's owner while it holds the frames' handles, before
+    /// the chain's views exist; read through views (published with them by the
+    /// synchronising queues that carry views) and by `reclaim`.
+    next: Box<[AtomicU32]>,
+    /// Per frame of a chain: where its bytes are, `offset << 32 | len`.
+    span: Box<[AtomicU64]>,
+    /// Frames whose last view was dropped on another thread than the owner's
+    /// (a chain's first frame tagged with `CHAINED`: the rest follow `next`).
     returns: ArrayQueue<u32>,
     /// The owner thread's id (see `thread_id`), or 0.
     owner: AtomicU64,
@@ -182,9 +194,11 @@ impl Shared {
         Some(f(unsafe { &mut *self.local.get() }))
     }
 
-    /// A frame's last view is gone: give the frame back to the pool.
+    /// A frame's last view is gone: give the frame back to the pool (with the
+    /// rest of its chain when `chained`).
     #[inline]
-    fn release_frame(&self, index: u32) {
+    fn release_frame(&self, index: u32, chained: bool) {
+        let index = if chained { index | CHAINED } else { index };
         match self.with_local(|local| local.push(index)) {
             Some(()) => {}
             None => {
@@ -211,6 +225,9 @@ pub struct FramePool {
     taken: bool,
     /// Frames turned into views and not reclaimed yet.
     out: u64,
+    /// The next frame of a chain being reclaimed (see [`FramePool::reclaim`]),
+    /// or `NO_FRAME`.
+    cursor: u32,
 }
 
 impl fmt::Debug for FramePool {
@@ -259,12 +276,16 @@ fn held_by(shared: &Shared, id: ConsumerId) -> u64 {
         .sum()
 }
 
+/// Frames with live views: a chain's frames count with its first (which
+/// alone has a reference word).
 fn viewed_frames(shared: &Shared) -> usize {
     shared
         .refs
         .iter()
-        .filter(|r| r.load(Ordering::Relaxed) != 0)
-        .count()
+        .enumerate()
+        .filter(|(_, r)| r.load(Ordering::Relaxed) != 0)
+        .map(|(i, _)| chain::chain_frames(shared, i as u32))
+        .sum()
 }
 
 /// The unique handle of a frame that user space owns.
@@ -322,6 +343,7 @@ impl FramePool {
             "frame size {frame_size} is not a power of two"
         );
         assert!(headroom < frame_size, "headroom fills the frame");
+        assert!(frame_count < CHAINED, "more than 2^31 frames");
         let refs = (0..frame_count).map(|_| AtomicU64::new(0)).collect();
         let ptrs = (0..frame_count).map(|i| memory.frame_ptr(i)).collect();
         Self {
@@ -335,12 +357,15 @@ impl FramePool {
                 queue,
                 id: next_pool_id(),
                 refs,
+                next: (0..frame_count).map(|_| AtomicU32::new(NO_FRAME)).collect(),
+                span: (0..frame_count).map(|_| AtomicU64::new(0)).collect(),
                 returns: ArrayQueue::new(frame_count as usize),
                 owner: AtomicU64::new(thread_id()),
                 local: UnsafeCell::new(Vec::with_capacity(frame_count as usize)),
             }),
             taken: false,
             out: 0,
+            cursor: NO_FRAME,
         }
     }
 
@@ -398,12 +423,23 @@ impl FramePool {
         (index < self.shared.frame_count).then(|| self.shared.frame(index))
     }
 
-    /// A frame whose last view was dropped, if any.
+    /// A frame whose last view was dropped, if any: every frame of a chain
+    /// comes back, one call each.
     #[inline]
     pub fn reclaim(&mut self) -> Option<Frame> {
-        let index = match self.shared.with_local(Vec::pop).flatten() {
-            Some(index) => index,
-            None => self.shared.returns.pop()?,
+        let index = if self.cursor != NO_FRAME {
+            self.unlink_next()
+        } else {
+            let index = match self.shared.with_local(Vec::pop).flatten() {
+                Some(index) => index,
+                None => self.shared.returns.pop()?,
+            };
+            if index & CHAINED != 0 {
+                self.cursor = index & !CHAINED;
+                self.unlink_next()
+            } else {
+                index
+            }
         };
         self.out -= 1;
         Some(self.shared.frame(index))
@@ -482,8 +518,9 @@ impl FramePool {
     /// view (the transmit path: a reply built in the received frame itself).
     /// Returns the handle with the view's offset and length, or the view when
     /// other views exist or it belongs to another pool.
+    /// A multi-buffer view is refused too (see [`FramePool::take_unique_segments`]).
     pub fn take_unique(&mut self, view: FrameView) -> Result<(Frame, u32, u32), FrameView> {
-        if !std::ptr::eq(view.shared.as_ptr(), Arc::as_ptr(&self.shared)) || !view.is_unique() {
+        if !self.owns(&view) || !view.is_unique() || view.is_chained() {
             return Err(view);
         }
         let view = std::mem::ManuallyDrop::new(view);
@@ -492,6 +529,11 @@ impl FramePool {
         self.shared.refs[view.index as usize].store(0, Ordering::Relaxed);
         self.out -= 1;
         Ok((self.shared.frame(view.index), view.offset, view.len))
+    }
+
+    /// True when `view` is of this pool.
+    fn owns(&self, view: &FrameView) -> bool {
+        std::ptr::eq(view.shared.as_ptr(), Arc::as_ptr(&self.shared))
     }
 
     /// A writer for frames of this pool, for threads other than the pool's (the
@@ -517,7 +559,7 @@ impl FramePool {
         meta: RxMeta,
         holder: ConsumerId,
     ) -> FrameView {
-        let mut view = self.make_views(frame, offset, len, meta, holder.unit());
+        let mut view = self.make_views(frame, offset, len, NO_FRAME, meta, holder.unit());
         view.holder = holder;
         view
     }
@@ -537,6 +579,27 @@ impl FramePool {
         len: u32,
         meta: RxMeta,
         owners: u8,
+        each: impl FnMut(FrameView),
+    ) -> FrameView {
+        self.dispatch(frame, offset, len, NO_FRAME, meta, owners, each)
+    }
+
+    /// [`FramePool::into_dispatch`] of a view of `len` bytes that starts in
+    /// `frame` at `offset` and continues in the chain from `next` (`NO_FRAME`:
+    /// none), already linked.
+    #[inline]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the data path's one call, inlined"
+    )]
+    fn dispatch(
+        &mut self,
+        frame: Frame,
+        offset: u32,
+        len: u32,
+        next: u32,
+        meta: RxMeta,
+        owners: u8,
         mut each: impl FnMut(FrameView),
     ) -> FrameView {
         assert!(
@@ -549,7 +612,7 @@ impl FramePool {
                 word |= ConsumerId(i as u8).unit();
             }
         }
-        let mut own = self.make_views(frame, offset, len, meta, word);
+        let mut own = self.make_views(frame, offset, len, next, meta, word);
         own.holder = POLLER;
         for i in 0..MAX_CONSUMERS {
             if owners & (1 << i) != 0 {
@@ -561,22 +624,22 @@ impl FramePool {
 
     /// Set frame `frame`'s reference word to `word` and return a view of it held by
     /// consumer 0 (callers adjust `holder`); the word must account for every view
-    /// the caller then makes with `alias`.
+    /// the caller then makes with `alias`. With a chain (`next` is its second
+    /// frame, linked already) `len` is the whole packet's and the first frame's
+    /// own range was checked when the chain was linked.
     #[inline]
     fn make_views(
         &mut self,
         frame: Frame,
         offset: u32,
         len: u32,
+        next: u32,
         meta: RxMeta,
         word: u64,
     ) -> FrameView {
-        let end = u64::from(offset) + u64::from(len);
-        assert!(
-            offset >= self.shared.headroom && end <= u64::from(self.shared.frame_size),
-            "view {offset}+{len} outside the usable region of a {}-byte frame",
-            self.shared.frame_size
-        );
+        if next == NO_FRAME {
+            self.check_range(offset, len);
+        }
         // The handle ends here; from now on the reference word owns the frame.
         self.shared.check(&frame);
         let Frame { index, .. } = frame;
@@ -597,9 +660,21 @@ impl FramePool {
             index,
             offset,
             len,
+            next,
             meta,
             holder: ConsumerId(0),
         }
+    }
+
+    /// Panic unless bytes `offset..offset + len` lie in a frame's usable region.
+    #[inline]
+    fn check_range(&self, offset: u32, len: u32) {
+        let end = u64::from(offset) + u64::from(len);
+        assert!(
+            offset >= self.shared.headroom && end <= u64::from(self.shared.frame_size),
+            "view {offset}+{len} outside the usable region of a {}-byte frame",
+            self.shared.frame_size
+        );
     }
 }
 
@@ -651,5 +726,7 @@ impl Drop for FramePool {
     }
 }
 
+#[cfg(test)]
+mod chain_tests;
 #[cfg(test)]
 mod tests;

@@ -6,17 +6,26 @@ use std::{
     sync::atomic::{Ordering, fence},
 };
 
-use super::{ConsumerId, RxMeta, Shared};
+use super::{ConsumerId, NO_FRAME, RxMeta, Segments, Shared};
 
 /// A refcounted, zero-copy view of a received frame. `Send` and `Sync`; cloning
 /// adds a reference; the last drop returns the frame to its poller.
+///
+/// A packet larger than one frame (AF_XDP multi-buffer) is one view of a chain
+/// of frames, refcounted as a unit: [`FrameView::len`] is the whole packet's
+/// length, [`FrameView::bytes`] its first buffer (which holds the headers),
+/// [`FrameView::segments`] every buffer in order, and the last drop returns
+/// every frame of the chain.
 pub struct FrameView {
     /// Valid as long as any view exists: the pool frees `Shared` only when no
     /// frame is out, and leaks it otherwise (see `FramePool`'s Drop).
     pub(super) shared: NonNull<Shared>,
     pub(super) index: u32,
     pub(super) offset: u32,
+    /// The whole packet's length (all of its frames).
     pub(super) len: u32,
+    /// The chain's second frame, or `NO_FRAME` for a packet in one frame.
+    pub(super) next: u32,
     pub(super) meta: RxMeta,
     pub(super) holder: ConsumerId,
 }
@@ -45,32 +54,82 @@ impl FrameView {
             index: self.index,
             offset: self.offset,
             len: self.len,
+            next: self.next,
             meta: self.meta,
             holder,
         }
     }
 
-    /// The frame's bytes.
+    /// The frame's bytes: the whole packet, or for a multi-buffer packet
+    /// ([`FrameView::is_chained`]) its first buffer, which holds the headers.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        let shared = self.shared();
-        let start = (self.offset - shared.headroom) as usize;
+        let len = if self.next == NO_FRAME {
+            self.len
+        } else {
+            self.shared().span_of(self.index).1
+        };
         // SAFETY: [offset, offset + len) lies within the frame's usable region
-        // (checked when the view was made), which `ptrs[index]` points to; while
-        // views exist the frame is in no ring and nobody holds `&mut` to it
+        // (checked when the view, or its chain, was made), and while views
+        // exist the frame is in no ring and nobody holds `&mut` to it
         // (`make_mut` requires uniqueness).
-        unsafe {
-            std::slice::from_raw_parts(
-                shared.ptrs[self.index as usize].as_ptr().add(start),
-                self.len as usize,
-            )
-        }
+        unsafe { self.shared().segment(self.index, self.offset, len) }
     }
 
-    /// Frame length in bytes.
+    /// The packet's length in bytes (all of its buffers).
     #[inline]
     pub fn len(&self) -> usize {
         self.len as usize
+    }
+
+    /// True when the packet spans several frames (multi-buffer).
+    #[inline]
+    pub fn is_chained(&self) -> bool {
+        self.next != NO_FRAME
+    }
+
+    /// The packet's buffers in order, the first ([`FrameView::bytes`]) first:
+    /// one for a packet in one frame.
+    pub fn segments(&self) -> Segments<'_> {
+        Segments::new(
+            self.shared(),
+            self.index,
+            self.offset,
+            self.bytes().len(),
+            self.next,
+        )
+    }
+
+    /// The packet's bytes `start..start + len` as slices of its buffers, in
+    /// order, without a copy (a datagram's payload that crosses buffers).
+    /// Bytes past the packet's end are left out.
+    pub fn slices(&self, start: usize, len: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut skip = start;
+        let mut left = len;
+        self.segments().filter_map(move |seg| {
+            if skip >= seg.len() {
+                skip -= seg.len();
+                return None;
+            }
+            let take = left.min(seg.len() - skip);
+            let out = &seg[skip..skip + take];
+            skip = 0;
+            left -= take;
+            (!out.is_empty()).then_some(out)
+        })
+    }
+
+    /// The whole packet in one slice: borrowed when it is in one frame, else
+    /// copied into `scratch` (reused across calls).
+    pub fn contiguous<'a>(&'a self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if !self.is_chained() {
+            return self.bytes();
+        }
+        scratch.clear();
+        for seg in self.segments() {
+            scratch.extend_from_slice(seg);
+        }
+        scratch
     }
 
     /// True for an empty frame.
@@ -108,14 +167,15 @@ impl FrameView {
         self.shared().refs[self.index as usize].load(Ordering::Acquire) == self.holder.unit()
     }
 
-    /// Mutable bytes, copy-on-write: in place when this is the only view, else the
+    /// Mutable bytes ([`FrameView::bytes`]: a multi-buffer packet's first
+    /// buffer), copy-on-write: in place when this is the only view, else the
     /// bytes are copied into `scratch` (reused across calls) and returned from
     /// there. Says which happened.
     pub fn make_mut<'a>(&'a mut self, scratch: &'a mut Vec<u8>) -> (&'a mut [u8], CowOutcome) {
         if self.is_unique() {
+            let len = self.bytes().len();
             let shared = self.shared();
             let start = (self.offset - shared.headroom) as usize;
-            let len = self.len as usize;
             // SAFETY: this view is the frame's only one and we hold it by `&mut`:
             // the only access path to the frame, which is in no kernel ring.
             let frame = unsafe { shared.frame_bytes_mut(self.index) };
@@ -215,7 +275,7 @@ impl Drop for FrameView {
         // happen before the frame is reused.
         if refs.load(Ordering::Acquire) == unit {
             refs.store(0, Ordering::Relaxed);
-            shared.release_frame(self.index);
+            shared.release_frame(self.index, self.next != NO_FRAME);
             return;
         }
         // Release so that our reads of the bytes happen before the frame is reused;
@@ -224,7 +284,7 @@ impl Drop for FrameView {
             return;
         }
         fence(Ordering::Acquire);
-        shared.release_frame(self.index);
+        shared.release_frame(self.index, self.next != NO_FRAME);
     }
 }
 
@@ -240,6 +300,7 @@ impl fmt::Debug for FrameView {
             .field("frame", &self.index)
             .field("offset", &self.offset)
             .field("len", &self.len)
+            .field("chained", &self.is_chained())
             .field("meta", &self.meta)
             .field("holder", &self.holder)
             .finish()

@@ -55,6 +55,10 @@ pub struct XskConfig {
     /// only receives, whose socket then has an RX ring alone, made with libxdp
     /// directly (`sys/xsk/rx_only.rs`: xsk-rs always binds a TX ring).
     pub tx_ring: bool,
+    /// Bind with `XDP_USE_SG`: a packet larger than a frame arrives (and may be
+    /// sent) as several descriptors, chained with `XDP_PKT_CONTD`. Without
+    /// it the kernel drops such packets (`rx_dropped`).
+    pub multi_buffer: bool,
 }
 
 impl Default for XskConfig {
@@ -65,6 +69,7 @@ impl Default for XskConfig {
             ring_size: 2048,
             zero_copy: ZeroCopy::Auto,
             tx_ring: true,
+            multi_buffer: false,
         }
     }
 }
@@ -349,6 +354,7 @@ impl XskSocket {
                     config.frame_size,
                     config.ring_size,
                     zc,
+                    config.multi_buffer,
                 );
                 match &opened {
                     Err(RxOpenError::Bind(e))
@@ -411,11 +417,14 @@ impl XskSocket {
 
         let mut last_err = None;
         for &zc in Self::attempts(config) {
-            let mode = if zc {
+            let mut mode = if zc {
                 BindFlags::XDP_ZEROCOPY
             } else {
                 BindFlags::XDP_COPY
             };
+            if config.multi_buffer {
+                mode |= BindFlags::XDP_USE_SG;
+            }
             let socket_config = SocketConfig::builder()
                 .rx_queue_size(ring_size)
                 .tx_queue_size(ring_size)

@@ -644,10 +644,11 @@ fn refusal_text(iface: &str, e: &LoaderError) -> Option<String> {
     let generic = "or run in generic mode (--xdp-mode skb; --xdp-mode auto falls back to it)";
     let text = match *errno {
         libc::ERANGE => format!(
-            "native XDP on {iface} refused: a veth takes it only while its peer's MTU is at \
-             most {VETH_NATIVE_XDP_MAX_PEER_MTU} (the kernel: \"Peer MTU is too large to set \
-             XDP\"), and its peer {dev} has more: lower it (`{ip} set dev {dev} mtu \
-             {VETH_NATIVE_XDP_MAX_PEER_MTU}`), {generic}"
+            "native XDP on {iface} refused: a veth takes a program without multi-buffer \
+             support only while its peer's MTU is at most {VETH_NATIVE_XDP_MAX_PEER_MTU} (the \
+             kernel: \"Peer MTU is too large to set XDP\"), and its peer {dev} has more: let \
+             packets span several frames (--multi-buffer auto, which veth takes at any peer \
+             MTU), lower it (`{ip} set dev {dev} mtu {VETH_NATIVE_XDP_MAX_PEER_MTU}`), {generic}"
         ),
         libc::ENOSPC => format!(
             "native XDP on {iface} refused: a veth takes it only with at least as many RX \

@@ -276,7 +276,8 @@ fn bind_failed(
 fn bind_hint(errno: Option<i32>, zero_copy: bool) -> &'static str {
     match errno {
         Some(libc::EOPNOTSUPP) if zero_copy => {
-            " (the driver has no zero-copy AF_XDP; use --zero-copy off or auto)"
+            " (the driver has no zero-copy AF_XDP, or none for packets in several frames \
+             (multi-buffer); use --zero-copy off or auto)"
         }
         Some(libc::EBUSY) => {
             " (another AF_XDP socket is bound to this queue: still busy after 2 s)"

@@ -61,12 +61,25 @@ static CAPTURE_STATS: PerCpuArray<u64> =
 /// LLVM rewrites `p + 1 > end` into `p >= end`, which the verifier cannot turn into a
 /// packet range when the constant part of the offset is zero. The verifier still
 /// knows the offset's bounds through the stack spill.
+///
+/// A multi-buffer frame (in the `_frags` programs) is read in its first buffer
+/// only, `[data, data_end)`; `len` is the length of the whole packet.
 struct Frame {
     data: usize,
     ctx: *const xdp_md,
+    len: usize,
 }
 
 impl Frame {
+    #[inline(always)]
+    fn new(ctx: &XdpContext) -> Self {
+        Self {
+            data: ctx.data(),
+            ctx: ctx.ctx,
+            len: packet_len(ctx) as usize,
+        }
+    }
+
     #[inline(always)]
     fn data_end(&self) -> usize {
         // SAFETY: `ctx` is the program's context pointer, valid for the whole run.
@@ -96,6 +109,20 @@ impl PacketBytes for Frame {
         // unaligned because headers after VLAN tags or IP options are not aligned.
         Some(u16::from_be(unsafe { (p as *const u16).read_unaligned() }))
     }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The length of the whole packet: `data_end - data` for a frame of one buffer
+/// (every frame of a program without frags), the first buffer and all its
+/// fragments for a multi-buffer one.
+#[inline(always)]
+fn packet_len(ctx: &XdpContext) -> u32 {
+    // SAFETY: the helper reads the length of the program's own context.
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) as u32 }
 }
 
 #[inline(always)]
@@ -150,10 +177,7 @@ pub fn xdpstack(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn try_xdpstack(ctx: &XdpContext) -> Result<u32, u32> {
     count(Counter::Seen);
-    let frame = Frame {
-        data: ctx.data(),
-        ctx: ctx.ctx,
-    };
+    let frame = Frame::new(ctx);
     let config = config();
     let mode = if config.mode == SteerMode::All as u32 {
         SteerMode::All
@@ -260,8 +284,9 @@ struct Record<const N: usize> {
 /// size of a reservation to be a constant.
 #[inline(always)]
 fn copy(ctx: &XdpContext, snaplen: u32) -> bool {
-    // SAFETY: the helper reads the length of the program's own context.
-    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as u32;
+    // The whole packet, every buffer of a multi-buffer frame: the record's
+    // length, and what `bpf_xdp_load_bytes` copies from.
+    let len = packet_len(ctx);
     let caplen = if len < snaplen { len } else { snaplen };
     match caplen {
         0..=128 => copy_as::<128>(ctx, len, caplen),

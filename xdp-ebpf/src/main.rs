@@ -164,11 +164,27 @@ fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or_default()
 }
 
+// Every entry point comes twice, one body each: without frags (section `xdp`)
+// and frags-aware (`xdp.frags`), as `ProgramNames` in `abi.rs` names them. The
+// function names must equal those names.
+
+/// The steering program, for frames of one buffer.
 #[xdp]
 pub fn xdpstack(ctx: XdpContext) -> u32 {
-    match try_xdpstack(&ctx) {
-        Ok(action) => action,
-        Err(action) => action,
+    steer(&ctx)
+}
+
+/// The steering program, frags-aware: multi-buffer frames are parsed in their
+/// first buffer and copied whole.
+#[xdp(frags)]
+pub fn xdpstack_frags(ctx: XdpContext) -> u32 {
+    steer(&ctx)
+}
+
+#[inline(always)]
+fn steer(ctx: &XdpContext) -> u32 {
+    match try_xdpstack(ctx) {
+        Ok(action) | Err(action) => action,
     }
 }
 
@@ -191,8 +207,8 @@ fn try_xdpstack(ctx: &XdpContext) -> Result<u32, u32> {
             Err(xdp_action::XDP_PASS)
         }
         Verdict::Pass(reason) if config.filter != 0 => {
-            // The filter continues in `xdpstack_selected` or
-            // `xdpstack_unselected`, which count the pass reason left here.
+            // The filter continues in `xdpstack_sel` or `xdpstack_unsel` (or
+            // their frags variants), which count the pass reason left here.
             if let Some(slot) = SCRATCH.get_ptr_mut(0) {
                 // SAFETY: this CPU's slot; nothing runs between here and the
                 // program the filter continues in on this CPU.
@@ -343,17 +359,39 @@ fn copy_as<const N: usize>(ctx: &XdpContext, len: u32, caplen: u32) -> bool {
 
 /// Where the capture filter continues when it selects the frame.
 #[xdp]
-pub fn xdpstack_selected(ctx: XdpContext) -> u32 {
+pub fn xdpstack_sel(ctx: XdpContext) -> u32 {
+    on_selected(&ctx)
+}
+
+/// [`xdpstack_sel`], frags-aware.
+#[xdp(frags)]
+pub fn xdpstack_fsel(ctx: XdpContext) -> u32 {
+    on_selected(&ctx)
+}
+
+#[inline(always)]
+fn on_selected(ctx: &XdpContext) -> u32 {
     let config = config();
-    match selected(&ctx, &config, scratch_reason()) {
+    match selected(ctx, &config, scratch_reason()) {
         Ok(action) | Err(action) => action,
     }
 }
 
 /// Where the capture filter continues when it does not select the frame.
 #[xdp]
-pub fn xdpstack_unselected(ctx: XdpContext) -> u32 {
-    count_capture(&ctx, CaptureCounter::Unselected);
+pub fn xdpstack_unsel(ctx: XdpContext) -> u32 {
+    on_unselected(&ctx)
+}
+
+/// [`xdpstack_unsel`], frags-aware.
+#[xdp(frags)]
+pub fn xdpstack_funsel(ctx: XdpContext) -> u32 {
+    on_unselected(&ctx)
+}
+
+#[inline(always)]
+fn on_unselected(ctx: &XdpContext) -> u32 {
+    count_capture(ctx, CaptureCounter::Unselected);
     count_index(scratch_reason());
     xdp_action::XDP_PASS
 }

@@ -244,6 +244,39 @@ fn capture_filters_follow_the_variant() {
     }
 }
 
+/// A capture filter's `len` is the whole packet's, not its first buffer's:
+/// `greater` and `less` decide a jumbo frame by its real length.
+#[test]
+fn capture_filters_see_a_jumbo_frames_whole_length() {
+    require_root();
+    let (name, frame) = &jumbo_frames()[0];
+    assert!(
+        arrives_in_buffers(frame),
+        "{name} is not split: the test shows nothing"
+    );
+    for (expression, selected) in [
+        ("greater 8000", 1),
+        ("less 8000", 0),
+        (&format!("len == {}", frame.len()) as &str, 1),
+    ] {
+        let mut program = load(true);
+        program.configure(SteerMode::Udp, &[]).expect("configure");
+        let filter = Filter::new(expression).expect("filter");
+        let fd = load_filter(&program, &filter).expect("load the filter");
+        program
+            .configure_capture(CaptureMode::Copy, Some(fd.as_fd()), 64)
+            .expect("the filter goes into the jump table");
+        program.test_run(frame, None).expect("test_run");
+        let counters = program.capture_counters(1).expect("capture counters");
+        assert_eq!(
+            counters.get(CaptureCounter::Selected),
+            selected,
+            "{expression} on {name} ({} bytes)",
+            frame.len()
+        );
+    }
+}
+
 /// On veth with MTU 9000 at both ends, native XDP takes the frags-aware
 /// variant and refuses the other one (ERANGE: the peer's MTU is too large for
 /// frames of one buffer), which is how `--multi-buffer off` still meets the

@@ -695,9 +695,16 @@ impl<S: Sink> Core<S> {
 /// zeroes for the rest, so the file still holds the record its header says.
 #[inline]
 fn put_data<R: CaptureRecord + ?Sized>(out: &mut Vec<u8>, record: &R, len: usize) {
-    if let Some(data) = record.bytes().get(..len) {
-        return out.extend_from_slice(data);
+    match record.bytes().get(..len) {
+        Some(data) => out.extend_from_slice(data),
+        None => put_buffers(out, record, len),
     }
+}
+
+/// [`put_data`] from several buffers: out of line, so that the one-buffer
+/// case inlines small into the per-record loop.
+#[inline(never)]
+fn put_buffers<R: CaptureRecord + ?Sized>(out: &mut Vec<u8>, record: &R, len: usize) {
     let start = out.len();
     walk(record, len, &mut |s| out.extend_from_slice(s));
     out.resize(start + len, 0);

@@ -95,50 +95,23 @@ impl Outbound {
     pub fn unselected(&self) -> u64 {
         self.unselected.load(Ordering::Relaxed)
     }
+}
 
-    /// A frame in several buffers (a multi-buffer packet) goes out on queue
-    /// `queue`'s TX ring: `segments` in order. It is copied whole first, so
-    /// that the expression decides on all of it, and the copy is one record
-    /// of the frame's true length.
-    pub fn transmitted_segments<'a>(
-        &self,
-        queue: u32,
-        segments: impl IntoIterator<Item = &'a [u8]>,
-    ) {
-        let mut bytes = Vec::new();
-        for segment in segments {
-            bytes.extend_from_slice(segment);
-        }
-        if self.selects(&bytes) {
-            self.keep(queue, bytes);
-        }
-    }
-
-    /// The expression's verdict on a whole frame; counts the frames it drops.
-    fn selects(&self, frame: &[u8]) -> bool {
-        let keep = self.filter.as_ref().is_none_or(|f| f.selects(frame));
-        if !keep {
+impl TxTap for Outbound {
+    fn transmitted(&self, queue: u32, frame: &[u8]) {
+        if let Some(f) = &self.filter
+            && !f.selects(frame)
+        {
             self.unselected.fetch_add(1, Ordering::Relaxed);
+            return;
         }
-        keep
-    }
-
-    fn keep(&self, queue: u32, bytes: Vec<u8>) {
         let copy = OutFrame {
-            bytes,
+            bytes: frame.to_vec(),
             timestamp_ns: now_ns(),
             queue,
         };
         if self.frames.push(copy).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl TxTap for Outbound {
-    fn transmitted(&self, queue: u32, frame: &[u8]) {
-        if self.selects(frame) {
-            self.keep(queue, frame.to_vec());
         }
     }
 }
@@ -356,26 +329,6 @@ mod tests {
             "outbound, stamped when sent"
         );
         assert_eq!(view.len(), 3);
-    }
-
-    #[test]
-    fn a_frame_in_several_buffers_is_selected_and_kept_whole() {
-        #[derive(Debug)]
-        struct LongerThan(usize);
-        impl Selects for LongerThan {
-            fn selects(&self, frame: &[u8]) -> bool {
-                frame.len() > self.0
-            }
-        }
-        let tap = Outbound::new(Some(Arc::new(LongerThan(3))));
-        tap.transmitted_segments(2, [&[7u8, 1][..], &[2, 3][..], &[4][..]]);
-        tap.transmitted_segments(2, [&[7u8, 1][..], &[2][..]]);
-        tap.transmitted(1, &[7, 1]);
-        assert_eq!(tap.unselected(), 2, "decided on the whole frame");
-        let got: Vec<(u32, Vec<u8>)> = std::iter::from_fn(|| tap.frames.pop())
-            .map(|f| (f.queue, f.bytes))
-            .collect();
-        assert_eq!(got, vec![(2, vec![7, 1, 2, 3, 4])]);
     }
 
     #[test]

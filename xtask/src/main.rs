@@ -294,6 +294,8 @@ fn test(extra: &[String]) -> Result<()> {
                 "poller::tx_tests::replies",
                 "poller::tx_tests::concurrent",
                 "poller::tx_tests::frames_carry",
+                "poller::chain_tests::a_chain_cut",
+                "poller::chain_tests::a_shared_multi",
                 "poller::tx_tests::the_tap",
                 "poller::tx_tests::sockets::datagrams_in",
                 "poller::tx_tests::sockets::a_send_from",

@@ -57,7 +57,10 @@ fn a_chain_is_one_view_of_all_its_bytes() {
         let mut scratch = Vec::new();
         assert_eq!(v.contiguous(&mut scratch), &whole[..]);
         // Every range, across every boundary, reads back the same bytes.
-        for start in 0..whole.len() {
+        // Every start natively; under Miri, a sample that still crosses
+        // every boundary (the interpreter is slow).
+        let step = if cfg!(miri) { 7 } else { 1 };
+        for start in (0..whole.len()).step_by(step) {
             for len in [0, 1, 7, 56, 57, 200] {
                 let joined: Vec<u8> = v.slices(start, len).flatten().copied().collect();
                 let end = (start + len).min(whole.len());

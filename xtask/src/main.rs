@@ -108,6 +108,10 @@ enum TestbedCmd {
         /// RX/TX queues on each veth end.
         #[arg(long, default_value_t = 2)]
         queues: u32,
+        /// MTU of both veth ends (9000 for jumbo frames through AF_XDP
+        /// multi-buffer).
+        #[arg(long, default_value_t = xdpstack_testbed::DEFAULT_MTU)]
+        mtu: u32,
     },
     /// Remove testbed NAME (works after a crash too).
     Down {
@@ -355,15 +359,15 @@ fn run_hint(bed: &Testbed) -> String {
 fn testbed(action: TestbedCmd) -> Result<()> {
     require_root("a testbed")?;
     match action {
-        TestbedCmd::Up { name, queues } => {
+        TestbedCmd::Up { name, queues, mtu } => {
             if Testbed::exists(&name) {
                 bail!(
                     "testbed {name} exists already; `cargo xtask testbed down --name {name}` removes it"
                 );
             }
-            let bed = Testbed::create(&name, queues)?;
+            let bed = Testbed::create_with(&name, queues, xdpstack_testbed::Options { mtu })?;
             println!(
-                "testbed {name}: {} ({}, {}) in netns {} <-> {} ({}, {}) in netns {}, {queues} queue(s)",
+                "testbed {name}: {} ({}, {}) in netns {} <-> {} ({}, {}) in netns {}, {queues} queue(s), MTU {mtu}",
                 bed.stack_if(),
                 xdpstack_testbed::STACK_V4,
                 xdpstack_testbed::STACK_V6,

@@ -10,7 +10,7 @@ use xdpstack::{
     capture::Format,
     poller::Overflow,
     stack::{
-        QueueSpec,
+        MultiBuffer, QueueSpec,
         doctor::Requirement,
         parse_range,
         service::{AppKind, CaptureDirection},
@@ -60,6 +60,20 @@ value_enum! {
         /// Zero-copy or fail.
         On,
         /// Copy mode.
+        Off,
+    }
+}
+
+value_enum! {
+    /// `--multi-buffer auto|on|off`.
+    MultiBufferArg => MultiBuffer {
+        /// Packets larger than a frame span several when the MTU needs it.
+        #[default]
+        Auto,
+        /// Sockets always take packets larger than a frame (an MTU that may be
+        /// raised while running).
+        On,
+        /// One frame per packet: an MTU larger than a frame is refused.
         Off,
     }
 }
@@ -263,6 +277,16 @@ pub struct Cli {
         help_heading = "XDP and AF_XDP"
     )]
     pub zero_copy: ZeroCopyArg,
+
+    /// Packets larger than one UMEM frame (jumbo frames): AF_XDP
+    /// multi-buffer. `auto` uses it when the interface's MTU needs it.
+    #[arg(
+        long = "multi-buffer",
+        value_enum,
+        default_value_t,
+        help_heading = "XDP and AF_XDP"
+    )]
+    pub multi_buffer: MultiBufferArg,
 
     /// Stop after this many seconds.
     #[arg(

@@ -443,6 +443,7 @@ fn stack_options(cli: &Cli, filter: Option<&Arc<Filter>>) -> StackOptions {
             ..PollerConfig::default()
         },
         pin_cpus: cli.pin_cpus,
+        multi_buffer: cli.multi_buffer.into(),
         duration: cli.duration,
         count: cli.count,
         // Live statistics every second by default when a person is watching,

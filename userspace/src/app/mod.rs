@@ -36,7 +36,10 @@ pub struct Datagram<'a> {
     pub src: SocketAddr,
     /// Destination address and port.
     pub dst: SocketAddr,
-    /// The UDP payload, bounded by the UDP length.
+    /// The UDP payload, bounded by the UDP length, in one slice: the frame's
+    /// own bytes, or for a multi-buffer packet ([`FrameView::is_chained`]) a
+    /// copy in the consumer's scratch buffer; [`Datagram::payload_slices`]
+    /// gives the same bytes in the frames themselves.
     pub payload: &'a [u8],
     /// VLAN IDs, outermost first; `None` where the frame has fewer tags.
     pub vlan: [Option<u16>; 2],
@@ -46,7 +49,8 @@ pub struct Datagram<'a> {
     pub timestamp_ns: u64,
     /// Header offsets, for rewriting the frame.
     pub layout: Layout,
-    /// The whole frame as received, Ethernet padding included.
+    /// The whole frame as received, Ethernet padding included (contiguous,
+    /// like `payload`).
     pub frame: &'a [u8],
     /// The view of the frame: clone it to keep the datagram beyond the call
     /// (the frame stays out of the fill ring while any view lives).
@@ -54,10 +58,16 @@ pub struct Datagram<'a> {
 }
 
 /// Parse the frame of `view` (see [`parse`]) into a datagram borrowing from it,
-/// with its RX queue and timestamp.
+/// with its RX queue and timestamp. A multi-buffer packet is parsed (its
+/// checksum verified, and its payload given) from a copy in `scratch`, reused
+/// across calls: the parser's bounds and checks are the same for every
+/// packet, and it needs the datagram in one slice.
 #[inline]
-pub fn parse_view(view: &FrameView) -> Result<Datagram<'_>, Reject> {
-    parse(view.bytes()).map(|p| Datagram {
+pub fn parse_view<'a>(
+    view: &'a FrameView,
+    scratch: &'a mut Vec<u8>,
+) -> Result<Datagram<'a>, Reject> {
+    parse(view.contiguous(scratch)).map(|p| Datagram {
         src: p.src,
         dst: p.dst,
         payload: p.payload,
@@ -71,6 +81,13 @@ pub fn parse_view(view: &FrameView) -> Result<Datagram<'_>, Reject> {
 }
 
 impl Datagram<'_> {
+    /// The payload as slices of the frames it arrived in, without a copy: one
+    /// slice, unless the packet came in several buffers.
+    pub fn payload_slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.view
+            .slices(self.layout.payload_offset(), self.payload.len())
+    }
+
     /// Answer this datagram with its own payload (see [`Transmitter::echo`]).
     #[inline]
     pub fn echo(&self, tx: &Transmitter) -> Result<(), TxError> {

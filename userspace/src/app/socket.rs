@@ -63,13 +63,27 @@ pub struct Received {
     dst: SocketAddr,
     payload_offset: u32,
     payload_len: u32,
+    /// A multi-buffer datagram's payload in one piece, for
+    /// [`Received::payload`] (the frames hold it in several).
+    joined: Option<Box<[u8]>>,
 }
 
 impl Received {
-    /// The UDP payload.
+    /// The UDP payload, in one slice: the frame's own bytes, or for a
+    /// datagram that arrived in several buffers a copy made on receipt
+    /// ([`Received::payload_slices`] reads the frames themselves).
     pub fn payload(&self) -> &[u8] {
+        if let Some(joined) = &self.joined {
+            return joined;
+        }
         let start = self.payload_offset as usize;
         &self.view.bytes()[start..start + self.payload_len as usize]
+    }
+
+    /// The UDP payload as slices of the frames it arrived in (zero copy).
+    pub fn payload_slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.view
+            .slices(self.payload_offset as usize, self.payload_len as usize)
     }
 
     /// The sender's address and port.
@@ -484,6 +498,7 @@ impl Handler for SocketHandler {
             dst: d.dst,
             payload_offset: d.layout.payload_offset() as u32,
             payload_len: d.payload.len() as u32,
+            joined: d.view.is_chained().then(|| d.payload.into()),
         };
         match self.inner.rx.push(received) {
             Ok(()) => {

@@ -25,7 +25,8 @@ fn parse_view_adds_queue_and_timestamp() {
         meta,
         FramePool::consumer_id(0),
     );
-    let d = parse_view(&view).unwrap();
+    let mut scratch = Vec::new();
+    let d = parse_view(&view, &mut scratch).unwrap();
     assert_eq!((d.queue, d.timestamp_ns), (3, 1_700_000_000_123_456_789));
     assert_eq!(
         (d.src, d.dst),

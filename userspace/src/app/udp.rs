@@ -148,6 +148,8 @@ pub struct UdpConsumer {
     handlers: Vec<Box<dyn Handler>>,
     tx: Transmitter,
     stats: Arc<UdpStats>,
+    /// Multi-buffer packets are parsed from a copy here (see [`parse_view`]).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for UdpConsumer {
@@ -167,6 +169,7 @@ impl UdpConsumer {
             handlers: Vec::new(),
             tx,
             stats: Arc::new(UdpStats::default()),
+            scratch: Vec::new(),
         }
     }
 
@@ -198,7 +201,7 @@ impl Consumer for UdpConsumer {
     #[inline]
     fn consume(&mut self, view: &FrameView) {
         let stats = &*self.stats;
-        match parse_view(view) {
+        match parse_view(view, &mut self.scratch) {
             Ok(datagram) => {
                 let route = self.routes[usize::from(datagram.dst.port())];
                 if route == NO_ROUTE {

@@ -129,6 +129,9 @@ struct Shared {
     /// Frames whose last view was dropped on another thread than the owner's
     /// (a chain's first frame tagged with `CHAINED`: the rest follow `next`).
     returns: ArrayQueue<u32>,
+    /// The frames after the first of the chains in the return lists, which
+    /// hold one entry per chain (for [`FramePool::returned_len`]).
+    returned_tails: AtomicU64,
     /// The owner thread's id (see `thread_id`), or 0.
     owner: AtomicU64,
     /// Frames whose last view was dropped on the owner thread. Only the owner
@@ -198,7 +201,13 @@ impl Shared {
     /// rest of its chain when `chained`).
     #[inline]
     fn release_frame(&self, index: u32, chained: bool) {
-        let index = if chained { index | CHAINED } else { index };
+        let index = if chained {
+            let tails = chain::chain_frames(self, index) as u64 - 1;
+            self.returned_tails.fetch_add(tails, Ordering::Relaxed);
+            index | CHAINED
+        } else {
+            index
+        };
         match self.with_local(|local| local.push(index)) {
             Some(()) => {}
             None => {
@@ -360,6 +369,7 @@ impl FramePool {
                 next: (0..frame_count).map(|_| AtomicU32::new(NO_FRAME)).collect(),
                 span: (0..frame_count).map(|_| AtomicU64::new(0)).collect(),
                 returns: ArrayQueue::new(frame_count as usize),
+                returned_tails: AtomicU64::new(0),
                 owner: AtomicU64::new(thread_id()),
                 local: UnsafeCell::new(Vec::with_capacity(frame_count as usize)),
             }),
@@ -436,6 +446,10 @@ impl FramePool {
             };
             if index & CHAINED != 0 {
                 self.cursor = index & !CHAINED;
+                let tails = chain::chain_frames(&self.shared, self.cursor) as u64 - 1;
+                self.shared
+                    .returned_tails
+                    .fetch_sub(tails, Ordering::Relaxed);
                 self.unlink_next()
             } else {
                 index
@@ -447,7 +461,8 @@ impl FramePool {
 
     /// Frames whose last view was dropped and that wait to be reclaimed.
     pub fn returned_len(&self) -> usize {
-        self.shared.returns.len() + self.shared.with_local(|l| l.len()).unwrap_or(0)
+        let tails = self.shared.returned_tails.load(Ordering::Relaxed) as usize;
+        self.shared.returns.len() + self.shared.with_local(|l| l.len()).unwrap_or(0) + tails
     }
 
     /// Frames that have live views right now (a scan of the side table).
@@ -693,6 +708,11 @@ impl fmt::Debug for FrameWriter {
 }
 
 impl FrameWriter {
+    /// Usable bytes per frame (from the headroom to the frame's end).
+    pub fn capacity(&self) -> usize {
+        (self.shared.frame_size - self.shared.headroom) as usize
+    }
+
     /// The usable bytes of `frame`.
     ///
     /// # Panics

@@ -32,18 +32,21 @@ use std::{
 use crossbeam_queue::ArrayQueue;
 
 use crate::{
-    frame::{ConsumerId, Frame, FramePool, MAX_CONSUMERS, RxMeta},
-    ring::{Doorbell, KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc},
-    tx::{
-        SPARE_FRAMES, TX_QUEUE, TX_RESERVE, Transmitter, TxRequest, TxShared, add, build_datagram,
-        build_echo,
+    frame::{
+        ConsumerId, Frame, FramePool, FrameView, MAX_CONSUMERS, MAX_SEGMENTS, RxMeta, Segment,
     },
+    ring::{Doorbell, RingOccupancy, Rings, RxDesc, TxDesc},
+    tx::{SPARE_FRAMES, TX_QUEUE, TX_RESERVE, Transmitter, TxShared, add},
 };
 
+mod assemble;
+#[cfg(test)]
+mod chain_tests;
 mod sink;
 mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
+mod transmit;
 #[cfg(test)]
 mod tx_tests;
 
@@ -67,6 +70,9 @@ pub struct PollerConfig {
     /// ends the run with an error instead of falling back to sleeping
     /// (`--require busy-poll`, where the kernel could not tell at start).
     pub require_busy_poll: bool,
+    /// The socket is bound with `XDP_USE_SG`: packets larger than a frame
+    /// are sent as chains of buffers (received ones are assembled either way).
+    pub multi_buffer: bool,
 }
 
 impl Default for PollerConfig {
@@ -77,6 +83,7 @@ impl Default for PollerConfig {
             sleep_ms: 100,
             busy_poll: false,
             require_busy_poll: false,
+            multi_buffer: false,
         }
     }
 }
@@ -130,7 +137,24 @@ pub struct Poller<R: Rings> {
     stamps: Option<i64>,
     /// Wakes the run loop from other threads' sends (see [`Poller::set_doorbell`]).
     doorbell: Option<Arc<dyn Doorbell>>,
+    /// The buffers so far of a multi-buffer packet (see [`Poller::assemble`]).
+    chain: Vec<Segment>,
+    /// Its metadata, from its first buffer.
+    chain_meta: RxMeta,
+    /// Dropping the rest of a packet's buffers (see [`Poller::drop_chain`]).
+    discarding: bool,
+    /// The frames of the packet being put on the TX ring.
+    tx_frames: Vec<(Frame, u32)>,
+    /// Where multi-buffer packets to send are built whole.
+    tx_scratch: Vec<u8>,
+    /// Per frame: on the TX ring as a buffer that its packet continues after
+    /// (so its completion does not complete a packet).
+    tx_continues: Vec<bool>,
 }
+
+/// A received packet: its frame, offset and length, or (frame `None`) the
+/// chain in `Poller::chain` and its whole length; and its metadata.
+type Packet = (Option<Frame>, u32, u32, RxMeta);
 
 impl<R: Rings> std::fmt::Debug for Poller<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,6 +199,16 @@ impl<R: Rings> Poller<R> {
             tx_tap: None,
             stamps: None,
             doorbell: None,
+            chain: Vec::with_capacity(MAX_SEGMENTS),
+            chain_meta: RxMeta::default(),
+            discarding: false,
+            tx_frames: Vec::with_capacity(MAX_SEGMENTS),
+            tx_scratch: Vec::new(),
+            tx_continues: if config.multi_buffer {
+                vec![false; frames as usize]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -251,6 +285,7 @@ impl<R: Rings> Poller<R> {
                 self.pool.writer(),
                 self.stats.tx.clone(),
                 self.doorbell.clone(),
+                self.config.multi_buffer,
             ));
             // Spares at once: a datagram sent from another thread before the
             // first round finds one.
@@ -478,45 +513,43 @@ impl<R: Rings> Poller<R> {
             self.transmit();
             return 0;
         }
-        // Frame sizes are powers of two (FramePool checks): offsets are a mask.
-        let offset_mask = u64::from(self.pool.frame_size()) - 1;
         let dropped_before: [u64; MAX_CONSUMERS] =
             std::array::from_fn(|i| self.stats.consumers[i].dropped.load(Ordering::Relaxed));
         let mut dispatched = 0u64;
         let threaded = threaded_set(&self.sinks);
         let mut bytes = 0u64;
+        let mut packets = 0u64;
         for i in 0..n {
             let desc = self.descs[i];
-            // SAFETY: by the `XskRings` contract, `desc.addr` went to the fill ring
-            // (in `refill`) and comes back exactly once, here.
-            let Some(mut frame) = (unsafe { self.pool.received(desc.addr) }) else {
-                // Not an address of our UMEM: the kernel never does this; count it
-                // as lost rather than trust it.
+            let Some(packet) = self.assemble(desc, now_ns) else {
                 continue;
             };
-            self.in_kernel -= 1;
-            bytes += u64::from(desc.len);
-            let offset = ((desc.addr & offset_mask) as u32).max(self.pool.headroom());
-            let len = desc.len.min(self.pool.frame_size() - offset);
-            let meta = RxMeta {
-                queue: self.queue,
-                timestamp_ns: self.stamp(&mut frame, offset, now_ns),
-            };
+            packets += 1;
+            bytes += u64::from(packet.2);
             if self.sinks.is_empty() {
-                // No consumer: the frame goes straight back (rxdrop).
-                self.free.push(frame);
+                // No consumer: the frames go straight back (rxdrop).
+                self.free_packet(packet);
                 continue;
             }
             let Self {
-                pool, sinks, stats, ..
+                pool,
+                sinks,
+                stats,
+                chain,
+                ..
             } = self;
             // Threaded consumers get owned views (counted in the frame's word
             // up front); inline ones get the poller's view lent, run to
             // completion; then the poller's own view goes, usually the last.
-            let own = pool.into_dispatch(frame, offset, len, meta, threaded, |view| {
+            let deliver_to = |view: FrameView| {
                 let i = view.holder().index();
                 deliver(&mut sinks[i], &stats.consumers[i], view);
-            });
+            };
+            let (frame, offset, len, meta) = packet;
+            let own = match frame {
+                Some(frame) => pool.into_dispatch(frame, offset, len, meta, threaded, deliver_to),
+                None => pool.into_dispatch_chain(chain, meta, threaded, deliver_to),
+            };
             for (i, sink) in sinks.iter_mut().enumerate() {
                 if let Sink::Inline(c) = sink {
                     own.lend(FramePool::consumer_id(i), |v| c.consume(v));
@@ -555,7 +588,7 @@ impl<R: Rings> Poller<R> {
             let dropped = c.dropped.load(Ordering::Relaxed) - dropped_before[i];
             add(&c.delivered, dispatched - dropped);
         }
-        add(&self.stats.rx_packets, n as u64);
+        add(&self.stats.rx_packets, packets);
         add(&self.stats.rx_bytes, bytes);
         add(&self.stats.batches, 1);
         self.stats
@@ -566,127 +599,6 @@ impl<R: Rings> Poller<R> {
         // gone, so unshared frames are answered in place).
         self.transmit();
         n
-    }
-
-    /// The transmit half of a round: take back what the kernel has sent, keep
-    /// spare frames ready, and turn queued requests into TX descriptors. Whether
-    /// the kernel must then be kicked is [`Poller::wants_tx_kick`].
-    pub fn transmit(&mut self) {
-        let Self {
-            tx,
-            rings,
-            pool,
-            free,
-            in_tx,
-            tx_descs,
-            comp,
-            tx_tap,
-            queue,
-            ..
-        } = self;
-        let Some(tx) = tx.as_deref() else {
-            return;
-        };
-        let stats = &tx.stats.poller;
-        // (`>=` is an equivalent mutant: with nothing in flight the completion
-        // ring is empty.)
-        if *in_tx > 0 {
-            let n = rings.comp_consume(comp);
-            for &addr in &comp[..n] {
-                // SAFETY: by the `Rings` contract the completion ring returns
-                // each address given to `tx_produce` once.
-                if let Some(frame) = unsafe { pool.received(addr) } {
-                    free.push(frame);
-                }
-            }
-            *in_tx -= n as u64;
-            add(&stats.completed, n as u64);
-        }
-        top_up_spares(tx, free);
-        if !tx.requests.is_empty() {
-            let waiting = u32::try_from(tx.requests.len()).unwrap_or(u32::MAX);
-            let room = rings.tx_capacity(waiting);
-            if room < waiting {
-                add(&stats.ring_full, 1);
-            }
-            tx_descs.clear();
-            let headroom = pool.headroom();
-            for _ in 0..room {
-                let Some(request) = tx.requests.pop() else {
-                    break;
-                };
-                let built = match request {
-                    TxRequest::Frame { frame, len } => Some((frame, len)),
-                    TxRequest::Echo { view, layout } => {
-                        build_echo(pool, free, &tx.stats, view, &layout)
-                    }
-                    TxRequest::Datagram { to, payload } => {
-                        build_datagram(pool, free, &tx.spares, &tx.stats, &to, &payload)
-                    }
-                };
-                if let Some((mut frame, len)) = built {
-                    if let Some(tap) = tx_tap.as_deref() {
-                        let bytes = pool.bytes_mut(&mut frame);
-                        tap.transmitted(*queue, &bytes[..(len as usize).min(bytes.len())]);
-                    }
-                    // The unit tests' heap pools have no headroom; the
-                    // offset is checked with the UMEM's 256 bytes by the root
-                    // tests (echo on veth, replies byte-exact).
-                    tx_descs.push(TxDesc {
-                        addr: frame.into_addr(pool) + u64::from(headroom),
-                        len,
-                    });
-                }
-            }
-            if !tx_descs.is_empty() {
-                rings.tx_produce(tx_descs);
-                *in_tx += tx_descs.len() as u64;
-                add(&stats.queued, tx_descs.len() as u64);
-            }
-        }
-        stats.in_flight.store(*in_tx, Ordering::Relaxed);
-        // Senders waiting for room (the socket API's, async): there may be
-        // some now.
-        if tx.writable.has_waiters() && tx.is_writable() {
-            tx.writable.wake_all();
-        }
-    }
-
-    /// True when frames wait on the TX ring that the kernel has not taken yet,
-    /// and it asked to be kicked (always, in copy mode): the caller then makes
-    /// the syscall and tells [`Poller::tx_kicked`] what came of it. Frames the
-    /// kernel took and has not completed yet need no kick.
-    pub fn wants_tx_kick(&mut self) -> bool {
-        self.in_tx > 0 && self.rings.tx_pending() > 0 && self.rings.tx_needs_wakeup()
-    }
-
-    /// The caller kicked the kernel to transmit, with this outcome: counted
-    /// (a dropped frame is not sent, though the kernel completes it).
-    pub fn tx_kicked(&mut self, outcome: KickOutcome) {
-        if let Some(tx) = &self.tx {
-            let stats = &tx.stats.poller;
-            add(&stats.kicks, 1);
-            match outcome {
-                KickOutcome::Accepted => {}
-                KickOutcome::Busy => add(&stats.kicks_busy, 1),
-                KickOutcome::Dropped => add(&stats.kernel_dropped, 1),
-            }
-        }
-    }
-
-    /// True when nothing is queued for the TX ring and nothing is on it: every
-    /// reply asked for has been sent and completed (or counted as not sent).
-    pub fn tx_idle(&self) -> bool {
-        self.in_tx == 0 && self.tx.as_ref().is_none_or(|t| t.requests.is_empty())
-    }
-
-    /// Give the spare frames back to the free list (the end of a run).
-    pub fn return_spares(&mut self) {
-        if let Some(tx) = &self.tx {
-            while let Some(frame) = tx.spares.pop() {
-                self.free.push(frame);
-            }
-        }
     }
 
     /// Drop what the lossless backlogs still hold, counted: moved from

@@ -27,8 +27,15 @@ pub struct ConsumerStats {
 /// by anyone.
 #[derive(Debug, Default)]
 pub struct QueueStats {
-    /// Frames received.
+    /// Packets received (a multi-buffer packet counts once).
     pub rx_packets: AtomicU64,
+    /// Of `rx_packets`: packets that came in several buffers (AF_XDP
+    /// multi-buffer, `XDP_PKT_CONTD`).
+    pub rx_multi_buffer: AtomicU64,
+    /// Descriptors dropped that the kernel should never make: an address
+    /// outside the UMEM, or a packet of more than `MAX_SEGMENTS` buffers
+    /// (counted once; its frames go back).
+    pub rx_malformed: AtomicU64,
     /// Bytes received.
     pub rx_bytes: AtomicU64,
     /// Rounds that received at least one frame.

@@ -44,7 +44,7 @@ pub(crate) fn poller(
 /// Every frame is in exactly one place: free list, kernel rings, return queue,
 /// or viewed; no address is in the kernel twice; no viewed frame is in the
 /// kernel.
-fn check_conservation(p: &Poller<FakeRings>, held: &[&Vec<FrameView>]) {
+pub(super) fn check_conservation(p: &Poller<FakeRings>, held: &[&Vec<FrameView>]) {
     let kernel = p.rings().kernel_frames();
     let unique: HashSet<u64> = kernel.iter().copied().collect();
     assert_eq!(unique.len(), kernel.len(), "a frame is in the kernel twice");
@@ -62,7 +62,8 @@ fn check_conservation(p: &Poller<FakeRings>, held: &[&Vec<FrameView>]) {
         + kernel.len()
         + p.pool().returned_len()
         + p.pool().viewed_frames()
-        + p.spare_frames();
+        + p.spare_frames()
+        + p.frames_in_chain();
     assert_eq!(total, p.pool().frame_count() as usize, "frame conservation");
 }
 

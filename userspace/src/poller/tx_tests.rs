@@ -20,24 +20,28 @@ use crate::{
     wire::parse,
 };
 
-const FRAME: u32 = 2048;
+pub(super) const FRAME: u32 = 2048;
 
 /// A poller over simulated rings, and the base of its memory so the test can play
 /// the NIC (write arriving packets) and the wire (read what was sent).
-struct Bed {
-    p: Poller<SimRings>,
-    base: *mut u8,
+pub(super) struct Bed {
+    pub(super) p: Poller<SimRings>,
+    pub(super) base: *mut u8,
 }
 
 impl Bed {
     /// A round, and the TX kicks it asks for (what the run loop does).
-    fn poll(&mut self) -> usize {
+    pub(super) fn poll(&mut self) -> usize {
         let n = self.p.poll_once(NOW);
         crate::stack::queue::kick_tx(&mut self.p);
         n
     }
 
     fn new(frames: u32, ring: usize) -> Self {
+        Self::with_config(frames, ring, PollerConfig::default())
+    }
+
+    pub(super) fn with_config(frames: u32, ring: usize, config: PollerConfig) -> Self {
         let memory = HeapMemory::new(FRAME, frames);
         let base = memory.frame_ptr(0).as_ptr();
         let pool = FramePool::new(Box::new(memory), 0);
@@ -47,7 +51,7 @@ impl Bed {
             0,
             PollerConfig {
                 budget: 64,
-                ..PollerConfig::default()
+                ..config
             },
         );
         Bed { p, base }
@@ -78,7 +82,7 @@ impl Bed {
             .to_vec()
     }
 
-    fn conservation(&self) {
+    pub(super) fn conservation(&self) {
         let kernel = self.p.rings().kernel_frames();
         let unique: HashSet<u64> = kernel.iter().copied().collect();
         assert_eq!(unique.len(), kernel.len(), "a frame is in the kernel twice");
@@ -86,12 +90,13 @@ impl Bed {
             + kernel.len()
             + self.p.pool().returned_len()
             + self.p.pool().viewed_frames()
-            + self.p.spare_frames();
+            + self.p.spare_frames()
+            + self.p.frames_in_chain();
         assert_eq!(total, self.p.pool().frame_count() as usize, "conservation");
     }
 }
 
-fn request(v6: bool, i: usize, len: usize) -> Vec<u8> {
+pub(super) fn request(v6: bool, i: usize, len: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
     let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
     let builder = if v6 {
@@ -116,7 +121,7 @@ fn request(v6: bool, i: usize, len: usize) -> Vec<u8> {
 
 /// Check that `reply` answers `request`: addresses and ports swapped, same
 /// payload, valid checksums (the parser verifies them).
-fn assert_answers(reply: &[u8], request: &[u8]) {
+pub(super) fn assert_answers(reply: &[u8], request: &[u8]) {
     let req = parse(request).expect("request parses");
     let rep = parse(reply).expect("reply parses, checksums included");
     assert_eq!((rep.src, rep.dst), (req.dst, req.src));
@@ -125,7 +130,7 @@ fn assert_answers(reply: &[u8], request: &[u8]) {
     assert_eq!(&reply[6..12], &request[0..6], "source MAC");
 }
 
-fn echo_consumer(p: &mut Poller<SimRings>) -> Box<UdpConsumer> {
+pub(super) fn echo_consumer(p: &mut Poller<SimRings>) -> Box<UdpConsumer> {
     Box::new(UdpConsumer::new(p.transmitter()).route([9000], Echo))
 }
 

@@ -15,13 +15,20 @@ pub trait Doorbell: Send + Sync + std::fmt::Debug {
     fn ring(&self);
 }
 
+/// The descriptor option (`options` of `struct xdp_desc`) that says the packet
+/// continues in the next descriptor: AF_XDP multi-buffer (`XDP_USE_SG`), on the
+/// RX ring from the kernel and on the TX ring from us.
+pub const XDP_PKT_CONTD: u32 = 1 << 0;
+
 /// A descriptor from the RX ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxDesc {
-    /// UMEM address of the first byte of the packet.
+    /// UMEM address of the first byte of the buffer.
     pub addr: u64,
-    /// Packet length.
+    /// Bytes in this buffer.
     pub len: u32,
+    /// [`XDP_PKT_CONTD`] when the packet continues in the next descriptor.
+    pub options: u32,
 }
 
 /// A descriptor for the TX ring: the frame's bytes start at the pool's headroom.
@@ -31,6 +38,8 @@ pub struct TxDesc {
     pub addr: u64,
     /// Bytes to send.
     pub len: u32,
+    /// [`XDP_PKT_CONTD`] when the packet continues in the next descriptor.
+    pub options: u32,
 }
 
 /// The four rings of one AF_XDP socket, as the poller needs them: operations on

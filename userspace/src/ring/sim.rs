@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use super::{KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc};
+use super::{KickOutcome, RingOccupancy, Rings, RxDesc, TxDesc, XDP_PKT_CONTD};
 use crate::frame::XDP_PACKET_HEADROOM;
 
 /// Where the simulated kernel puts packet data in a frame, as the real one does.
@@ -37,6 +37,9 @@ pub struct SimRings {
     tx_refuse: u64,
     refused: Vec<TxDesc>,
     napi_id: u32,
+    /// The last descriptors of the RX ring not published yet (see
+    /// [`SimRings::rx_hold_last`]).
+    rx_hidden: usize,
 }
 
 /// Frames one kick sends at most: the kernel's copy-mode budget per `sendto(2)`.
@@ -62,6 +65,7 @@ impl SimRings {
             tx_refuse: 0,
             refused: Vec::new(),
             napi_id: 0,
+            rx_hidden: 0,
         }
     }
 
@@ -116,10 +120,50 @@ impl SimRings {
             self.rx.push_back(RxDesc {
                 addr: addr + SIM_HEADROOM,
                 len,
+                options: 0,
             });
             delivered += 1;
         }
         delivered
+    }
+
+    /// One multi-buffer packet arrives, in buffers of `lens` bytes (each but
+    /// the last flagged [`XDP_PKT_CONTD`]), as the kernel's copy mode hands a
+    /// packet larger than a frame to a socket bound with `XDP_USE_SG`: all or
+    /// nothing, so a packet that does not fit the RX ring (`rx_ring_full`) or
+    /// finds too few frames on the fill ring (`rx_fill_ring_empty_descs`) is
+    /// dropped whole. Returns whether it was put on the RX ring.
+    pub fn arrive_split(&mut self, lens: &[u32]) -> bool {
+        if self.rx.len() + lens.len() > self.rx_cap {
+            self.rx_full += 1;
+            return false;
+        }
+        if self.fill.len() < lens.len() {
+            self.fill_empty += 1;
+            return false;
+        }
+        for (i, &len) in lens.iter().enumerate() {
+            let addr = self.fill.pop_front().expect("checked above");
+            let last = i + 1 == lens.len();
+            self.rx.push_back(RxDesc {
+                addr: addr + SIM_HEADROOM,
+                len,
+                options: if last { 0 } else { XDP_PKT_CONTD },
+            });
+        }
+        true
+    }
+
+    /// Keep the last `n` descriptors of the RX ring from the poller, as if
+    /// the kernel had not published them yet (a packet's tail that comes in
+    /// a later round); 0 publishes everything.
+    pub fn rx_hold_last(&mut self, n: usize) {
+        self.rx_hidden = n;
+    }
+
+    /// The fill-ring addresses the next `n` arrivals will use, in order.
+    pub fn next_fill_addrs(&self, n: usize) -> Vec<u64> {
+        self.fill.iter().take(n).copied().collect()
     }
 
     /// The fill-ring address the next arrival will use (so a test can write the
@@ -195,7 +239,7 @@ impl SimRings {
 // addresses taken from `tx`, each once.
 unsafe impl Rings for SimRings {
     fn rx_consume(&mut self, out: &mut [RxDesc]) -> usize {
-        let n = out.len().min(self.rx.len());
+        let n = out.len().min(self.rx.len().saturating_sub(self.rx_hidden));
         for (slot, desc) in out.iter_mut().zip(self.rx.drain(..n)) {
             *slot = desc;
         }

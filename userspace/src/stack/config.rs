@@ -56,6 +56,26 @@ pub struct StackOptions {
     /// Give each received frame its own receive time, stamped by the XDP
     /// program (for a capture), instead of its poll round's.
     pub stamps: bool,
+    /// Packets larger than a UMEM frame (AF_XDP multi-buffer).
+    pub multi_buffer: MultiBuffer,
+}
+
+/// `--multi-buffer auto|on|off`: packets larger than one UMEM frame, carried
+/// as chains of frames (AF_XDP multi-buffer: an `xdp.frags` program and
+/// sockets bound with `XDP_USE_SG`, Linux 6.6 and later).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MultiBuffer {
+    /// A frags-aware program; sockets bound for multi-buffer when the MTU
+    /// does not fit one frame (binding it when it is not needed could cost a
+    /// driver's zero-copy mode).
+    #[default]
+    Auto,
+    /// A frags-aware program, and sockets bound for multi-buffer whatever the
+    /// MTU (an MTU that may be raised while the stack runs).
+    On,
+    /// Neither: an MTU that does not fit one frame is refused, and the XDP
+    /// program is one that drivers without multi-buffer support accept.
+    Off,
 }
 
 impl Default for StackOptions {
@@ -74,6 +94,7 @@ impl Default for StackOptions {
             stats_interval: None,
             kernel_capture: None,
             stamps: false,
+            multi_buffer: MultiBuffer::Auto,
         }
     }
 }

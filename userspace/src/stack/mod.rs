@@ -41,7 +41,9 @@ pub mod service;
 mod summary;
 mod supervise;
 
-pub use config::{CaptureMode, ConsumerSpec, KernelCapture, QueueSpec, StackOptions, parse_range};
+pub use config::{
+    CaptureMode, ConsumerSpec, KernelCapture, MultiBuffer, QueueSpec, StackOptions, parse_range,
+};
 pub use summary::{ConsumerSummary, Interval, QueueInterval, QueueSummary, Summary};
 use summary::{counters_by_name, summarize};
 use supervise::{LinkLost, Mode, QueueProbe, supervise};
@@ -109,15 +111,15 @@ pub enum StackError {
     /// Bad `--queues`.
     #[error("{0}")]
     Queues(String),
-    /// The MTU does not fit a UMEM frame.
+    /// The MTU does not fit a UMEM frame, and multi-buffer is off.
     #[error(
         "MTU {mtu} of {iface} is too large for {frame_size}-byte AF_XDP frames (at most \
-         {max}); lower it (`ip link set dev {iface} mtu {max}`){}",
-        if *frame_size < 4096 {
-            " or use larger frames (--frame-size 4096)"
+         {max}) with --multi-buffer off: let packets span several frames \
+         (--multi-buffer auto){}, or lower the MTU (`ip link set dev {iface} mtu {max}`)",
+        if *frame_size < 4096 && *mtu <= max_mtu(4096) {
+            ", use larger frames (--frame-size 4096)"
         } else {
-            ": 4096 bytes is the largest frame, and frames split over several (AF_XDP \
-             multi-buffer) are not supported yet"
+            ""
         }
     )]
     Mtu {
@@ -220,17 +222,34 @@ pub fn resolve_queues(opts: &StackOptions) -> Result<Vec<u32>, StackError> {
     opts.queues.resolve(available).map_err(StackError::Queues)
 }
 
-/// The MTU fits a UMEM frame.
-fn check_mtu(opts: &StackOptions) -> Result<(), StackError> {
+/// Whether the sockets bind for multi-buffer: with `--multi-buffer auto`,
+/// when the MTU does not fit one frame; with `off`, such an MTU is refused.
+fn multi_buffer_sockets(opts: &StackOptions) -> Result<bool, StackError> {
     let max = max_mtu(opts.xsk.frame_size);
-    match ifinfo::mtu(&opts.iface) {
-        Ok(mtu) if mtu > max => Err(StackError::Mtu {
+    let mtu = ifinfo::mtu(&opts.iface).ok();
+    let too_large = mtu.is_some_and(|mtu| mtu > max);
+    match opts.multi_buffer {
+        MultiBuffer::On => Ok(true),
+        MultiBuffer::Auto => {
+            if too_large {
+                tracing::info!(
+                    iface = opts.iface,
+                    mtu,
+                    max,
+                    "the MTU does not fit one {}-byte frame: larger packets arrive in \
+                     several (AF_XDP multi-buffer)",
+                    opts.xsk.frame_size
+                );
+            }
+            Ok(too_large)
+        }
+        MultiBuffer::Off if too_large => Err(StackError::Mtu {
             iface: opts.iface.clone(),
-            mtu,
+            mtu: mtu.unwrap_or_default(),
             frame_size: opts.xsk.frame_size,
             max,
         }),
-        _ => Ok(()),
+        MultiBuffer::Off => Ok(false),
     }
 }
 
@@ -436,7 +455,8 @@ pub fn run_with(
     on_interval: &mut dyn FnMut(Interval),
 ) -> Result<Summary, StackError> {
     let queues = resolve_queues(opts)?;
-    check_mtu(opts)?;
+    let resolved = with_multi_buffer(opts)?;
+    let opts = &resolved;
     // A veth, for the explanation of its checksum rejects (see supervise).
     let veth = doctor::veth_peer(&opts.iface);
     let mut program = XdpProgram::load()?;
@@ -485,7 +505,11 @@ pub fn run_with(
         iface: opts.iface.clone(),
         xdp_mode,
         zero_copy,
-        max_mtu: max_mtu(opts.xsk.frame_size),
+        max_mtu: if opts.xsk.multi_buffer {
+            u32::MAX
+        } else {
+            max_mtu(opts.xsk.frame_size)
+        },
         veth,
     };
     // The XDP program's verdicts since attach, for the live statistics.
@@ -538,15 +562,30 @@ pub fn run_with(
     };
     let mut summary = finish(opts, &mut runs, &attached, &after.since(&before))?;
     if let Some(c) = capture_after {
-        summary.xdp.extend(capture_by_name(&c));
-        summary.capture_lost = c
-            .queues
-            .iter()
-            .map(|(q, _)| (*q, c.on_queue(*q, xdp_ebpf::CaptureCounter::RingFull)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        add_capture(&mut summary, &c);
     }
     Ok(summary)
+}
+
+/// The capture's counters over the run, in the summary.
+fn add_capture(summary: &mut Summary, c: &CaptureCounters) {
+    summary.xdp.extend(capture_by_name(c));
+    summary.capture_lost = c
+        .queues
+        .iter()
+        .map(|(q, _)| (*q, c.on_queue(*q, xdp_ebpf::CaptureCounter::RingFull)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+}
+
+/// `opts` with the sockets' multi-buffer binding decided (see
+/// [`multi_buffer_sockets`]).
+fn with_multi_buffer(opts: &StackOptions) -> Result<StackOptions, StackError> {
+    let sg = multi_buffer_sockets(opts)?;
+    let mut resolved = opts.clone();
+    resolved.xsk.multi_buffer = sg;
+    resolved.poller.multi_buffer = sg;
+    Ok(resolved)
 }
 
 /// Open every queue of `queues` (see [`open_queue`]).
@@ -605,10 +644,11 @@ fn refusal_text(iface: &str, e: &LoaderError) -> Option<String> {
     let generic = "or run in generic mode (--xdp-mode skb; --xdp-mode auto falls back to it)";
     let text = match *errno {
         libc::ERANGE => format!(
-            "native XDP on {iface} refused: a veth takes it only while its peer's MTU is at \
-             most {VETH_NATIVE_XDP_MAX_PEER_MTU} (the kernel: \"Peer MTU is too large to set \
-             XDP\"), and its peer {dev} has more: lower it (`{ip} set dev {dev} mtu \
-             {VETH_NATIVE_XDP_MAX_PEER_MTU}`), {generic}"
+            "native XDP on {iface} refused: a veth takes a program without multi-buffer \
+             support only while its peer's MTU is at most {VETH_NATIVE_XDP_MAX_PEER_MTU} (the \
+             kernel: \"Peer MTU is too large to set XDP\"), and its peer {dev} has more: let \
+             packets span several frames (--multi-buffer auto, which veth takes at any peer \
+             MTU), lower it (`{ip} set dev {dev} mtu {VETH_NATIVE_XDP_MAX_PEER_MTU}`), {generic}"
         ),
         libc::ENOSPC => format!(
             "native XDP on {iface} refused: a veth takes it only with at least as many RX \
@@ -728,12 +768,22 @@ mod tests {
             }
             .to_string()
         };
-        assert!(mtu(2048).contains("--frame-size 4096"), "{}", mtu(2048));
+        // 9000 fits neither frame size: larger frames are no advice.
+        assert!(!mtu(2048).contains("--frame-size 4096"), "{}", mtu(2048));
         assert!(!mtu(4096).contains("--frame-size 4096"), "{}", mtu(4096));
+        assert!(mtu(2048).contains("--multi-buffer auto"), "{}", mtu(2048));
         assert!(
             mtu(4096).contains("ip link set dev eth0 mtu 3818"),
             "{}",
             mtu(4096)
         );
+        let fits_4096 = StackError::Mtu {
+            iface: "eth0".into(),
+            mtu: 3000,
+            frame_size: 2048,
+            max: super::max_mtu(2048),
+        }
+        .to_string();
+        assert!(fits_4096.contains("--frame-size 4096"), "{fits_4096}");
     }
 }

@@ -39,10 +39,16 @@ pub struct ConsumerSummary {
 pub struct QueueSummary {
     /// RX queue index.
     pub queue: u32,
-    /// Frames received on the AF_XDP socket.
+    /// Packets received on the AF_XDP socket (one in several buffers counts
+    /// once).
     pub packets: u64,
-    /// Bytes of those frames.
+    /// Bytes of those packets.
     pub bytes: u64,
+    /// Of `packets`: those that came in several buffers (AF_XDP multi-buffer).
+    pub multi_buffer: u64,
+    /// Descriptors dropped that the kernel should never make (an address
+    /// outside the UMEM, a packet of more than 32 buffers).
+    pub malformed: u64,
     /// Rounds that received frames.
     pub batches: u64,
     /// Rounds that found the RX ring empty.
@@ -210,6 +216,8 @@ pub(super) fn summarize<R: Rings + Kernel>(
         queue: run.poller.queue(),
         packets: get(&s.rx_packets),
         bytes: get(&s.rx_bytes),
+        multi_buffer: get(&s.rx_multi_buffer),
+        malformed: get(&s.rx_malformed),
         batches: get(&s.batches),
         empty_polls: get(&s.empty_polls),
         unstamped: get(&s.unstamped),

@@ -100,7 +100,8 @@ pub(super) struct Mode {
     pub(super) iface: String,
     pub(super) xdp_mode: AttachedMode,
     pub(super) zero_copy: bool,
-    /// The largest MTU whose frames fit a UMEM frame.
+    /// The largest MTU whose frames the sockets take: one UMEM frame's, or
+    /// any with multi-buffer sockets.
     pub(super) max_mtu: u32,
     /// The interface's veth peer, when it is a veth.
     pub(super) veth: Option<super::doctor::VethPeer>,
@@ -197,7 +198,9 @@ fn warn_raised_mtu(iface: &str, max_mtu: u32) -> bool {
             tracing::warn!(
                 "the MTU of {iface} was raised to {mtu} while running: frames longer than \
                  {} bytes no longer fit a UMEM frame and are dropped by the kernel \
-                 (counted in rx_dropped); restart with a larger --frame-size",
+                 (counted in rx_dropped); restart to take them in several frames \
+                 (--multi-buffer auto does when the MTU needs it; --multi-buffer on \
+                 always does)",
                 max_mtu + L2_OVERHEAD
             );
             true

@@ -52,7 +52,7 @@ pub mod route;
 use ready::Readiness;
 use route::Unreachable;
 
-pub(crate) use build::{build_datagram, build_echo};
+pub(crate) use build::{Built, build_datagram, build_echo};
 
 /// Requests that may wait for the poller, per queue.
 pub const TX_QUEUE: usize = 1024;
@@ -76,10 +76,13 @@ pub struct TxStats {
 /// instruction on the data path; see [`add`]).
 #[derive(Debug, Default)]
 pub(crate) struct PollerTxStats {
-    /// Frames put on the TX ring.
+    /// Packets put on the TX ring (a multi-buffer packet counts once).
     pub(crate) queued: AtomicU64,
-    /// Frames the kernel returned on the completion ring.
+    /// Packets the kernel returned on the completion ring (with their last
+    /// buffer).
     pub(crate) completed: AtomicU64,
+    /// Of `queued`: packets put on the ring as several buffers.
+    pub(crate) multi_buffer: AtomicU64,
     /// Frames the kernel completed without sending them (see
     /// [`crate::ring::KickOutcome::Dropped`]).
     pub(crate) kernel_dropped: AtomicU64,
@@ -123,6 +126,16 @@ pub(crate) struct ConsumerTxStats {
     pub(crate) held: AtomicU64,
 }
 
+/// Bytes of Ethernet header.
+const ETH_HLEN: usize = 14;
+
+/// The frame [`write_datagram`] makes for `payload_len` bytes to `to`:
+/// Ethernet, IP without options, UDP.
+pub(crate) fn frame_len(to: &Addressing, payload_len: usize) -> usize {
+    let ip_header = if to.dst.is_ipv4() { 20 } else { 40 };
+    ETH_HLEN + ip_header + 8 + payload_len
+}
+
 /// Add `n` to a counter that only the calling thread writes (the poller's): a
 /// load and a store, which other threads read consistently (Relaxed atomics)
 /// but which would lose increments if two threads wrote it.
@@ -134,13 +147,15 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 /// The counters as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TxSummary {
-    /// Frames the kernel transmitted: completed and not dropped. This is what
+    /// Packets the kernel transmitted: completed and not dropped. This is what
     /// the interface's TX packet counter counts of ours.
     pub sent: u64,
-    /// Frames put on the TX ring.
+    /// Packets put on the TX ring (a multi-buffer packet counts once).
     pub queued: u64,
-    /// Frames the kernel returned on the completion ring, sent or not.
+    /// Packets the kernel returned on the completion ring, sent or not.
     pub completed: u64,
+    /// Of `queued`: packets sent as several buffers (AF_XDP multi-buffer).
+    pub multi_buffer: u64,
     /// Frames the kernel took off the TX ring and completed without sending
     /// them: in copy mode, the driver refused the frame (`sendto(2)` says
     /// EBUSY; a veth whose peer cannot take it, a link without carrier). The
@@ -198,6 +213,7 @@ impl TxStats {
             sent: completed.saturating_sub(kernel_dropped),
             queued: get(&p.queued),
             completed,
+            multi_buffer: get(&p.multi_buffer),
             kernel_dropped,
             in_place: get(&p.in_place),
             copied: get(&p.copied),
@@ -288,6 +304,8 @@ pub(crate) struct TxShared {
     sleeping: AtomicBool,
     /// Tasks waiting for room to send.
     pub(crate) writable: Readiness,
+    /// The poller sends packets larger than a frame as chains of buffers.
+    multi_buffer: bool,
 }
 
 impl TxShared {
@@ -295,8 +313,10 @@ impl TxShared {
         writer: FrameWriter,
         stats: Arc<TxStats>,
         doorbell: Option<Arc<dyn Doorbell>>,
+        multi_buffer: bool,
     ) -> Self {
         Self {
+            multi_buffer,
             doorbell,
             sleeping: AtomicBool::new(false),
             writable: Readiness::default(),
@@ -422,8 +442,14 @@ impl Transmitter {
     /// [`write_datagram`]), written now into a spare frame; the poller puts it
     /// on the TX ring, woken if it sleeps. What the path allows (the MTU, the
     /// route) is the caller's to check: see [`Transmitter::send_checked`].
+    /// A datagram larger than a frame goes to the poller to be built in a
+    /// chain of frames when the socket sends multi-buffer packets (a copy of
+    /// `payload`), and cannot be built otherwise ([`TxError::Reply`]).
     pub fn send(&self, to: &Addressing, payload: &[u8]) -> Result<(), TxError> {
         let shared = self.shared()?;
+        if shared.multi_buffer && frame_len(to, payload.len()) > shared.writer.capacity() {
+            return Self::queue_datagram(shared, to, payload.into());
+        }
         let Some(mut frame) = shared.spares.pop() else {
             count(&shared.stats.consumers.no_frame);
             return Err(TxError::NoFrame);
@@ -438,34 +464,40 @@ impl Transmitter {
     /// whose IP packet exceeds `mtu` is refused and counted
     /// ([`TxError::TooLarge`]).
     pub fn send_checked(&self, to: &Addressing, payload: &[u8], mtu: u32) -> Result<(), TxError> {
-        let ip_header = if to.dst.is_ipv4() { 20 } else { 40 };
-        let len = ip_header + 8 + payload.len();
+        self.check_mtu(to, payload.len(), mtu)?;
+        self.send(to, payload)
+    }
+
+    /// Queue `payload` addressed as `to` for the poller to build in a frame of
+    /// its own and send: for a thread that holds no spare frame and must not
+    /// wait for one (the resolver's, sending what waited for a next hop). The
+    /// path MTU is checked first, as by [`Transmitter::send_checked`]; a
+    /// poller without a free frame then counts the datagram `no_frame`.
+    pub fn send_later(&self, to: &Addressing, payload: Vec<u8>, mtu: u32) -> Result<(), TxError> {
+        let shared = self.shared()?;
+        self.check_mtu(to, payload.len(), mtu)?;
+        Self::queue_datagram(shared, to, payload.into_boxed_slice())
+    }
+
+    /// Refuse (and count) a datagram whose IP packet would exceed `mtu`.
+    fn check_mtu(&self, to: &Addressing, payload_len: usize, mtu: u32) -> Result<(), TxError> {
+        let len = frame_len(to, payload_len) - ETH_HLEN;
         if len > mtu as usize {
             if let Some(shared) = self.shared.as_deref() {
                 count(&shared.stats.consumers.too_large);
             }
             return Err(TxError::TooLarge { len, mtu });
         }
-        self.send(to, payload)
+        Ok(())
     }
 
-    /// Queue `payload` addressed as `to` for the poller to build in a frame of
-    /// its own and send: for a thread that holds no spare frame and must not
-    /// wait for one (the resolver's, sending what waited for a next hop). The path MTU is checked first, as by
-    /// [`Transmitter::send_checked`]; a poller without a free frame then
-    /// counts the datagram `no_frame`.
-    pub fn send_later(&self, to: &Addressing, payload: Vec<u8>, mtu: u32) -> Result<(), TxError> {
-        let shared = self.shared()?;
-        let ip_header = if to.dst.is_ipv4() { 20 } else { 40 };
-        let len = ip_header + 8 + payload.len();
-        if len > mtu as usize {
-            count(&shared.stats.consumers.too_large);
-            return Err(TxError::TooLarge { len, mtu });
-        }
-        let request = TxRequest::Datagram {
-            to: *to,
-            payload: payload.into_boxed_slice(),
-        };
+    /// Queue a datagram for the poller to build.
+    fn queue_datagram(
+        shared: &TxShared,
+        to: &Addressing,
+        payload: Box<[u8]>,
+    ) -> Result<(), TxError> {
+        let request = TxRequest::Datagram { to: *to, payload };
         match shared.requests.push(request) {
             Ok(()) => {
                 shared.queued();

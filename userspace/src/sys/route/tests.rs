@@ -30,7 +30,7 @@ use std::{
 
 use super::{
     resolver::*,
-    router::{Command, Shared, Slot, eventfd},
+    router::{Command, Hits, Shared, Slot, eventfd},
     wire::family_of,
     *,
 };
@@ -1057,7 +1057,7 @@ fn detached() -> (Router, mpsc::Receiver<Command>) {
         cache: RwLock::new(HashMap::new()),
         wake: eventfd().unwrap(),
         stop: AtomicBool::new(false),
-        lookups: AtomicU64::new(0),
+        hits: Hits::default(),
         misses: AtomicU64::new(0),
         negative: AtomicU64::new(0),
         held: AtomicU64::new(0),
@@ -1072,6 +1072,32 @@ fn detached() -> (Router, mpsc::Receiver<Command>) {
         ifindex: IF,
     };
     (router, rx)
+}
+
+#[test]
+fn hits_from_many_threads_are_each_counted() {
+    let (router, _rx) = detached();
+    let hop = expected_hop(Some(gw4()));
+    router
+        .shared
+        .cache
+        .write()
+        .unwrap()
+        .insert(far4(), Slot::new(Answer::Ready(hop)));
+    std::thread::scope(|s| {
+        for _ in 0..20 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    assert_eq!(router.lookup(far4()), Lookup::Ready(hop));
+                }
+            });
+        }
+    });
+    let stats = router.stats();
+    assert_eq!(
+        (stats.lookups, stats.hits, stats.misses),
+        (10_000, 10_000, 0)
+    );
 }
 
 #[test]

@@ -160,6 +160,7 @@ impl FullRings {
             *slot = RxDesc {
                 addr: desc.addr() as u64,
                 len: desc.lengths().data() as u32,
+                options: desc.options(),
             };
         }
         n
@@ -190,6 +191,7 @@ impl FullRings {
             unsafe { self.umem.data_mut(&mut desc) }
                 .cursor()
                 .set_pos(d.len as usize);
+            desc.set_options(d.options);
             self.batch.push(desc);
         }
         // SAFETY: as above, the frames are ours to hand to the kernel, and of this

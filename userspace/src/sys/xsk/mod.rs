@@ -55,6 +55,10 @@ pub struct XskConfig {
     /// only receives, whose socket then has an RX ring alone, made with libxdp
     /// directly (`sys/xsk/rx_only.rs`: xsk-rs always binds a TX ring).
     pub tx_ring: bool,
+    /// Bind with `XDP_USE_SG`: a packet larger than a frame arrives (and may be
+    /// sent) as several descriptors, chained with `XDP_PKT_CONTD`. Without
+    /// it the kernel drops such packets (`rx_dropped`).
+    pub multi_buffer: bool,
 }
 
 impl Default for XskConfig {
@@ -65,6 +69,7 @@ impl Default for XskConfig {
             ring_size: 2048,
             zero_copy: ZeroCopy::Auto,
             tx_ring: true,
+            multi_buffer: false,
         }
     }
 }
@@ -271,7 +276,8 @@ fn bind_failed(
 fn bind_hint(errno: Option<i32>, zero_copy: bool) -> &'static str {
     match errno {
         Some(libc::EOPNOTSUPP) if zero_copy => {
-            " (the driver has no zero-copy AF_XDP; use --zero-copy off or auto)"
+            " (the driver has no zero-copy AF_XDP, or none for packets in several frames \
+             (multi-buffer); use --zero-copy off or auto)"
         }
         Some(libc::EBUSY) => {
             " (another AF_XDP socket is bound to this queue: still busy after 2 s)"
@@ -349,6 +355,7 @@ impl XskSocket {
                     config.frame_size,
                     config.ring_size,
                     zc,
+                    config.multi_buffer,
                 );
                 match &opened {
                     Err(RxOpenError::Bind(e))
@@ -411,11 +418,14 @@ impl XskSocket {
 
         let mut last_err = None;
         for &zc in Self::attempts(config) {
-            let mode = if zc {
+            let mut mode = if zc {
                 BindFlags::XDP_ZEROCOPY
             } else {
                 BindFlags::XDP_COPY
             };
+            if config.multi_buffer {
+                mode |= BindFlags::XDP_USE_SG;
+            }
             let socket_config = SocketConfig::builder()
                 .rx_queue_size(ring_size)
                 .tx_queue_size(ring_size)

@@ -31,10 +31,12 @@ use crate::{
     ring::RxDesc,
 };
 
-/// `XDP_COPY`, `XDP_ZEROCOPY`, `XDP_USE_NEED_WAKEUP` (`<linux/if_xdp.h>`).
+/// `XDP_COPY`, `XDP_ZEROCOPY`, `XDP_USE_NEED_WAKEUP`, `XDP_USE_SG`
+/// (`<linux/if_xdp.h>`).
 const XDP_COPY: u16 = 1 << 1;
 const XDP_ZEROCOPY: u16 = 1 << 2;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+const XDP_USE_SG: u16 = 1 << 4;
 /// libxdp loads no XDP program of its own: ours steers (`XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD`).
 const INHIBIT_PROG_LOAD: u32 = 1;
 
@@ -170,7 +172,8 @@ fn empty_cons() -> Box<xsk_ring_cons> {
 
 impl RxOnly {
     /// A UMEM of `frames` frames of `frame_size` bytes and a socket bound to
-    /// `iface` queue `queue` with an RX ring of `rx_size` and no TX ring.
+    /// `iface` queue `queue` with an RX ring of `rx_size` and no TX ring
+    /// (`multi_buffer`: bound with `XDP_USE_SG`).
     /// Returns the socket and the UMEM as frame memory (no frame is in a ring).
     pub(crate) fn open(
         iface: &CStr,
@@ -179,6 +182,7 @@ impl RxOnly {
         frame_size: u32,
         rx_size: u32,
         zero_copy: bool,
+        multi_buffer: bool,
     ) -> Result<(Self, RxMemory), OpenError> {
         let len = frames as usize * frame_size as usize;
         let area = Arc::new(Area::map(len).map_err(OpenError::Umem)?);
@@ -213,6 +217,7 @@ impl RxOnly {
         let umem = NonNull::new(umem).ok_or_else(|| OpenError::Umem(io::Error::other("null")))?;
         let mut rx = empty_cons();
         let mode = if zero_copy { XDP_ZEROCOPY } else { XDP_COPY };
+        let sg = if multi_buffer { XDP_USE_SG } else { 0 };
         let config = xsk_socket_config {
             rx_size,
             tx_size: 0,
@@ -220,7 +225,7 @@ impl RxOnly {
                 libxdp_flags: INHIBIT_PROG_LOAD,
             },
             xdp_flags: 0,
-            bind_flags: mode | XDP_USE_NEED_WAKEUP,
+            bind_flags: mode | XDP_USE_NEED_WAKEUP | sg,
         };
         let mut socket = std::ptr::null_mut();
         // SAFETY: `umem` is the fresh UMEM above, used by this socket only; `rx`
@@ -284,6 +289,7 @@ impl RxOnly {
             *slot = RxDesc {
                 addr: desc.addr,
                 len: desc.len,
+                options: desc.options,
             };
         }
         if n > 0 {

@@ -43,6 +43,12 @@ const V6_SIZES: [usize; 1] = [MTU as usize - 48];
 const ROUNDS: usize = 3;
 /// UMEM frames per queue, given explicitly so that conservation can be checked.
 const FRAMES: u64 = 4096;
+/// UMEM frame size, given explicitly: which packets take several frames
+/// depends on it.
+const FRAME_SIZE: usize = 2048;
+/// Packet bytes one frame holds: its size less the kernel's 256 bytes of XDP
+/// headroom (every buffer of a chain has its own).
+const FRAME_CAPACITY: usize = FRAME_SIZE - 256;
 /// How long a datagram's echo may take before it counts as lost.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -78,6 +84,11 @@ impl Datagram {
     /// Its frame length on the wire (without the FCS).
     fn frame_len(&self) -> usize {
         self.bytes.len() + if self.v6 { V6_HEADERS } else { V4_HEADERS }
+    }
+
+    /// Whether its frame takes more than one UMEM frame.
+    fn chained(&self) -> bool {
+        self.frame_len() > FRAME_CAPACITY
     }
 }
 
@@ -209,6 +220,12 @@ fn assert_reconciled(json: &Value, sent: &[Datagram]) {
     // frames it took.
     assert_eq!(counter(json, &["packets"]), n, "{json}");
     assert_eq!(counter(json, &["bytes"]), frame_bytes, "{json}");
+    // The multi-buffer ones are exactly those larger than a frame, both ways.
+    let chained = sent.iter().filter(|d| d.chained()).count() as u64;
+    assert!(chained > 0 && chained < n, "the sizes cover both cases");
+    assert_eq!(per_queue(json, &["multi_buffer"]), chained, "{json}");
+    assert_eq!(per_queue(json, &["tx", "multi_buffer"]), chained, "{json}");
+    assert_eq!(per_queue(json, &["malformed"]), 0, "{json}");
     assert_eq!(counter(json, &["udp", "datagrams"]), n, "{json}");
     assert_eq!(
         counter(json, &["udp", "payload_bytes"]),
@@ -399,6 +416,7 @@ fn jumbo_datagrams_are_echoed_and_captured_whole() {
     let file = dir.0.join("jumbo.pcap");
     let port = PORT.to_string();
     let frames = FRAMES.to_string();
+    let frame_size = FRAME_SIZE.to_string();
     let mut stack = StackProcess::start(
         &bed,
         &[
@@ -410,6 +428,8 @@ fn jumbo_datagrams_are_echoed_and_captured_whole() {
             file.to_str().expect("UTF-8 path"),
             "--frames",
             &frames,
+            "--frame-size",
+            &frame_size,
             "--json",
         ],
     );

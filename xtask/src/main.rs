@@ -51,13 +51,15 @@ enum Cmd {
     /// The benchmark suite: every receiver against the same generator on a veth
     /// testbed; writes target/bench/results.{json,md,svg}.
     Bench {
-        /// A short smoke run (18-byte payloads, 1 s per receiver).
+        /// A short smoke run (18-byte payloads and the jumbo case, 1 s per
+        /// receiver).
         #[arg(long)]
         quick: bool,
         /// Only these receivers (repeatable), e.g. for profiling one of them.
         #[arg(long = "receiver")]
         receivers: Vec<String>,
-        /// Only these payload sizes (repeatable).
+        /// Only these payload sizes (repeatable; above 1472 bytes: the jumbo
+        /// case, at MTU 9000, with its receivers only).
         #[arg(long = "payload")]
         payloads: Vec<u64>,
     },
@@ -415,7 +417,7 @@ fn main() -> ExitCode {
         } => setup::setup().and_then(|()| {
             require_root("the benchmarks")?;
             step(
-                "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx, xdpstack-xdp-drop)",
+                "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx, xdpstack-kernel-tx, xdpstack-xdp-drop)",
                 &mut build_command(true),
             )?;
             bench::bench(&binary(true), quick, &receivers, &payloads)

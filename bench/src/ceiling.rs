@@ -160,5 +160,16 @@ mod tests {
         let obj = aya_obj::Object::parse(DROP_OBJECT).expect("parses");
         assert!(obj.programs.contains_key(DROP_PROGRAM_NAME));
         assert!(obj.maps.contains_key(DROP_STATS_MAP));
+        // The jumbo ceiling: the frags-aware twin, and only it.
+        for (name, frags) in [
+            (DROP_PROGRAM_NAME, false),
+            (xdpstack_bench_ebpf::DROP_FRAGS_PROGRAM_NAME, true),
+        ] {
+            let section = &obj.programs.get(name).expect(name).section;
+            assert!(
+                matches!(section, aya_obj::ProgramSection::Xdp { frags: f, .. } if *f == frags),
+                "{name}: {section:?}"
+            );
+        }
     }
 }

@@ -2,8 +2,54 @@
 //! agree on. Nothing here may change layout without both sides being rebuilt, which
 //! the workspace guarantees by embedding the object in the user-space binary.
 
-/// Name of the XDP program function in the object file.
-pub const PROGRAM_NAME: &str = "xdpstack";
+/// The names of one variant of the object's three programs: the steering
+/// program and the two a capture filter continues in.
+///
+/// Each program is compiled twice from one body: for frames of one buffer
+/// (section `xdp`), and frags-aware for multi-buffer frames (section
+/// `xdp.frags`, loaded with `BPF_F_XDP_HAS_FRAGS`). The kernel wants every
+/// program of a prog array to agree with its caller on frags, so one run loads
+/// one variant, [`ProgramNames::FRAGS`] or [`ProgramNames::LINEAR`], whole. A
+/// driver refuses the linear variant where its MTU needs multi-buffer frames
+/// (veth: the peer's MTU above what one page holds).
+///
+/// Names fit the kernel's 15 characters (`BPF_OBJ_NAME_LEN`), so that
+/// `bpftool prog` shows them whole and tells the variants apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramNames {
+    /// The steering program, the one attached to the interface.
+    pub steer: &'static str,
+    /// Where the capture filter continues when it selects the frame
+    /// ([`JUMP_SELECTED`]).
+    pub selected: &'static str,
+    /// Where it continues when it does not ([`JUMP_UNSELECTED`]).
+    pub unselected: &'static str,
+}
+
+impl ProgramNames {
+    /// The variant for frames of one buffer (section `xdp`).
+    pub const LINEAR: ProgramNames = ProgramNames {
+        steer: "xdpstack",
+        selected: "xdpstack_sel",
+        unselected: "xdpstack_unsel",
+    };
+    /// The frags-aware variant (section `xdp.frags`).
+    pub const FRAGS: ProgramNames = ProgramNames {
+        steer: "xdpstack_frags",
+        selected: "xdpstack_fsel",
+        unselected: "xdpstack_funsel",
+    };
+
+    /// [`ProgramNames::FRAGS`] when `frags`, else [`ProgramNames::LINEAR`].
+    pub const fn of(frags: bool) -> ProgramNames {
+        if frags { Self::FRAGS } else { Self::LINEAR }
+    }
+
+    /// The three names, steering program first.
+    pub const fn all(&self) -> [&'static str; 3] {
+        [self.steer, self.selected, self.unselected]
+    }
+}
 
 /// `XSKMAP`: AF_XDP sockets, indexed by RX queue.
 pub const XSKS_MAP: &str = "XSKS";
@@ -27,17 +73,13 @@ pub const COPIES_MAP: &str = "COPIES";
 /// `PERCPU_ARRAY[CAPTURE_COUNTER_COUNT * MAX_QUEUES]` of `u64`: for RX queue `q`
 /// and [`CaptureCounter`] `c`, element `q * CAPTURE_COUNTER_COUNT + c`.
 pub const CAPTURE_STATS_MAP: &str = "CAPTURE_STATS";
-/// The program the filter continues in when it selects the frame.
-pub const SELECTED_PROGRAM: &str = "xdpstack_selected";
-/// The program the filter continues in when it does not select the frame.
-pub const UNSELECTED_PROGRAM: &str = "xdpstack_unselected";
 
 /// [`JUMP_MAP`] slot of the capture filter (a translated pcap-filter expression),
 /// which tail-calls [`JUMP_SELECTED`] or [`JUMP_UNSELECTED`].
 pub const JUMP_FILTER: u32 = 0;
-/// [`JUMP_MAP`] slot of [`SELECTED_PROGRAM`].
+/// [`JUMP_MAP`] slot of [`ProgramNames::selected`].
 pub const JUMP_SELECTED: u32 = 1;
-/// [`JUMP_MAP`] slot of [`UNSELECTED_PROGRAM`].
+/// [`JUMP_MAP`] slot of [`ProgramNames::unselected`].
 pub const JUMP_UNSELECTED: u32 = 2;
 /// Slots of [`JUMP_MAP`].
 pub const JUMP_SLOTS: u32 = 3;
@@ -314,6 +356,21 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_names_are_distinct_and_fit_the_kernel() {
+        let names = [ProgramNames::LINEAR.all(), ProgramNames::FRAGS.all()];
+        let names = names.as_flattened();
+        for (i, a) in names.iter().enumerate() {
+            // BPF_OBJ_NAME_LEN is 16 with the NUL.
+            assert!(a.len() <= 15, "{a}");
+            for b in &names[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(ProgramNames::of(true), ProgramNames::FRAGS);
+        assert_eq!(ProgramNames::of(false), ProgramNames::LINEAR);
+    }
 
     #[test]
     fn counter_indexes_are_dense_and_ordered() {

@@ -20,7 +20,7 @@ extern crate alloc;
 use alloc::{borrow::ToOwned, format, string::String, vec, vec::Vec};
 
 use crate::abi::Counter;
-use crate::steer::Verdict;
+use crate::steer::{PacketBytes, Verdict};
 
 /// The one UDP destination port in the port set the expectations assume.
 pub const STEERED_PORT: u16 = 9000;
@@ -43,6 +43,40 @@ pub struct Case {
     /// The verdict under [`SteerMode::Udp`](crate::SteerMode::Udp) with only
     /// [`STEERED_PORT`] in the port set.
     pub expected: Verdict,
+}
+
+/// A frame of several buffers, as a frags-aware XDP program sees a multi-buffer
+/// one: reads reach its first buffer only (the first `first` bytes), while the
+/// packet is every byte of it. Cut anywhere, for the tests that the verdict on
+/// a multi-buffer frame is the one on the whole frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Split<'a> {
+    first: &'a [u8],
+    len: usize,
+}
+
+impl<'a> Split<'a> {
+    /// `bytes` with a first buffer of `first` bytes (all of them when longer).
+    pub fn new(bytes: &'a [u8], first: usize) -> Self {
+        Self {
+            first: &bytes[..first.min(bytes.len())],
+            len: bytes.len(),
+        }
+    }
+}
+
+impl PacketBytes for Split<'_> {
+    fn u8_at(&self, off: usize) -> Option<u8> {
+        self.first.u8_at(off)
+    }
+
+    fn be16_at(&self, off: usize) -> Option<u16> {
+        self.first.be16_at(off)
+    }
+
+    fn packet_len(&self) -> usize {
+        self.len
+    }
 }
 
 /// IP version of a frame built by [`udp_frame`].
@@ -1873,6 +1907,107 @@ mod tests {
         }
     }
 
+    // -----------------------------------------------------------------------------
+    // Multi-buffer frames: the first buffer a prefix, the packet the whole frame.
+
+    /// The verdict on `frame` as a multi-buffer frame whose first buffer holds
+    /// its first `first` bytes.
+    fn split_mode(frame: &[u8], first: usize) -> Verdict {
+        classify(&Split::new(frame, first), SteerMode::Udp, |p| {
+            p == STEERED_PORT
+        })
+    }
+
+    /// Where the UDP header ends, by etherparse, in a frame it parses as UDP.
+    fn udp_header_end(frame: &[u8]) -> Option<usize> {
+        let p = SlicedPacket::from_ethernet(frame).ok()?;
+        match &p.transport {
+            Some(TransportSlice::Udp(u)) => {
+                Some(u.slice().as_ptr() as usize - frame.as_ptr() as usize + UDP_HLEN)
+            }
+            _ => None,
+        }
+    }
+
+    /// Check `frame` cut into a first buffer at every length, with the ports
+    /// `steered`: the verdict is the whole frame's once the first buffer is
+    /// long enough, and truncated before (the shortest such buffer is
+    /// returned). A steered datagram is steered exactly from a first buffer
+    /// that holds its whole UDP header on.
+    fn check_splits(frame: &[u8], steered: impl Fn(u16) -> bool + Copy) -> Result<usize, String> {
+        let whole = classify(frame, SteerMode::Udp, steered);
+        let truncated = Verdict::Pass(Counter::MalformedTruncated);
+        let verdicts: Vec<Verdict> = (0..=frame.len())
+            .map(|n| classify(&Split::new(frame, n), SteerMode::Udp, steered))
+            .collect();
+        if verdicts[frame.len()] != whole {
+            return Err(format!(
+                "uncut: {:?}, whole {whole:?}",
+                verdicts[frame.len()]
+            ));
+        }
+        let needed = verdicts
+            .iter()
+            .rposition(|v| *v != whole)
+            .map_or(0, |n| n + 1);
+        if let Some(n) = verdicts[..needed].iter().position(|v| *v != truncated) {
+            return Err(format!(
+                "first buffer {n}: {:?}; whole {whole:?} from {needed}",
+                verdicts[n]
+            ));
+        }
+        if whole == Verdict::Steer
+            && let Some(end) = udp_header_end(frame)
+            && needed != end
+        {
+            return Err(format!(
+                "{whole:?} from a first buffer of {needed}, the UDP header ends at {end}"
+            ));
+        }
+        Ok(needed)
+    }
+
+    #[test]
+    fn split_corpus_frames_get_the_whole_verdict_or_truncated() {
+        let mut failures = Vec::new();
+        let mut steered = 0;
+        for case in cases() {
+            match check_splits(&case.frame, |p| p == STEERED_PORT) {
+                Ok(needed) if case.expected == Verdict::Steer => {
+                    steered += 1;
+                    assert!(needed > ETH_HLEN, "{}: steered from {needed}", case.name);
+                }
+                Ok(_) => {}
+                Err(e) => failures.push(format!("{}: {e}", case.name)),
+            }
+        }
+        assert!(steered > 20, "only {steered} steered cases");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// The length fields are checked against the packet, not its first buffer:
+    /// a frame whose IP total length or UDP length reaches past the first
+    /// buffer is steered, and one that claims more than the packet is not.
+    #[test]
+    fn lengths_are_checked_against_the_whole_packet() {
+        for version in [IpVersion::V4, IpVersion::V6] {
+            let f = udp_frame(version, &[0x8100], SRC_PORT, STEERED_PORT, &payload(8900));
+            let udp_end = udp_header_end(&f).expect("UDP");
+            assert_eq!(split_mode(&f, udp_end), Verdict::Steer, "{version:?}");
+            assert_eq!(
+                split_mode(&f, udp_end - 1),
+                Verdict::Pass(Counter::MalformedTruncated),
+                "{version:?}"
+            );
+            // One byte short of the IP length, with the same first buffer.
+            assert_eq!(
+                split_mode(&f[..f.len() - 1], udp_end),
+                Verdict::Pass(Counter::MalformedBadLength),
+                "{version:?}"
+            );
+        }
+    }
+
     proptest! {
         /// (a) No input makes `classify` panic.
         #[test]
@@ -1895,6 +2030,43 @@ mod tests {
             f.extend_from_slice(&rest);
             let _ = udp_mode(&f);
             let _ = classify(&f[..], SteerMode::Udp, |_| true);
+        }
+
+        /// (d) A well-formed UDP frame, jumbo ones included, cut into a first
+        /// buffer and the rest at every point, gets the whole frame's verdict
+        /// once the first buffer is long enough (from the end of the UDP header
+        /// when steered) and is truncated before, its port in the set or not.
+        #[test]
+        fn split_udp_frames_keep_their_verdict(
+            tpids in tpids(),
+            net in net(),
+            dport in port(),
+            data in prop::collection::vec(any::<u8>(), 0..=8952),
+        ) {
+            let f = build_udp_frame(&tpids, &net, SRC_PORT, dport, &data);
+            for steered in [dport, dport.wrapping_add(1)] {
+                if let Err(e) = check_splits(&f, |p| p == steered) {
+                    prop_assert!(false, "port {} steered: {}", steered, e);
+                }
+            }
+        }
+
+        /// (d) Any mutation of a frame, cut anywhere: no panic, and the whole
+        /// frame's verdict or truncated, the whole frame's from some cut on.
+        #[test]
+        fn split_mutated_frames_never_panic_and_agree(
+            tpids in tpids(),
+            net in net(),
+            data in prop::collection::vec(any::<u8>(), 0..256),
+            mutations in prop::collection::vec(mutation(), 1..8),
+        ) {
+            let mut f = build_udp_frame(&tpids, &net, SRC_PORT, STEERED_PORT, &data);
+            for m in &mutations {
+                mutate(&mut f, m);
+            }
+            if let Err(e) = check_splits(&f, |p| p == STEERED_PORT) {
+                prop_assert!(false, "{}\n  frame: {:02x?}", e, f);
+            }
         }
 
         /// (b) Well-formed UDP frames are steered exactly when their destination port

@@ -61,12 +61,25 @@ static CAPTURE_STATS: PerCpuArray<u64> =
 /// LLVM rewrites `p + 1 > end` into `p >= end`, which the verifier cannot turn into a
 /// packet range when the constant part of the offset is zero. The verifier still
 /// knows the offset's bounds through the stack spill.
+///
+/// A multi-buffer frame (in the `_frags` programs) is read in its first buffer
+/// only, `[data, data_end)`; `len` is the length of the whole packet.
 struct Frame {
     data: usize,
     ctx: *const xdp_md,
+    len: usize,
 }
 
 impl Frame {
+    #[inline(always)]
+    fn new(ctx: &XdpContext) -> Self {
+        Self {
+            data: ctx.data(),
+            ctx: ctx.ctx,
+            len: packet_len(ctx) as usize,
+        }
+    }
+
     #[inline(always)]
     fn data_end(&self) -> usize {
         // SAFETY: `ctx` is the program's context pointer, valid for the whole run.
@@ -96,6 +109,20 @@ impl PacketBytes for Frame {
         // unaligned because headers after VLAN tags or IP options are not aligned.
         Some(u16::from_be(unsafe { (p as *const u16).read_unaligned() }))
     }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The length of the whole packet: `data_end - data` for a frame of one buffer
+/// (every frame of a program without frags), the first buffer and all its
+/// fragments for a multi-buffer one.
+#[inline(always)]
+fn packet_len(ctx: &XdpContext) -> u32 {
+    // SAFETY: the helper reads the length of the program's own context.
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) as u32 }
 }
 
 #[inline(always)]
@@ -137,11 +164,27 @@ fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or_default()
 }
 
+// Every entry point comes twice, one body each: without frags (section `xdp`)
+// and frags-aware (`xdp.frags`), as `ProgramNames` in `abi.rs` names them. The
+// function names must equal those names.
+
+/// The steering program, for frames of one buffer.
 #[xdp]
 pub fn xdpstack(ctx: XdpContext) -> u32 {
-    match try_xdpstack(&ctx) {
-        Ok(action) => action,
-        Err(action) => action,
+    steer(&ctx)
+}
+
+/// The steering program, frags-aware: multi-buffer frames are parsed in their
+/// first buffer and copied whole.
+#[xdp(frags)]
+pub fn xdpstack_frags(ctx: XdpContext) -> u32 {
+    steer(&ctx)
+}
+
+#[inline(always)]
+fn steer(ctx: &XdpContext) -> u32 {
+    match try_xdpstack(ctx) {
+        Ok(action) | Err(action) => action,
     }
 }
 
@@ -150,10 +193,7 @@ pub fn xdpstack(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn try_xdpstack(ctx: &XdpContext) -> Result<u32, u32> {
     count(Counter::Seen);
-    let frame = Frame {
-        data: ctx.data(),
-        ctx: ctx.ctx,
-    };
+    let frame = Frame::new(ctx);
     let config = config();
     let mode = if config.mode == SteerMode::All as u32 {
         SteerMode::All
@@ -167,8 +207,8 @@ fn try_xdpstack(ctx: &XdpContext) -> Result<u32, u32> {
             Err(xdp_action::XDP_PASS)
         }
         Verdict::Pass(reason) if config.filter != 0 => {
-            // The filter continues in `xdpstack_selected` or
-            // `xdpstack_unselected`, which count the pass reason left here.
+            // The filter continues in `xdpstack_sel` or `xdpstack_unsel` (or
+            // their frags variants), which count the pass reason left here.
             if let Some(slot) = SCRATCH.get_ptr_mut(0) {
                 // SAFETY: this CPU's slot; nothing runs between here and the
                 // program the filter continues in on this CPU.
@@ -260,8 +300,9 @@ struct Record<const N: usize> {
 /// size of a reservation to be a constant.
 #[inline(always)]
 fn copy(ctx: &XdpContext, snaplen: u32) -> bool {
-    // SAFETY: the helper reads the length of the program's own context.
-    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as u32;
+    // The whole packet, every buffer of a multi-buffer frame: the record's
+    // length, and what `bpf_xdp_load_bytes` copies from.
+    let len = packet_len(ctx);
     let caplen = if len < snaplen { len } else { snaplen };
     match caplen {
         0..=128 => copy_as::<128>(ctx, len, caplen),
@@ -318,17 +359,39 @@ fn copy_as<const N: usize>(ctx: &XdpContext, len: u32, caplen: u32) -> bool {
 
 /// Where the capture filter continues when it selects the frame.
 #[xdp]
-pub fn xdpstack_selected(ctx: XdpContext) -> u32 {
+pub fn xdpstack_sel(ctx: XdpContext) -> u32 {
+    on_selected(&ctx)
+}
+
+/// [`xdpstack_sel`], frags-aware.
+#[xdp(frags)]
+pub fn xdpstack_fsel(ctx: XdpContext) -> u32 {
+    on_selected(&ctx)
+}
+
+#[inline(always)]
+fn on_selected(ctx: &XdpContext) -> u32 {
     let config = config();
-    match selected(&ctx, &config, scratch_reason()) {
+    match selected(ctx, &config, scratch_reason()) {
         Ok(action) | Err(action) => action,
     }
 }
 
 /// Where the capture filter continues when it does not select the frame.
 #[xdp]
-pub fn xdpstack_unselected(ctx: XdpContext) -> u32 {
-    count_capture(&ctx, CaptureCounter::Unselected);
+pub fn xdpstack_unsel(ctx: XdpContext) -> u32 {
+    on_unselected(&ctx)
+}
+
+/// [`xdpstack_unsel`], frags-aware.
+#[xdp(frags)]
+pub fn xdpstack_funsel(ctx: XdpContext) -> u32 {
+    on_unselected(&ctx)
+}
+
+#[inline(always)]
+fn on_unselected(ctx: &XdpContext) -> u32 {
+    count_capture(ctx, CaptureCounter::Unselected);
     count_index(scratch_reason());
     xdp_action::XDP_PASS
 }

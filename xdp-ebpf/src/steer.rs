@@ -9,11 +9,19 @@
 //! [`MAX_HEADER_BYTES`] before it is used, which keeps the verifier's range tracking
 //! simple and rules out arithmetic overflow on the host.
 //!
+//! A multi-buffer frame (XDP `xdp.frags`, jumbo frames) is a first buffer and
+//! fragments behind it. Headers are read from the first buffer only
+//! ([`PacketBytes::u8_at`], [`PacketBytes::be16_at`]); a header that does not fit
+//! in it (Ethernet, VLAN tags, the IP header and IPv6 extension headers, the UDP
+//! header) makes the frame truncated, as a frame that ends there would be. The
+//! length fields are checked against the whole packet, every buffer included
+//! ([`PacketBytes::packet_len`]).
+//!
 //! Lengths are checked the way the kernel's receive path checks them:
-//! - IPv4 (RFC 791): IHL >= 5 and IHL*4 <= total length; the frame must hold the
+//! - IPv4 (RFC 791): IHL >= 5 and IHL*4 <= total length; the packet must hold the
 //!   whole total length, but may be longer (Ethernet pads frames to 60 bytes).
-//! - IPv6 (RFC 8200): the frame must hold 40 + payload length; a zero payload length
-//!   (jumbogram, RFC 2675) is not supported and counted as a bad length.
+//! - IPv6 (RFC 8200): the packet must hold 40 + payload length; a zero payload
+//!   length (jumbogram, RFC 2675) is not supported and counted as a bad length.
 //! - UDP (RFC 768): "Length is the length in octets of this user datagram including
 //!   this header and the data. (This means the minimum value of the length is
 //!   eight.)" It may not exceed the IP payload, except in a first fragment, where it
@@ -21,15 +29,20 @@
 
 use crate::abi::{Counter, MAX_HEADER_BYTES, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, SteerMode};
 
-/// Bounds-checked reads from a frame.
+/// Bounds-checked reads from a frame's first buffer, and the length of the whole
+/// packet.
 ///
-/// Implementations return `None` when any byte of the read lies beyond the frame;
-/// they never panic and never read out of bounds.
+/// Implementations return `None` when any byte of the read lies beyond the first
+/// buffer (the whole frame, unless it is a multi-buffer one); they never panic and
+/// never read out of bounds.
 pub trait PacketBytes {
     /// The byte at `off`.
     fn u8_at(&self, off: usize) -> Option<u8>;
     /// The big-endian `u16` at `off`.
     fn be16_at(&self, off: usize) -> Option<u16>;
+    /// The length of the whole packet, every buffer of a multi-buffer frame
+    /// included: at least the length of the first buffer, which the reads see.
+    fn packet_len(&self) -> usize;
 }
 
 impl PacketBytes for [u8] {
@@ -43,6 +56,11 @@ impl PacketBytes for [u8] {
         let end = off.checked_add(2)?;
         let b = self.get(off..end)?;
         Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.len()
     }
 }
 
@@ -112,10 +130,18 @@ fn truncated<T>(v: Option<T>) -> Parse<T> {
     v.ok_or(Counter::MalformedTruncated)
 }
 
-/// True when the frame holds at least `len` bytes.
+/// True when the frame's first buffer holds at least `len` bytes: a header that
+/// ends there can be read.
 #[inline(always)]
 fn holds<P: PacketBytes + ?Sized>(frame: &P, len: usize) -> bool {
     len == 0 || frame.u8_at(len - 1).is_some()
+}
+
+/// True when the whole packet, every buffer included, is at least `len` bytes
+/// long: what the length fields of the headers are checked against.
+#[inline(always)]
+fn spans<P: PacketBytes + ?Sized>(frame: &P, len: usize) -> bool {
+    len <= frame.packet_len()
 }
 
 #[inline(always)]
@@ -165,11 +191,12 @@ fn ipv4<P: PacketBytes + ?Sized>(frame: &P, l3: usize) -> Parse<Option<u16>> {
     if !holds(frame, l3 + IPV4_MIN_HLEN) {
         return Err(Counter::MalformedTruncated);
     }
-    if !holds(frame, l3 + total) {
+    if !spans(frame, l3 + total) {
         // Total length longer than the frame: a truncated or lying packet.
         return Err(Counter::MalformedBadLength);
     }
-    // From here on the whole IP packet, header included, lies within the frame.
+    // From here on the whole IP packet, header included, lies within the frame,
+    // though not necessarily within its first buffer.
     let protocol = truncated(frame.u8_at(l3 + 9))?;
     if protocol != IPPROTO_UDP {
         return Ok(None);
@@ -204,7 +231,7 @@ fn ipv6<P: PacketBytes + ?Sized>(frame: &P, l3: usize) -> Parse<Option<u16>> {
         };
     }
     let end = l3 + IPV6_HLEN + payload;
-    if !holds(frame, end) {
+    if !spans(frame, end) {
         return Err(Counter::MalformedBadLength);
     }
     let mut off = l3 + IPV6_HLEN;
@@ -262,7 +289,8 @@ fn ipv6<P: PacketBytes + ?Sized>(frame: &P, l3: usize) -> Parse<Option<u16>> {
     }
 }
 
-/// The UDP header at `l4`; `end` is where the IP payload ends (within the frame).
+/// The UDP header at `l4`; `end` is where the IP payload ends (within the
+/// packet).
 #[inline(always)]
 fn udp<P: PacketBytes + ?Sized>(
     frame: &P,
@@ -272,6 +300,12 @@ fn udp<P: PacketBytes + ?Sized>(
 ) -> Parse<Option<u16>> {
     if l4 + UDP_HLEN > end {
         return Err(Counter::MalformedBadLength);
+    }
+    // The whole header in the first buffer, checksum included, although only
+    // the ports and the length are read: whoever takes the frame finds it
+    // there. Always true of a frame of one buffer, which holds `end`.
+    if !holds(frame, l4 + UDP_HLEN) {
+        return Err(Counter::MalformedTruncated);
     }
     let dport = truncated(frame.be16_at(l4 + 2))?;
     let len = usize::from(truncated(frame.be16_at(l4 + 4))?);

@@ -20,7 +20,10 @@
 //! `xdpstack-drop-xdp`), is the benchmark's in-kernel ceiling: attached in driver
 //! mode to the receiving veth, it drops every frame and counts it per CPU in
 //! [`DROP_STATS_MAP`]. Nothing in user space can take frames faster than the
-//! kernel can hand them to an XDP program that does nothing.
+//! kernel can hand them to an XDP program that does nothing. Its frags-aware
+//! twin, [`DROP_FRAGS_PROGRAM_NAME`], is the ceiling for jumbo frames. The
+//! generator needs none: `BPF_F_TEST_XDP_LIVE_FRAMES` takes no frame longer
+//! than a page less headroom.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -34,6 +37,12 @@ pub const GEN_STATS_MAP: &str = "GEN_STATS";
 
 /// Name of the drop ceiling's XDP program function in its object file.
 pub const DROP_PROGRAM_NAME: &str = "xdpstack_xdp_drop";
+/// The drop ceiling, frags-aware (section `xdp.frags`, loaded with
+/// `BPF_F_XDP_HAS_FRAGS`): for jumbo frames. veth refuses to attach a program
+/// without frags natively while either end's MTU is above what one page holds
+/// (about 3500 bytes); this one it takes at MTU 9000, and it drops and counts
+/// multi-buffer frames whole, like [`DROP_PROGRAM_NAME`] the others.
+pub const DROP_FRAGS_PROGRAM_NAME: &str = "xdp_drop_frags";
 
 /// `PERCPU_ARRAY[1]` of `u64`: the frames the drop ceiling's program dropped.
 pub const DROP_STATS_MAP: &str = "DROP_STATS";

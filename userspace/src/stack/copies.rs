@@ -18,7 +18,6 @@ use crate::{
         ebpf::{Then, translate},
     },
     sys::{
-        bpf_prog,
         loader::{CopyRing, XdpProgram},
         process::realtime_offset_ns,
     },
@@ -57,8 +56,8 @@ pub(super) fn configure(
 }
 
 /// `filter` as an XDP program of its own, translated to eBPF and verified by
-/// the kernel, which continues in `program`'s `xdpstack_selected` or
-/// `xdpstack_unselected` through its jump table; for
+/// the kernel, which continues in `program`'s `xdpstack_sel` or
+/// `xdpstack_unsel` (or their frags variants) through its jump table; for
 /// [`XdpProgram::configure_capture`].
 pub fn load_filter(program: &XdpProgram, filter: &Filter) -> Result<OwnedFd, StackError> {
     let then = Then::TailCall {
@@ -69,7 +68,10 @@ pub fn load_filter(program: &XdpProgram, filter: &Filter) -> Result<OwnedFd, Sta
     let failed =
         |e: &dyn std::fmt::Display| StackError::Filter(format!("`{}`: {e}", filter.expression()));
     let insns = translate(filter.instructions(), then).map_err(|e| failed(&e))?;
-    bpf_prog::load_xdp("xdpstack_filter", &insns).map_err(|e| failed(&e))
+    // Frags-aware exactly when `program` is: the jump table refuses a mismatch.
+    program
+        .load_filter_program("xdpstack_filter", &insns)
+        .map_err(|e| failed(&e))
 }
 
 /// The copy thread's work.

@@ -11,8 +11,8 @@ use std::{
 };
 
 use libxdp_sys::{
-    bpf_attach_type_BPF_XDP, bpf_insn, bpf_prog_load, bpf_prog_load_opts, bpf_prog_test_run_opts,
-    bpf_prog_type_BPF_PROG_TYPE_XDP, bpf_test_run_opts,
+    BPF_F_XDP_HAS_FRAGS, bpf_attach_type_BPF_XDP, bpf_insn, bpf_prog_load, bpf_prog_load_opts,
+    bpf_prog_test_run_opts, bpf_prog_type_BPF_PROG_TYPE_XDP, bpf_test_run_opts,
 };
 
 use crate::filter::ebpf::{EbpfInsn, XDP_PASS};
@@ -65,13 +65,30 @@ pub enum BpfLoadError {
 }
 
 /// Load `insns` as an XDP program named `name` (for `bpftool prog`), for
-/// attaching to an interface or, in tests, for [`test_run_xdp`].
+/// attaching to an interface or, in tests, for [`test_run_xdp`]; not
+/// frags-aware (see [`load_xdp_with`]).
 ///
 /// # Errors
 ///
 /// [`BpfLoadError::Refused`] with the verifier's last lines when it refuses the
 /// program, [`BpfLoadError::Permission`] without the capabilities.
 pub fn load_xdp(name: &str, insns: &[EbpfInsn]) -> Result<OwnedFd, BpfLoadError> {
+    load_xdp_with(name, insns, false)
+}
+
+/// [`load_xdp`], and frags-aware (`BPF_F_XDP_HAS_FRAGS`, what libbpf does for
+/// a program in section `xdp.frags`) when `frags`: it then runs on multi-buffer
+/// frames. A program that shares a prog array with others, or tail-calls
+/// through one, must agree with them on `frags`: the kernel refuses it
+/// otherwise. For a capture filter, [`XdpProgram::load_filter_program`] says
+/// which.
+///
+/// [`XdpProgram::load_filter_program`]: super::loader::XdpProgram::load_filter_program
+///
+/// # Errors
+///
+/// As [`load_xdp`].
+pub fn load_xdp_with(name: &str, insns: &[EbpfInsn], frags: bool) -> Result<OwnedFd, BpfLoadError> {
     let valid_name = !name.is_empty()
         && name.len() <= NAME_MAX
         && name
@@ -90,6 +107,9 @@ pub fn load_xdp(name: &str, insns: &[EbpfInsn]) -> Result<OwnedFd, BpfLoadError>
     // The XDP attach type, as aya loads the stack's own program, so the two
     // agree in a program array.
     opts.expected_attach_type = bpf_attach_type_BPF_XDP;
+    if frags {
+        opts.prog_flags = BPF_F_XDP_HAS_FRAGS;
+    }
     // Level 0 with a buffer: libbpf loads without a log and, only if the
     // verifier refuses, loads again with level 1 into the buffer.
     opts.log_level = 0;

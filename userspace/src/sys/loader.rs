@@ -5,10 +5,15 @@
 //! exits, panics or is killed with SIGKILL, and nothing is ever pinned. A program
 //! already on the interface (ours from another process, or anyone's) makes the
 //! attach fail with EBUSY/EEXIST; we report it and never replace it.
+//!
+//! The object holds each program twice, frags-aware (multi-buffer frames) and
+//! not ([`ProgramNames`]); one [`XdpProgram`] loads one variant whole
+//! ([`LoadOptions`]), and the capture filters it runs follow it
+//! ([`XdpProgram::load_filter_program`]).
 
 use std::{
     io,
-    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
 };
 
 use aya::{
@@ -17,13 +22,20 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, links::FdLink},
 };
 use xdp_ebpf::{
-    CAPTURE_COUNTER_COUNT, CAPTURE_STATS_MAP, CONFIG_MAP, COPIES_MAP, COUNTER_COUNT,
-    CaptureCounter, CaptureMode, Config, Counter, JUMP_FILTER, JUMP_MAP, JUMP_SELECTED,
-    JUMP_UNSELECTED, MAX_QUEUES, PORT_BITMAP_WORDS, PORTS_MAP, PROGRAM_NAME, SELECTED_PROGRAM,
-    STATS_MAP, SteerMode, UNSELECTED_PROGRAM, XSKS_MAP,
+    CAPTURE_COUNTER_COUNT, CAPTURE_STATS_MAP, CONFIG_MAP, COPIES_MAP, COUNTER_COUNT, CaptureMode,
+    Config, JUMP_FILTER, JUMP_MAP, JUMP_SELECTED, JUMP_UNSELECTED, MAX_QUEUES, PORT_BITMAP_WORDS,
+    PORTS_MAP, ProgramNames, STATS_MAP, SteerMode, XSKS_MAP,
 };
 
-use super::ifinfo::if_index;
+use super::{
+    bpf_prog::{self, BpfLoadError},
+    ifinfo::if_index,
+};
+use crate::filter::ebpf::EbpfInsn;
+
+mod counters;
+
+pub use counters::{CaptureCounters, CopyRing, XdpCounters};
 
 /// The XDP object, built by `build.rs` from the `xdp-ebpf` crate.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpstack-xdp"));
@@ -154,113 +166,23 @@ pub enum LoaderError {
     },
 }
 
-/// Totals of the XDP program's per-CPU counters, indexed by [`Counter`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XdpCounters([u64; COUNTER_COUNT as usize]);
-
-impl XdpCounters {
-    /// The value of `counter`.
-    pub fn get(&self, counter: Counter) -> u64 {
-        self.0[counter.index() as usize]
-    }
-
-    /// Sum of the malformed counters.
-    pub fn malformed(&self) -> u64 {
-        Counter::ALL
-            .iter()
-            .filter(|c| c.is_malformed())
-            .map(|&c| self.get(c))
-            .sum()
-    }
-
-    /// Every counter with its name, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
-        Counter::ALL.iter().map(|&c| (c, self.get(c)))
-    }
-
-    /// The difference `self - earlier`, counter by counter.
-    pub fn since(&self, earlier: &XdpCounters) -> XdpCounters {
-        let mut out = [0; COUNTER_COUNT as usize];
-        for (o, (a, b)) in out.iter_mut().zip(self.0.iter().zip(earlier.0.iter())) {
-            *o = a.wrapping_sub(*b);
-        }
-        XdpCounters(out)
-    }
+/// How to load the XDP program ([`XdpProgram::load_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Load the frags-aware variant of the programs (section `xdp.frags`,
+    /// `BPF_F_XDP_HAS_FRAGS`; [`ProgramNames::FRAGS`]), which takes multi-buffer
+    /// frames and which drivers attach whatever the MTU. Without frags
+    /// ([`ProgramNames::LINEAR`]) a driver whose MTU needs multi-buffer frames
+    /// refuses the program (veth: its peer's MTU above one page's worth).
+    ///
+    /// The capture filter programs follow ([`XdpProgram::load_filter_program`]).
+    pub frags: bool,
 }
 
-/// The capture's per-CPU counters in the XDP program, summed over CPUs, per RX
-/// queue.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CaptureCounters {
-    /// `(queue, counters indexed by CaptureCounter)`, for the queues with any
-    /// non-zero counter, by queue.
-    pub queues: Vec<(u32, [u64; CAPTURE_COUNTER_COUNT as usize])>,
-}
-
-impl CaptureCounters {
-    /// The total of `counter` over every queue.
-    pub fn get(&self, counter: CaptureCounter) -> u64 {
-        self.queues
-            .iter()
-            .map(|(_, c)| c[counter.index() as usize])
-            .sum()
-    }
-
-    /// `counter` on `queue`.
-    pub fn on_queue(&self, queue: u32, counter: CaptureCounter) -> u64 {
-        self.queues
-            .iter()
-            .find(|(q, _)| *q == queue)
-            .map_or(0, |(_, c)| c[counter.index() as usize])
-    }
-
-    /// Every counter with its total over queues, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = (CaptureCounter, u64)> + '_ {
-        CaptureCounter::ALL.iter().map(|&c| (c, self.get(c)))
-    }
-
-    /// What happened since `earlier`, per queue.
-    pub fn since(&self, earlier: &CaptureCounters) -> CaptureCounters {
-        let queues = self
-            .queues
-            .iter()
-            .map(|(q, now)| {
-                let mut d = *now;
-                if let Some((_, before)) = earlier.queues.iter().find(|(e, _)| e == q) {
-                    for (d, b) in d.iter_mut().zip(before) {
-                        *d = d.saturating_sub(*b);
-                    }
-                }
-                (*q, d)
-            })
-            .filter(|(_, d)| d.iter().any(|&v| v != 0))
-            .collect();
-        CaptureCounters { queues }
-    }
-}
-
-/// The XDP program's ring of copies ([`xdp_ebpf::COPIES_MAP`]), user space's end.
-pub struct CopyRing(RingBuf<MapData>);
-
-impl std::fmt::Debug for CopyRing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CopyRing")
-            .field("fd", &self.0.as_fd().as_raw_fd())
-            .finish()
-    }
-}
-
-impl CopyRing {
-    /// Hand `f` up to `max` records (a [`xdp_ebpf::CopyHeader`] and the frame),
-    /// oldest first, each given back to the ring when `f` returns; the count.
-    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(item) = self.0.next() else { break };
-            f(&item);
-            n += 1;
-        }
-        n
+impl Default for LoadOptions {
+    /// Frags-aware, as [`XdpProgram::load`].
+    fn default() -> Self {
+        Self { frags: true }
     }
 }
 
@@ -276,6 +198,8 @@ pub struct XdpProgram {
     fell_back: Option<LoaderError>,
     /// What was last written to the configuration map.
     config: Config,
+    /// The variant loaded: frags-aware or not.
+    names: ProgramNames,
     ebpf: Ebpf,
 }
 
@@ -368,16 +292,27 @@ fn load_object_program(name: &str) -> Result<Ebpf, LoaderError> {
 }
 
 impl XdpProgram {
-    /// Load the embedded object and the program into the kernel (this runs the
-    /// verifier); nothing is attached yet. The configuration starts as "steer
-    /// nothing".
+    /// Load the embedded object and the frags-aware program into the kernel
+    /// (this runs the verifier): [`load_with`](Self::load_with) with the
+    /// default [`LoadOptions`].
     pub fn load() -> Result<Self, LoaderError> {
-        let mut ebpf = load_object_program(PROGRAM_NAME)?;
+        Self::load_with(LoadOptions::default())
+    }
+
+    /// Load the embedded object and the variant of the program `opts` asks for
+    /// into the kernel (this runs the verifier); nothing is attached yet. The
+    /// configuration starts as "steer nothing".
+    pub fn load_with(opts: LoadOptions) -> Result<Self, LoaderError> {
+        let names = ProgramNames::of(opts.frags);
+        // Only the variant asked for: the first program loaded that uses the
+        // jump table makes it frags-aware or not for good, and the kernel then
+        // refuses programs of the other kind in it, or tail-calling through it.
+        let mut ebpf = load_object_program(names.steer)?;
         // The programs a capture filter continues in, in their slots of the jump
         // table; the filter's own slot stays empty until a capture sets one.
         for (name, slot) in [
-            (SELECTED_PROGRAM, JUMP_SELECTED),
-            (UNSELECTED_PROGRAM, JUMP_UNSELECTED),
+            (names.selected, JUMP_SELECTED),
+            (names.unselected, JUMP_UNSELECTED),
         ] {
             let program = xdp_program_mut(&mut ebpf, name)?;
             program
@@ -405,12 +340,41 @@ impl XdpProgram {
             attached: None,
             fell_back: None,
             config: Config::default(),
+            names,
             ebpf,
         })
     }
 
-    fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-        xdp_program_mut(ebpf, PROGRAM_NAME)
+    /// True for the frags-aware variant ([`LoadOptions::frags`]).
+    pub fn frags(&self) -> bool {
+        self.names == ProgramNames::FRAGS
+    }
+
+    /// The names of the programs loaded.
+    pub fn names(&self) -> ProgramNames {
+        self.names
+    }
+
+    /// The steering program.
+    fn program_mut(&mut self) -> Result<&mut Xdp, LoaderError> {
+        xdp_program_mut(&mut self.ebpf, self.names.steer)
+    }
+
+    /// Load `insns` as an XDP program named `name` that the jump table can
+    /// hold: a capture filter for [`configure_capture`](Self::configure_capture),
+    /// translated to tail-call into the table ([`jump_table_fd`](Self::jump_table_fd)).
+    /// It is frags-aware exactly when this program is, which the kernel demands
+    /// of every program in a prog array and of every caller through it.
+    ///
+    /// # Errors
+    ///
+    /// As [`bpf_prog::load_xdp_with`].
+    pub fn load_filter_program(
+        &self,
+        name: &str,
+        insns: &[EbpfInsn],
+    ) -> Result<OwnedFd, BpfLoadError> {
+        bpf_prog::load_xdp_with(name, insns, self.frags())
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, LoaderError> {
@@ -607,7 +571,7 @@ impl XdpProgram {
             AttachedMode::Drv => XdpMode::Driver,
             AttachedMode::Skb => XdpMode::Skb,
         };
-        let program = Self::program_mut(&mut self.ebpf)?;
+        let program = xdp_program_mut(&mut self.ebpf, self.names.steer)?;
         let id = program
             .attach_to_if_index(index, xdp_mode)
             .map_err(|source| match program_error_errno(&source) {
@@ -718,7 +682,7 @@ impl XdpProgram {
         frame: &[u8],
         repeat: u32,
     ) -> Result<std::time::Duration, LoaderError> {
-        let program = Self::program_mut(&mut self.ebpf)?;
+        let program = self.program_mut()?;
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.repeat = repeat.max(1);
@@ -743,7 +707,7 @@ impl XdpProgram {
             ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
             ctx[16..20].copy_from_slice(&queue.to_ne_bytes());
         }
-        let program = Self::program_mut(&mut self.ebpf)?;
+        let program = self.program_mut()?;
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         if rx.is_some() {

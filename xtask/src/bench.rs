@@ -962,7 +962,7 @@ pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Re
     };
     if let Some(p) = payloads
         .iter()
-        .find(|&&p| p > JUMBO_PAYLOAD || p < MIN_PAYLOAD)
+        .find(|&&p| !(MIN_PAYLOAD..=JUMBO_PAYLOAD).contains(&p))
     {
         bail!(
             "payload {p}: the bench sends {MIN_PAYLOAD}..={GEN_MAX_PAYLOAD} bytes with \

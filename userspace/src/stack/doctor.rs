@@ -345,9 +345,11 @@ fn mtu_finding(iface: &str, mtu: u32, frame_size: u32, rx_sg: Option<bool>) -> C
         );
     }
     let n = frames_per_packet(mtu, frame_size);
-    let larger = (frame_size < 4096 && mtu <= max_mtu(4096))
-        .then(|| " (--frame-size 4096 holds a packet in one frame)".to_string())
-        .unwrap_or_default();
+    let larger = if frame_size < 4096 && mtu <= max_mtu(4096) {
+        " (--frame-size 4096 holds a packet in one frame)"
+    } else {
+        ""
+    };
     if n > MAX_BUFFERS_PER_PACKET {
         let fix = if frame_size < 4096 && frames_per_packet(mtu, 4096) <= MAX_BUFFERS_PER_PACKET {
             format!("--frame-size 4096, or `ip link set dev {iface} mtu LOWER`")

@@ -90,6 +90,18 @@ fn families(iv: &Interval) -> Vec<(&'static str, &'static str, bool, Samples)> {
             true,
             per_queue(&|x| x.bytes),
         ),
+        (
+            "xdpstack_rx_multi_buffer_packets",
+            "Packets received in several buffers (AF_XDP multi-buffer).",
+            true,
+            per_queue(&|x| x.multi_buffer),
+        ),
+        (
+            "xdpstack_rx_malformed",
+            "RX descriptors dropped that the kernel should never make (an address outside the UMEM, a packet of more than 32 buffers).",
+            true,
+            per_queue(&|x| x.malformed),
+        ),
     ];
     xdp_families(iv, &mut out);
     frame_families(iv, &mut out);

@@ -17,6 +17,27 @@ use std::{
 pub mod frames;
 pub mod packet;
 
+use std::collections::BTreeMap;
+
+use xdp_ebpf::Counter;
+use xdpstack::sys::loader::XdpCounters;
+
+/// The change of every XDP verdict counter between two snapshots, only the
+/// non-zero ones, by name.
+pub fn counter_delta(after: &XdpCounters, before: &XdpCounters) -> BTreeMap<&'static str, u64> {
+    after
+        .since(before)
+        .iter()
+        .filter(|(_, v)| *v != 0)
+        .map(|(c, v)| (c.name(), v))
+        .collect()
+}
+
+/// What one frame given verdict `counter` adds: it was seen, and counted there.
+pub fn expect_one(counter: Counter) -> BTreeMap<&'static str, u64> {
+    BTreeMap::from([(Counter::Seen.name(), 1), (counter.name(), 1)])
+}
+
 pub use xdpstack_testbed::Testbed;
 
 /// The UDP port the tests steer.

@@ -2,7 +2,7 @@
 //! on a veth pair, cleanup after every kind of exit, and refusal of foreign programs.
 //! Needs root; run through `cargo xtask test`.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use xdp_ebpf::{
     Counter, SteerMode, Verdict,
@@ -10,11 +10,12 @@ use xdp_ebpf::{
 };
 use xdpstack::sys::{
     ifinfo::if_index,
-    loader::{XdpCounters, XdpModeChoice, XdpProgram},
+    loader::{XdpModeChoice, XdpProgram},
     xsk::{XskConfig, XskSocket},
 };
 use xdpstack_tests::{
-    PORT, StackProcess, require_root, send_udp, testbed, wait_detached, xdpstack_bin,
+    PORT, StackProcess, counter_delta, expect_one, require_root, send_udp, testbed, wait_detached,
+    xdpstack_bin,
 };
 
 const XDP_PASS: u32 = 2;
@@ -22,20 +23,6 @@ const XDP_REDIRECT: u32 = 4;
 /// BPF_PROG_TEST_RUN refuses XDP input shorter than an Ethernet header (EINVAL);
 /// such frames are covered by the host tests of the same code and on veth.
 const ETH_HLEN: usize = 14;
-
-/// The change of every counter between two snapshots, only the non-zero ones.
-fn delta(after: &XdpCounters, before: &XdpCounters) -> BTreeMap<&'static str, u64> {
-    after
-        .since(before)
-        .iter()
-        .filter(|(_, v)| *v != 0)
-        .map(|(c, v)| (c.name(), v))
-        .collect()
-}
-
-fn expect_one(counter: Counter) -> BTreeMap<&'static str, u64> {
-    BTreeMap::from([(Counter::Seen.name(), 1), (counter.name(), 1)])
-}
 
 /// Every corpus frame through the verified program with BPF_PROG_TEST_RUN: the
 /// verdict and exactly the right counters, in `udp` and in `all` mode. No socket is
@@ -60,7 +47,7 @@ fn kernel_verdicts_match_the_corpus() {
             Verdict::Steer => Counter::PassNoSocket,
             Verdict::Pass(reason) => reason,
         });
-        let got = delta(&after, &before);
+        let got = counter_delta(&after, &before);
         if action != XDP_PASS || got != want {
             failures.push(format!(
                 "{}: action {action}, counters {got:?}, want {want:?}",
@@ -79,7 +66,7 @@ fn kernel_verdicts_match_the_corpus() {
     {
         let before = program.counters().expect("counters");
         let action = program.test_run(&case.frame, None).expect("test_run");
-        let got = delta(&program.counters().expect("counters"), &before);
+        let got = counter_delta(&program.counters().expect("counters"), &before);
         assert_eq!(action, XDP_PASS, "{}", case.name);
         assert_eq!(
             got,
@@ -119,10 +106,10 @@ fn steered_frames_redirect_only_where_a_socket_is_bound() {
             action,
             XDP_REDIRECT,
             "{:?}",
-            delta(&program.counters().unwrap(), &before)
+            counter_delta(&program.counters().unwrap(), &before)
         );
         assert_eq!(
-            delta(&program.counters().unwrap(), &before),
+            counter_delta(&program.counters().unwrap(), &before),
             expect_one(Counter::Redirected)
         );
 
@@ -130,7 +117,7 @@ fn steered_frames_redirect_only_where_a_socket_is_bound() {
         let action = program.test_run(&steered, Some((ifindex, 1))).unwrap();
         assert_eq!(action, XDP_PASS, "queue 1 has no socket");
         assert_eq!(
-            delta(&program.counters().unwrap(), &before),
+            counter_delta(&program.counters().unwrap(), &before),
             expect_one(Counter::PassNoSocket)
         );
 

@@ -62,6 +62,7 @@ fn provoke(
             ring_size,
             zero_copy: ZeroCopy::Off,
             tx_ring: true,
+            multi_buffer: false,
         };
         let (mut socket, mut pool) = XskSocket::open(&iface, 0, &config).expect("socket");
         let addrs: Vec<u64> = pool

@@ -4,7 +4,7 @@
 //! capture's copies of them, and capture filters that agree with the program
 //! on frags. Needs root; run through `cargo xtask test`.
 
-use std::{collections::BTreeMap, os::fd::AsFd};
+use std::os::fd::AsFd;
 
 use xdp_ebpf::{
     COPY_HEADER_LEN, CaptureCounter, CaptureMode, Counter, MAX_COPY, SteerMode,
@@ -18,26 +18,12 @@ use xdpstack::{
     stack::load_filter,
     sys::{
         bpf_prog::{load_xdp_with, test_run_xdp},
-        loader::{LoadOptions, LoaderError, XdpCounters, XdpModeChoice, XdpProgram},
+        loader::{LoadOptions, LoaderError, XdpModeChoice, XdpProgram},
     },
 };
-use xdpstack_tests::{ip, require_root, testbed};
+use xdpstack_tests::{counter_delta, expect_one, ip, require_root, testbed};
 
 const XDP_PASS: u32 = 2;
-
-/// The change of every non-zero counter between two snapshots.
-fn delta(after: &XdpCounters, before: &XdpCounters) -> BTreeMap<&'static str, u64> {
-    after
-        .since(before)
-        .iter()
-        .filter(|(_, v)| *v != 0)
-        .map(|(c, v)| (c.name(), v))
-        .collect()
-}
-
-fn expect_one(counter: Counter) -> BTreeMap<&'static str, u64> {
-    BTreeMap::from([(Counter::Seen.name(), 1), (counter.name(), 1)])
-}
 
 fn load(frags: bool) -> XdpProgram {
     let program = XdpProgram::load_with(LoadOptions { frags }).expect("load");
@@ -109,7 +95,7 @@ fn the_frags_variant_steers_jumbo_frames() {
         assert!(arrives_in_buffers(&frame), "{name}: in one buffer");
         let before = program.counters().expect("counters");
         let action = program.test_run(&frame, None).expect("test_run");
-        let got = delta(&program.counters().expect("counters"), &before);
+        let got = counter_delta(&program.counters().expect("counters"), &before);
         assert_eq!(action, XDP_PASS, "{name}");
         assert_eq!(got, expect_one(Counter::PassNoSocket), "{name}");
     }
@@ -117,7 +103,7 @@ fn the_frags_variant_steers_jumbo_frames() {
     for (name, frame) in jumbo_frames() {
         let before = program.counters().expect("counters");
         program.test_run(&frame, None).expect("test_run");
-        let got = delta(&program.counters().expect("counters"), &before);
+        let got = counter_delta(&program.counters().expect("counters"), &before);
         assert_eq!(got, expect_one(Counter::PassNotSteered), "{name}");
     }
 }
@@ -136,7 +122,7 @@ fn both_variants_reach_the_corpus_verdicts() {
         for case in corpus::cases().into_iter().filter(|c| c.frame.len() >= 14) {
             let before = program.counters().expect("counters");
             program.test_run(&case.frame, None).expect("test_run");
-            let got = delta(&program.counters().expect("counters"), &before);
+            let got = counter_delta(&program.counters().expect("counters"), &before);
             let want = expect_one(match case.expected {
                 xdp_ebpf::Verdict::Steer => Counter::PassNoSocket,
                 xdp_ebpf::Verdict::Pass(reason) => reason,
@@ -241,6 +227,39 @@ fn capture_filters_follow_the_variant() {
         let counters = program.capture_counters(1).expect("capture counters");
         assert_eq!(counters.get(CaptureCounter::Selected), 1, "frags {frags}");
         assert_eq!(counters.get(CaptureCounter::Copied), 1, "frags {frags}");
+    }
+}
+
+/// A capture filter's `len` is the whole packet's, not its first buffer's:
+/// `greater` and `less` decide a jumbo frame by its real length.
+#[test]
+fn capture_filters_see_a_jumbo_frames_whole_length() {
+    require_root();
+    let (name, frame) = &jumbo_frames()[0];
+    assert!(
+        arrives_in_buffers(frame),
+        "{name} is not split: the test shows nothing"
+    );
+    for (expression, selected) in [
+        ("greater 8000", 1),
+        ("less 8000", 0),
+        (&format!("len == {}", frame.len()) as &str, 1),
+    ] {
+        let mut program = load(true);
+        program.configure(SteerMode::Udp, &[]).expect("configure");
+        let filter = Filter::new(expression).expect("filter");
+        let fd = load_filter(&program, &filter).expect("load the filter");
+        program
+            .configure_capture(CaptureMode::Copy, Some(fd.as_fd()), 64)
+            .expect("the filter goes into the jump table");
+        program.test_run(frame, None).expect("test_run");
+        let counters = program.capture_counters(1).expect("capture counters");
+        assert_eq!(
+            counters.get(CaptureCounter::Selected),
+            selected,
+            "{expression} on {name} ({} bytes)",
+            frame.len()
+        );
     }
 }
 

@@ -88,6 +88,7 @@ fn sockets_and_umems_come_and_go_without_leaking() {
         ring_size: 512,
         zero_copy: ZeroCopy::Off,
         tx_ring: true,
+        multi_buffer: false,
     };
     let (first, last, received, freed_maps) = bed
         .in_stack(|| {

@@ -9,6 +9,11 @@
 //! writer per batch), then drops them at once, so the fill ring gets the frames
 //! back right after their bytes were copied into the write buffer.
 //!
+//! A multi-buffer packet (jumbo frames: one view of a chain of UMEM frames) is
+//! one record with its true length. The filter decides on it as on the whole
+//! packet: on its first buffer when that holds every byte the expression
+//! reads ([`Selects::reads_at_most`]), else on a copy of the whole packet.
+//!
 //! Records of one queue are in receive order with non-decreasing timestamps.
 //! Records of different queues interleave by batch. In pcapng each queue is an
 //! interface of its own, so every record keeps its true time. Classic pcap has a
@@ -40,6 +45,9 @@ impl Selects for crate::filter::Filter {
     fn selects(&self, frame: &[u8]) -> bool {
         self.matches(frame)
     }
+    fn reads_at_most(&self) -> Option<usize> {
+        self.reach().map(|n| n as usize)
+    }
 }
 
 /// A capture's selection: which frames it keeps (a compiled pcap-filter
@@ -47,8 +55,29 @@ impl Selects for crate::filter::Filter {
 /// frames no app claims; this decides for the frames the stack receives for its
 /// apps and for those it transmits.
 pub trait Selects: Send + Sync + std::fmt::Debug {
-    /// True when the capture keeps `frame` (Ethernet header first).
+    /// True when the capture keeps `frame` (Ethernet header first): all of
+    /// it, which is also its length on the wire.
     fn selects(&self, frame: &[u8]) -> bool;
+    /// How many leading bytes of a frame the selection reads at most, if it
+    /// reads no more and not the frame's length: it then decides on any frame
+    /// as on those bytes alone, and a multi-buffer frame whose first buffer
+    /// holds them is not copied whole to be decided. `None` (the default):
+    /// the selection may read anything, and gets every frame whole.
+    fn reads_at_most(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Whether `filter`, which reads at most `reach` bytes of a frame, selects
+/// `view`, as it would on the whole packet: a multi-buffer packet is decided
+/// on its first buffer when that holds all the filter reads, or else copied
+/// whole into `scratch` (reused) first.
+fn selected(filter: &dyn Selects, reach: usize, view: &FrameView, scratch: &mut Vec<u8>) -> bool {
+    let first = view.bytes();
+    if !view.is_chained() || reach <= first.len() {
+        return filter.selects(first);
+    }
+    filter.selects(view.contiguous(scratch))
 }
 
 /// The writer and the time of the last record written; before
@@ -78,6 +107,12 @@ struct Stamped {
 impl CaptureRecord for Stamped {
     fn bytes(&self) -> &[u8] {
         self.view.bytes()
+    }
+    fn data_len(&self) -> usize {
+        self.view.len()
+    }
+    fn for_each_segment<'a>(&'a self, f: &mut dyn FnMut(&'a [u8])) {
+        CaptureRecord::for_each_segment(&self.view, f);
     }
     fn timestamp_ns(&self) -> u64 {
         self.ns
@@ -110,6 +145,9 @@ pub struct Capture {
     stop: Option<Arc<AtomicBool>>,
     /// Which received views to keep (every one without).
     filter: Option<Arc<dyn Selects>>,
+    /// The bytes of a frame `filter` reads ([`Selects::reads_at_most`];
+    /// `usize::MAX`: all of them).
+    filter_reach: usize,
     /// Keep received frames (`-Q in` or `inout`).
     inbound: bool,
     /// Views the filter did not select.
@@ -161,6 +199,7 @@ impl Capture {
             reported: Arc::new(AtomicBool::new(false)),
             stop: None,
             filter: None,
+            filter_reach: usize::MAX,
             inbound: true,
             unselected: Arc::new(AtomicU64::new(0)),
             unopened: Arc::new(AtomicU64::new(0)),
@@ -208,6 +247,7 @@ impl Capture {
     /// Keep only the received frames `filter` selects (before any consumer is
     /// made).
     pub fn with_filter(mut self, filter: Arc<dyn Selects>) -> Self {
+        self.filter_reach = filter.reads_at_most().unwrap_or(usize::MAX);
         self.filter = Some(filter);
         self
     }
@@ -261,6 +301,7 @@ impl Capture {
             capture: self.clone(),
             batch: Vec::with_capacity(BATCH),
             stamped: Vec::with_capacity(BATCH),
+            scratch: Vec::new(),
             last_flush: Instant::now(),
         }
     }
@@ -327,6 +368,9 @@ pub struct CaptureConsumer {
     batch: Vec<FrameView>,
     /// The batch with its write times, while it is written.
     stamped: Vec<Stamped>,
+    /// A multi-buffer packet made contiguous for the filter, when it reads
+    /// beyond the first buffer.
+    scratch: Vec<u8>,
     last_flush: Instant,
 }
 
@@ -373,7 +417,7 @@ impl Consumer for CaptureConsumer {
             return;
         }
         if let Some(f) = &self.capture.filter
-            && !f.selects(view.bytes())
+            && !selected(&**f, self.capture.filter_reach, &view, &mut self.scratch)
         {
             self.capture.unselected.fetch_add(1, Ordering::Relaxed);
             return;
@@ -405,6 +449,8 @@ impl Drop for CaptureConsumer {
     }
 }
 
+#[cfg(test)]
+mod chain_tests;
 #[cfg(test)]
 mod tests {
     use super::*;

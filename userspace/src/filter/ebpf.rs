@@ -13,7 +13,7 @@
 //! | X | `w7` |
 //! | `M[0..16]` | the 64 bytes below `r10`, zeroed where used |
 //! | `P[k]` | `*(r8 + k)`, `r8` = `data`, `r9` = `data_end` |
-//! | `len` | `r9 - r8` |
+//! | `len` | `bpf_xdp_get_buff_len(ctx)`, once, kept below `M[]` |
 //!
 //! Bounds checks are the verifier's kind (`if r8 + n > r9 goto reject`): one
 //! check covers every later load below its length, and a check asks for as much
@@ -23,9 +23,11 @@
 //! is that long) so the verifier can track the pointer.
 //!
 //! The kernel also accepts ALU32/JMP32 only from 5.1 on, and the backward jumps
-//! of `ip6 protochain` only from 5.3 (bounded loops) and with `CAP_BPF`; `len`
-//! subtracts two packet pointers, which the verifier allows with `CAP_PERFMON`
-//! only ("pointer leak"). Root has all three.
+//! of `ip6 protochain` only from 5.3 (bounded loops) and with `CAP_BPF`, and
+//! `bpf_xdp_get_buff_len` from 5.18. Root has them all. `len` is the whole
+//! packet's, also for a multi-buffer frame (`xdp.frags`), whose first buffer
+//! is all that `[data, data_end)` covers: loads stay in the first buffer, so a
+//! load past it does not select, where libpcap over the whole packet could.
 
 use super::{
     CbpfInsn,
@@ -176,7 +178,6 @@ const ST_MEM_DW: u8 = 0x7a;
 const LD_IMM64: u8 = 0x18;
 const SRC_X: u8 = 0x08;
 const OP_ADD: u8 = 0x00;
-const OP_SUB: u8 = 0x10;
 const OP_LSH: u8 = 0x60;
 const OP_MOV: u8 = 0xb0;
 const OP_NEG: u8 = 0x80;
@@ -197,6 +198,8 @@ const SIZE_H: u8 = 0x08;
 const SIZE_B: u8 = 0x10;
 const PSEUDO_MAP_FD: u8 = 1;
 const FUNC_TAIL_CALL: i32 = 12;
+/// `bpf_xdp_get_buff_len(ctx)`: the packet's length, all buffers.
+const FUNC_XDP_GET_BUFF_LEN: i32 = 188;
 
 // Registers.
 const A: u8 = 0;
@@ -213,6 +216,8 @@ const FP: u8 = 10;
 
 /// Offset of `M[0]` from the frame pointer.
 const SCRATCH: i16 = -64;
+/// Where the packet's length is kept, below `M[]`.
+const LEN_SLOT: i16 = SCRATCH - 8;
 /// Backward jumps allowed per frame, as libpcap's interpreter allows
 /// (`MAX_BACKWARD_JUMPS`): `protochain` makes one per extension header.
 const MAX_BACKWARD_JUMPS: i32 = 64;
@@ -301,8 +306,19 @@ impl Asm {
     /// The registers the program reads before it writes them, and the scratch
     /// words it uses, zeroed: the verifier refuses reads of anything else.
     fn prologue(&mut self, ops: &[Op], flow: &Flow, then: Then) {
-        if matches!(then, Then::TailCall { .. }) {
+        let uses_len = ops
+            .iter()
+            .zip(&flow.reachable)
+            .any(|(op, r)| *r && matches!(op, Op::LdLen | Op::LdxLen));
+        if matches!(then, Then::TailCall { .. }) || uses_len {
             self.emit(ALU64 | OP_MOV | SRC_X, SAVED_CTX, CTX, 0, 0);
+        }
+        if uses_len {
+            // First: the call clobbers r1-r5, and packet pointers are loaded
+            // after it.
+            self.emit(JMP64 | OP_CALL, 0, 0, 0, FUNC_XDP_GET_BUFF_LEN);
+            self.emit(STX_MEM_W, FP, A, LEN_SLOT, 0);
+            self.emit(ALU64 | OP_MOV | SRC_X, CTX, SAVED_CTX, 0, 0);
         }
         let touches_packet = ops.iter().zip(&flow.reachable).any(|(op, r)| {
             *r && matches!(
@@ -348,12 +364,8 @@ impl Asm {
                 self.emit(ALU32 | OP_LSH, X, 0, 0, 2);
             }
             Op::LdInd(size, k) => self.load_ind(size, k),
-            Op::LdLen | Op::LdxLen => {
-                let dst = if op == Op::LdLen { A } else { X };
-                self.emit(ALU64 | OP_MOV | SRC_X, dst, DATA_END, 0, 0);
-                self.emit(ALU64 | OP_SUB | SRC_X, dst, DATA, 0, 0);
-                self.emit(ALU32 | OP_MOV | SRC_X, dst, dst, 0, 0);
-            }
+            Op::LdLen => self.emit(LDX_MEM | SIZE_W, A, FP, LEN_SLOT, 0),
+            Op::LdxLen => self.emit(LDX_MEM | SIZE_W, X, FP, LEN_SLOT, 0),
             Op::LdImm(k) => self.mov32_imm(A, k),
             Op::LdxImm(k) => self.mov32_imm(X, k),
             Op::LdMem(k) => self.emit(LDX_MEM | SIZE_W, A, FP, scratch(k), 0),

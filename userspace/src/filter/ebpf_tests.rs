@@ -94,8 +94,17 @@ fn run(prog: &[EbpfInsn], frame: &[u8]) -> Outcome {
                         pc = (pc as i64 + i64::from(i.off)) as usize;
                         continue;
                     }
+                    0x80 if i.imm == 188 => {
+                        // bpf_xdp_get_buff_len(ctx): the frame's length; the
+                        // call clobbers r1-r5, which a later read would show.
+                        assert_eq!(reg[1], CTX, "buff_len with the context");
+                        reg[0] = frame.len() as u64;
+                        for r in &mut reg[1..=5] {
+                            *r = 0xdead_beef_dead_beef;
+                        }
+                    }
                     0x80 => {
-                        assert_eq!(i.imm, 12, "only bpf_tail_call");
+                        assert_eq!(i.imm, 12, "only bpf_tail_call and bpf_xdp_get_buff_len");
                         assert_eq!(reg[1], CTX, "tail call with the context");
                         return Outcome::TailCall {
                             map: reg[2] as i32,
@@ -514,7 +523,7 @@ fn every_instruction_class_is_emitted() {
         (0x16, "JMP32 JEQ K (X = 0)"),
         (0x2d, "JMP JGT X (bounds)"),
         (0x25, "JMP JGT K (offset bound)"),
-        (0x1f, "ALU64 SUB X (len)"),
+        (0x85, "CALL (bpf_xdp_get_buff_len, for len)"),
         (0x95, "EXIT"),
     ] {
         assert!(

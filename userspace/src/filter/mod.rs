@@ -23,6 +23,7 @@ mod cbpf;
 pub mod ebpf;
 #[allow(unsafe_code)]
 mod image;
+mod reach;
 
 #[cfg(test)]
 mod ebpf_tests;

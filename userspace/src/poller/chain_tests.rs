@@ -18,6 +18,7 @@ use crate::{
         XDP_PKT_CONTD,
         sim::{SIM_HEADROOM, SimRings},
     },
+    tx::MAX_TX_SEGMENTS,
     wire::Addressing,
 };
 
@@ -279,6 +280,12 @@ fn a_datagram_larger_than_a_frame_is_sent_as_a_chain_only_with_multi_buffer() {
         bed.poll();
         if multi_buffer {
             queued.unwrap();
+            // More buffers than the kernel sends a packet in: refused at once.
+            let huge = vec![0u8; MAX_TX_SEGMENTS * FRAME as usize];
+            assert!(matches!(
+                tx.send(&to, &huge),
+                Err(crate::tx::TxError::Reply(_))
+            ));
             let sent = bed.sent_packets();
             assert_eq!(sent.len(), 1);
             let d = crate::wire::parse(&sent[0]).expect("parses, checksum included");

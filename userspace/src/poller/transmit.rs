@@ -6,9 +6,8 @@ use std::sync::atomic::Ordering;
 
 use super::{Poller, top_up_spares};
 use crate::{
-    frame::MAX_SEGMENTS,
     ring::{KickOutcome, Rings, TxDesc, XDP_PKT_CONTD},
-    tx::{Built, TxRequest, add, build_datagram, build_echo},
+    tx::{Built, MAX_TX_SEGMENTS, TxRequest, add, build_datagram, build_echo},
 };
 
 impl<R: Rings> Poller<R> {
@@ -101,10 +100,10 @@ impl<R: Rings> Poller<R> {
         };
         let stats = &tx.stats.poller;
         if !tx.requests.is_empty() {
-            // A request may become a packet of up to MAX_SEGMENTS buffers, all
+            // A request may become a packet of up to MAX_TX_SEGMENTS buffers, all
             // of which must go on the ring together.
             let per_request = if config.multi_buffer {
-                MAX_SEGMENTS as u32
+                MAX_TX_SEGMENTS as u32
             } else {
                 1
             };

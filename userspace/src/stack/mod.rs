@@ -23,7 +23,9 @@ use crate::{
     poller::{Consumer, LiveCounters, Poller, ThreadedReceiver, TxTap},
     sys::{
         ifinfo,
-        loader::{AttachedMode, CaptureCounters, LoaderError, XdpCounters, XdpProgram},
+        loader::{
+            AttachedMode, CaptureCounters, LoadOptions, LoaderError, XdpCounters, XdpProgram,
+        },
         process::{cpu_seconds, pin_to_cpu},
         xsk::{XskError, XskSocket},
     },
@@ -459,9 +461,7 @@ pub fn run_with(
     let opts = &resolved;
     // A veth, for the explanation of its checksum rejects (see supervise).
     let veth = doctor::veth_peer(&opts.iface);
-    let mut program = XdpProgram::load()?;
-    program.configure(opts.mode, &opts.ports)?;
-    program.set_stamps(opts.stamps)?;
+    let mut program = load_program(opts)?;
     // Keeps the filter program alive (the jump table holds it too) until the
     // program is detached.
     let (_filter, ring) = copies::configure(opts, &mut program)?;
@@ -565,6 +565,17 @@ pub fn run_with(
         add_capture(&mut summary, &c);
     }
     Ok(summary)
+}
+
+/// The XDP program, loaded and configured (nothing attached yet): a
+/// frags-aware one unless multi-buffer is off, which takes packets in
+/// several buffers, and which veth takes natively whatever its peer's MTU.
+fn load_program(opts: &StackOptions) -> Result<XdpProgram, StackError> {
+    let frags = opts.multi_buffer != MultiBuffer::Off;
+    let mut program = XdpProgram::load_with(LoadOptions { frags })?;
+    program.configure(opts.mode, &opts.ports)?;
+    program.set_stamps(opts.stamps)?;
+    Ok(program)
 }
 
 /// The capture's counters over the run, in the summary.

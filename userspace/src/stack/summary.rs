@@ -130,6 +130,10 @@ pub struct QueueInterval {
     pub packets: u64,
     /// Bytes since the start (monotonic).
     pub bytes: u64,
+    /// Of `packets`: those that came in several buffers (multi-buffer).
+    pub multi_buffer: u64,
+    /// Descriptors dropped that the kernel should never make, since the start.
+    pub malformed: u64,
     /// The kernel's drop counters since the start.
     pub xsk: XskStats,
     /// Frames the kernel holds (fill and RX rings, and buffers it took off the

@@ -68,6 +68,8 @@ fn interval(
                 mbps,
                 packets,
                 bytes,
+                multi_buffer: get(&s.rx_multi_buffer),
+                malformed: get(&s.rx_malformed),
                 xsk: read_statistics(probe.fd).unwrap_or_default(),
                 frames_in_kernel: get(&s.in_kernel),
                 rings: RingOccupancy {

@@ -2,7 +2,7 @@
 //! built by the poller in free frames: one frame each, or, with multi-buffer,
 //! a chain of frames for a packet that one frame cannot hold.
 
-use super::{TxStats, add, frame_len};
+use super::{MAX_TX_SEGMENTS, TxStats, add, frame_len};
 use crate::{
     frame::{Frame, FramePool, FrameView, Segment},
     wire::{Addressing, Layout, ReplyError, make_reply_in_place, write_datagram, write_reply},
@@ -90,11 +90,22 @@ fn build_echo_chain(
     layout: &Layout,
     out: Built<'_>,
 ) {
+    if !out.multi_buffer {
+        // A chain arrives only on a socket bound for multi-buffer, which
+        // sends them too; anything else is a bug to count, not to send.
+        add(&stats.poller.reply_errors, 1);
+        return;
+    }
     out.scratch.clear();
     for seg in view.segments() {
         out.scratch.extend_from_slice(seg);
     }
-    let Ok(reply_len) = make_reply_in_place(out.scratch, layout) else {
+    let cap = (pool.frame_size() - pool.headroom()) as usize;
+    let reply = make_reply_in_place(out.scratch, layout);
+    let Some(reply_len) = reply
+        .ok()
+        .filter(|len| len.div_ceil(cap) <= MAX_TX_SEGMENTS)
+    else {
         add(&stats.poller.reply_errors, 1);
         return;
     };
@@ -150,6 +161,11 @@ pub(crate) fn build_datagram(
     let cap = (pool.frame_size() - pool.headroom()) as usize;
     let len = frame_len(to, payload.len());
     if out.multi_buffer && len > cap {
+        if len.div_ceil(cap) > MAX_TX_SEGMENTS {
+            // More buffers than the kernel sends one packet in.
+            add(&stats.poller.reply_errors, 1);
+            return;
+        }
         out.scratch.clear();
         out.scratch.resize(len, 0);
         match write_datagram(out.scratch, to, payload) {

@@ -126,6 +126,11 @@ pub(crate) struct ConsumerTxStats {
     pub(crate) held: AtomicU64,
 }
 
+/// The most buffers one packet may be sent in: what the kernel's copy mode
+/// takes (`MAX_SKB_FRAGS + 1`; a longer chain is an invalid descriptor). A
+/// datagram that would need more is not sent (counted `reply_errors`).
+pub const MAX_TX_SEGMENTS: usize = 18;
+
 /// Bytes of Ethernet header.
 const ETH_HLEN: usize = 14;
 
@@ -447,7 +452,13 @@ impl Transmitter {
     /// `payload`), and cannot be built otherwise ([`TxError::Reply`]).
     pub fn send(&self, to: &Addressing, payload: &[u8]) -> Result<(), TxError> {
         let shared = self.shared()?;
-        if shared.multi_buffer && frame_len(to, payload.len()) > shared.writer.capacity() {
+        let (needed, capacity) = (frame_len(to, payload.len()), shared.writer.capacity());
+        if shared.multi_buffer && needed > capacity {
+            let available = capacity * MAX_TX_SEGMENTS;
+            if needed > available {
+                count(&shared.stats.consumers.reply_errors);
+                return Err(ReplyError::BufferTooSmall { needed, available }.into());
+            }
             return Self::queue_datagram(shared, to, payload.into());
         }
         let Some(mut frame) = shared.spares.pop() else {

@@ -83,6 +83,9 @@ pub(super) struct Core<S: Sink> {
     pub(super) pieces: Vec<Piece>,
     /// Bytes of frame data in `pieces`.
     pub(super) direct_bytes: usize,
+    /// The iovecs `pieces` take: per piece, one for the buffer before it and
+    /// one per buffer of its frame (a multi-buffer frame has several).
+    pub(super) iovecs: usize,
 }
 
 /// A record's data at least this large is written from its frame (`writev`)
@@ -94,7 +97,8 @@ pub(super) const DIRECT_MIN: usize = 512;
 const MAX_IOVECS: usize = 1024;
 
 /// A run of the next flush: `buf` up to `buf_end`, then the first `len` bytes
-/// of record `record`'s data (the records `write_direct` was given).
+/// of record `record`'s data (the records `write_direct` was given), from as
+/// many of its buffers as they lie in.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Piece {
     buf_end: usize,
@@ -140,6 +144,7 @@ impl<S: Sink> Core<S> {
             end: None,
             pieces: Vec::new(),
             direct_bytes: 0,
+            iovecs: 0,
         };
         if settings.format == Format::PcapNg {
             for &q in queues {
@@ -305,19 +310,19 @@ impl<S: Sink> Core<S> {
 
     #[inline]
     pub(super) fn write<R: CaptureRecord + ?Sized>(&mut self, record: &R) {
-        let data = record.bytes();
-        let caplen = data.len().min(self.settings.snaplen as usize);
+        let held = record.data_len();
+        let caplen = held.min(self.settings.snaplen as usize);
         if !self.before_record(self.buf.len()) {
             return self.drop_record(caplen);
         }
+        let wire = record.wire_len().max(held);
         match self.settings.format {
             Format::Pcap => {
                 if !self.make_room(format::pcap_record_len(caplen)) {
                     return self.drop_record(caplen);
                 }
-                let wire = record.wire_len().max(data.len());
                 format::pcap_record_with(&mut self.buf, record.timestamp_ns(), wire, caplen, |b| {
-                    b.extend_from_slice(&data[..caplen]);
+                    put_data(b, record, caplen);
                 });
             }
             Format::PcapNg => {
@@ -330,11 +335,11 @@ impl<S: Sink> Core<S> {
                 let h = EpbHeader {
                     interface_id: id,
                     ts_ns: record.timestamp_ns(),
-                    len: record.wire_len().max(data.len()),
+                    len: wire,
                     caplen,
                     flags: format::epb_flags(record.direction()),
                 };
-                format::epb(&mut self.buf, &h, data);
+                format::epb_with(&mut self.buf, &h, |b| put_data(b, record, caplen));
             }
         }
         self.buf_records += 1;
@@ -348,12 +353,19 @@ impl<S: Sink> Core<S> {
     /// the kernel's copy into the file being the only one; everything the
     /// records gave is written or counted before this returns, so the records
     /// (frame views) can go. Smaller records are copied into the buffer as by
-    /// [`Core::write`]; so is everything with `packet_buffered`.
+    /// [`Core::write`]; so is everything with `packet_buffered`. A frame in
+    /// several buffers is one record, its data an iovec per buffer.
     pub(super) fn write_direct<R: CaptureRecord>(&mut self, records: &[R]) {
         for (i, record) in records.iter().enumerate() {
-            let caplen = record.bytes().len().min(self.settings.snaplen as usize);
-            let direct = caplen >= DIRECT_MIN && !self.settings.packet_buffered;
-            if !self.pieces.is_empty() && self.would_flush(record, caplen, direct) {
+            let caplen = record.data_len().min(self.settings.snaplen as usize);
+            let buffers = if caplen >= DIRECT_MIN && !self.settings.packet_buffered {
+                buffers_for(record, caplen).filter(|&n| n + 2 <= MAX_IOVECS)
+            } else {
+                None
+            };
+            let direct = buffers.is_some();
+            let buffers = buffers.unwrap_or(1);
+            if !self.pieces.is_empty() && self.would_flush(record, caplen, direct, buffers) {
                 // What may flush or rotate runs with no piece pending.
                 self.flush_with(records);
             }
@@ -361,7 +373,7 @@ impl<S: Sink> Core<S> {
                 self.write(record);
                 continue;
             }
-            self.write_header(i, record, caplen);
+            self.write_header(i, record, caplen, buffers);
         }
         if !self.pieces.is_empty() {
             self.flush_with(records);
@@ -369,8 +381,15 @@ impl<S: Sink> Core<S> {
     }
 
     /// True when writing `record` could flush or rotate (which must not happen
-    /// with pieces pending), or the pieces are as many as one flush takes.
-    fn would_flush<R: CaptureRecord>(&self, record: &R, caplen: usize, direct: bool) -> bool {
+    /// with pieces pending), or its `buffers` iovecs would not fit into the
+    /// flush with the pieces pending (and the buffer's last run).
+    fn would_flush<R: CaptureRecord>(
+        &self,
+        record: &R,
+        caplen: usize,
+        direct: bool,
+        buffers: usize,
+    ) -> bool {
         let buffered = if direct {
             64
         } else {
@@ -386,20 +405,26 @@ impl<S: Sink> Core<S> {
                 .is_some_and(|limit| {
                     self.file_len + (self.buf.len() + self.direct_bytes) as u64 > limit
                 });
-        self.pieces.len() + 2 > MAX_IOVECS / 2
+        self.iovecs + buffers + 2 > MAX_IOVECS
             || self.buf.len() + buffered > self.buf_cap
             || new_interface
             || rotate
     }
 
     /// A direct record: its header (and pcapng trailer) into the buffer, its
-    /// data as a piece.
-    fn write_header<R: CaptureRecord>(&mut self, index: usize, record: &R, caplen: usize) {
+    /// data (in `buffers` buffers) as a piece.
+    fn write_header<R: CaptureRecord>(
+        &mut self,
+        index: usize,
+        record: &R,
+        caplen: usize,
+        buffers: usize,
+    ) {
         // Rotation happens with no piece pending (see `would_flush`).
         if !self.before_record(self.buf.len() + self.direct_bytes) {
             return self.drop_record(caplen);
         }
-        let len = record.wire_len().max(record.bytes().len());
+        let len = record.wire_len().max(record.data_len());
         let ts = record.timestamp_ns();
         let piece = |buf: &mut Vec<u8>| Piece {
             buf_end: buf.len(),
@@ -428,6 +453,7 @@ impl<S: Sink> Core<S> {
         if let Some(p) = made {
             self.pieces.push(p);
             self.direct_bytes += caplen;
+            self.iovecs += 1 + buffers;
         }
         self.buf_records += 1;
     }
@@ -438,19 +464,27 @@ impl<S: Sink> Core<S> {
     fn flush_with<R: CaptureRecord>(&mut self, records: &[R]) {
         let pieces = std::mem::take(&mut self.pieces);
         let direct = std::mem::take(&mut self.direct_bytes);
+        let iovecs = std::mem::take(&mut self.iovecs);
         if !self.sink_ok() {
             // Pieces are only made while writing works, and flushed before
             // anything else can fail.
             debug_assert!(pieces.is_empty());
             return;
         }
-        let mut slices = Vec::with_capacity(2 * pieces.len() + 1);
+        let mut slices = Vec::with_capacity(iovecs + 1);
         let mut at = 0;
         for p in &pieces {
             slices.push(io::IoSlice::new(&self.buf[at..p.buf_end]));
-            slices.push(io::IoSlice::new(&records[p.record].bytes()[..p.len]));
+            let record = &records[p.record];
+            match record.bytes().get(..p.len) {
+                Some(data) => slices.push(io::IoSlice::new(data)),
+                None => {
+                    walk(record, p.len, &mut |s| slices.push(io::IoSlice::new(s)));
+                }
+            }
             at = p.buf_end;
         }
+        debug_assert!(slices.len() == iovecs, "iovecs counted as made");
         slices.push(io::IoSlice::new(&self.buf[at..]));
         let total = self.buf.len() + direct;
         let (done, failed) = write_all(&mut self.sink, &mut slices, total);
@@ -461,7 +495,7 @@ impl<S: Sink> Core<S> {
             let mut at = 0;
             for p in &pieces {
                 whole.extend_from_slice(&self.buf[at..p.buf_end]);
-                whole.extend_from_slice(&records[p.record].bytes()[..p.len]);
+                put_data(&mut whole, &records[p.record], p.len);
                 at = p.buf_end;
             }
             whole.extend_from_slice(&self.buf[at..]);
@@ -652,6 +686,57 @@ impl<S: Sink> Core<S> {
             self.stop_with(e);
         }
     }
+}
+
+/// Appends the first `len` bytes of `record`'s data to `out`: a copy from the
+/// first buffer when they are all there (the frame is in one buffer, or the
+/// snaplen cuts it within the first), else from each buffer in turn. A record
+/// whose buffers hold less than `len` (it breaks `data_len`'s contract) gets
+/// zeroes for the rest, so the file still holds the record its header says.
+#[inline]
+fn put_data<R: CaptureRecord + ?Sized>(out: &mut Vec<u8>, record: &R, len: usize) {
+    match record.bytes().get(..len) {
+        Some(data) => out.extend_from_slice(data),
+        None => put_buffers(out, record, len),
+    }
+}
+
+/// [`put_data`] from several buffers: out of line, so that the one-buffer
+/// case inlines small into the per-record loop.
+#[inline(never)]
+fn put_buffers<R: CaptureRecord + ?Sized>(out: &mut Vec<u8>, record: &R, len: usize) {
+    let start = out.len();
+    walk(record, len, &mut |s| out.extend_from_slice(s));
+    out.resize(start + len, 0);
+}
+
+/// How many buffers the first `len` bytes of `record`'s data lie in; `None`
+/// if its buffers hold less than `len`.
+#[inline]
+fn buffers_for<R: CaptureRecord + ?Sized>(record: &R, len: usize) -> Option<usize> {
+    if record.bytes().len() >= len {
+        return Some(1);
+    }
+    let mut n = 0;
+    (walk(record, len, &mut |_| n += 1) == len).then_some(n)
+}
+
+/// Calls `f` with `record`'s data, buffer by buffer, up to `len` bytes,
+/// skipping empty pieces; returns the bytes given.
+fn walk<'a, R: CaptureRecord + ?Sized>(
+    record: &'a R,
+    len: usize,
+    f: &mut dyn FnMut(&'a [u8]),
+) -> usize {
+    let mut have = 0;
+    record.for_each_segment(&mut |seg| {
+        let take = (len - have).min(seg.len());
+        if take > 0 {
+            f(&seg[..take]);
+            have += take;
+        }
+    });
+    have
 }
 
 /// Hands `slices` (`total` bytes) to `sink`, looping over short writes and

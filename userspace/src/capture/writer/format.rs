@@ -177,8 +177,9 @@ pub(super) const fn epb_flags(direction: super::Direction) -> u32 {
 }
 
 /// Appends one Enhanced Packet Block with its epb_flags option: the first
-/// `h.caplen` bytes of `data` (`h.len` = `data.len()`).
-#[inline]
+/// `h.caplen` bytes of `data` (`h.len` = `data.len()`). (The writer itself uses
+/// [`epb_with`], which takes the data from each buffer of the frame.)
+#[cfg(test)]
 pub(super) fn epb(buf: &mut Vec<u8>, h: &EpbHeader, data: &[u8]) {
     epb_with(buf, h, |b| b.extend_from_slice(&data[..h.caplen]));
 }

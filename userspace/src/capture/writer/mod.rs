@@ -16,6 +16,11 @@
 //! copy wins, and for large ones the kernel's own copy into the page cache is
 //! the limit either way.
 //!
+//! A frame in several buffers (an AF_XDP multi-buffer packet: see
+//! [`CaptureRecord::for_each_segment`]) is one record all the same: its header
+//! has the whole frame's length, and its data is copied, or handed to
+//! `writev` (an iovec per buffer), buffer by buffer up to the snaplen.
+//!
 //! # Rotation (`-C`, `-G`, `-W`), as tcpdump does it
 //! tcpdump(8): "-C file_size: Before writing a raw packet to a savefile, check
 //! whether the file is currently larger than file_size and, if so, close the
@@ -89,6 +94,8 @@
 //! Writing stops the same way, and [`CaptureWriter::ended`] says
 //! [`CaptureEnd::ReaderClosed`]; the caller ends the run.
 
+#[cfg(test)]
+mod chain_tests;
 mod engine;
 mod format;
 mod output;
@@ -114,18 +121,37 @@ use rotation::wflag_chars;
 /// `FrameView` implements it; the writer drops each record right after copying
 /// it, or after writing it from the frame itself
 /// ([`CaptureWriter::write_records`]), which returns the frame to the NIC.
+///
+/// A frame may lie in several buffers (an AF_XDP multi-buffer packet, a chain
+/// of UMEM frames): [`bytes`](Self::bytes) is then the first of them, and
+/// [`for_each_segment`](Self::for_each_segment) and
+/// [`data_len`](Self::data_len) say where the rest is. The writer makes one
+/// record of all of them. A record in one buffer implements `bytes` alone.
 pub trait CaptureRecord {
-    /// The whole frame as received, Ethernet header first.
+    /// The frame as received, Ethernet header first: all of it, or its first
+    /// buffer when it lies in several.
     fn bytes(&self) -> &[u8];
     /// Receive time, CLOCK_REALTIME nanoseconds since the Unix epoch.
     fn timestamp_ns(&self) -> u64;
     /// RX queue the frame arrived on; one pcapng interface per queue.
     fn queue(&self) -> u32;
-    /// The frame's length on the wire, the records' original length: more than
-    /// [`bytes`](Self::bytes) holds when the frame was already cut short (a
-    /// copy the XDP program made up to the snaplen).
-    fn wire_len(&self) -> usize {
+    /// Bytes of the frame the record holds, in all its buffers: the sum of the
+    /// lengths [`for_each_segment`](Self::for_each_segment) gives.
+    fn data_len(&self) -> usize {
         self.bytes().len()
+    }
+    /// Calls `f` with each buffer of the frame in order, the first being
+    /// [`bytes`](Self::bytes), until [`data_len`](Self::data_len) bytes were
+    /// given. The buffers borrow from the record, so that the writer can hand
+    /// them to `writev` as they are.
+    fn for_each_segment<'a>(&'a self, f: &mut dyn FnMut(&'a [u8])) {
+        f(self.bytes());
+    }
+    /// The frame's length on the wire, the records' original length: more than
+    /// the record holds ([`data_len`](Self::data_len)) when the frame was
+    /// already cut short (a copy the XDP program made up to the snaplen).
+    fn wire_len(&self) -> usize {
+        self.data_len()
     }
     /// Which way the frame went: pcapng records it in each packet block's
     /// epb_flags; classic pcap has no field for it. Received, unless the
@@ -174,6 +200,12 @@ impl<T: CaptureRecord + ?Sized> CaptureRecord for &T {
     fn queue(&self) -> u32 {
         (**self).queue()
     }
+    fn data_len(&self) -> usize {
+        (**self).data_len()
+    }
+    fn for_each_segment<'a>(&'a self, f: &mut dyn FnMut(&'a [u8])) {
+        (**self).for_each_segment(f);
+    }
     fn wire_len(&self) -> usize {
         (**self).wire_len()
     }
@@ -182,7 +214,9 @@ impl<T: CaptureRecord + ?Sized> CaptureRecord for &T {
     }
 }
 
-/// Frames go to the writer as the views the poller made: no copy until the write.
+/// Frames go to the writer as the views the poller made: no copy until the
+/// write. A multi-buffer packet is one view of its chain of frames, and one
+/// record.
 impl CaptureRecord for crate::frame::FrameView {
     fn bytes(&self) -> &[u8] {
         crate::frame::FrameView::bytes(self)
@@ -192,6 +226,12 @@ impl CaptureRecord for crate::frame::FrameView {
     }
     fn queue(&self) -> u32 {
         crate::frame::FrameView::queue(self)
+    }
+    fn data_len(&self) -> usize {
+        self.len()
+    }
+    fn for_each_segment<'a>(&'a self, f: &mut dyn FnMut(&'a [u8])) {
+        self.segments().for_each(f);
     }
 }
 

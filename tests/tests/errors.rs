@@ -260,7 +260,8 @@ fn mtu_raised_mid_run_is_reported() {
         "{}",
         done.stderr
     );
-    assert!(done.stderr.contains("--frame-size"), "{}", done.stderr);
+    // The way out is now multi-buffer (a larger frame size was, before it).
+    assert!(done.stderr.contains("--multi-buffer"), "{}", done.stderr);
     let json = done.json();
     assert_eq!(json["packets"].as_u64(), Some(10), "{json}");
     assert_eq!(

@@ -169,8 +169,9 @@ pub enum Command {
     },
     /// Say what an interface offers xdpstack, each finding with its fix:
     /// native or generic XDP, zero-copy, RX queues, ntuple, a foreign XDP
-    /// program, MTU against the frame size, locked memory, capabilities,
-    /// busy polling, and a veth's checksum offload. Changes nothing.
+    /// program, MTU against the frame size (one frame a packet or
+    /// multi-buffer), locked memory, capabilities, busy polling, and a veth's
+    /// checksum offload and peer MTU. Changes nothing.
     Doctor {
         /// The interface.
         #[arg(short = 'i', long = "interface", value_name = "IFACE")]

@@ -62,6 +62,9 @@ pub enum TestbedError {
         /// What it printed.
         stderr: String,
     },
+    /// An MTU the testbed cannot give both ends.
+    #[error("testbed MTU {0} must be {MIN_MTU}-{MAX_MTU} (IPv6 needs at least {MIN_MTU})")]
+    BadMtu(u32),
     /// Entering a namespace failed.
     #[error("entering network namespace {ns} failed: {source}")]
     Setns {
@@ -72,6 +75,30 @@ pub enum TestbedError {
         source: io::Error,
     },
 }
+
+/// How a testbed is built, beyond its name and queue count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// MTU of both veth ends (a jumbo MTU such as 9000 for multi-buffer
+    /// AF_XDP). Set on both ends because a veth drops, on receive, a frame
+    /// larger than its own MTU (plus the link header) whatever the sender's.
+    pub mtu: u32,
+}
+
+impl Default for Options {
+    /// What `ip link add ... type veth` gives: MTU 1500.
+    fn default() -> Self {
+        Options { mtu: DEFAULT_MTU }
+    }
+}
+
+/// A veth's MTU when nobody sets one.
+pub const DEFAULT_MTU: u32 = 1500;
+/// The largest MTU a veth takes (`ETH_MAX_MTU`, `veth_setup`'s `max_mtu`).
+pub const MAX_MTU: u32 = 65_535;
+/// The smallest MTU IPv6 works with (RFC 8200 §5): the testbed gives every
+/// end an IPv6 address, and the kernel removes it below this.
+pub const MIN_MTU: u32 = 1280;
 
 /// A live testbed; dropping it removes it.
 #[derive(Debug)]
@@ -128,8 +155,17 @@ impl Testbed {
     ///
     /// Fails if a testbed of that name exists; a half-built testbed is removed.
     pub fn create(name: &str, queues: u32) -> Result<Self, TestbedError> {
+        Self::create_with(name, queues, Options::default())
+    }
+
+    /// Like [`Testbed::create`], built as `options` say (e.g. MTU 9000 on both
+    /// veth ends).
+    pub fn create_with(name: &str, queues: u32, options: Options) -> Result<Self, TestbedError> {
         if !valid_name(name) {
             return Err(TestbedError::BadName(name.to_string()));
+        }
+        if !(MIN_MTU..=MAX_MTU).contains(&options.mtu) {
+            return Err(TestbedError::BadMtu(options.mtu));
         }
         let bed = Testbed {
             name: name.to_string(),
@@ -180,10 +216,56 @@ impl Testbed {
                 dev,
                 "nodad",
             ])?;
+            // Before the link goes up, so that no frame ever leaves at the
+            // old MTU.
+            if options.mtu != DEFAULT_MTU {
+                ip(&[
+                    "-n",
+                    ns,
+                    "link",
+                    "set",
+                    dev,
+                    "mtu",
+                    &options.mtu.to_string(),
+                ])?;
+            }
             ip(&["-n", ns, "link", "set", dev, "up"])?;
             wire_offloads_off(ns, dev)?;
         }
         Ok(bed)
+    }
+
+    /// Set the MTU of both veth ends of a live testbed (as
+    /// [`Options::mtu`] does at creation). The links stay up.
+    pub fn set_mtu(&self, mtu: u32) -> Result<(), TestbedError> {
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return Err(TestbedError::BadMtu(mtu));
+        }
+        let mtu = mtu.to_string();
+        for (ns, dev) in [
+            (self.stack_ns(), self.stack_if()),
+            (self.peer_ns(), self.peer_if()),
+        ] {
+            ip(&["-n", &ns, "link", "set", "dev", &dev, "mtu", &mtu])?;
+        }
+        Ok(())
+    }
+
+    /// The MTUs of the stack side and the peer side, as the kernel has them
+    /// (`ip -o link show`, which prints `mtu N`).
+    pub fn mtus(&self) -> Result<(u32, u32), TestbedError> {
+        let of = |ns: &str, dev: &str| -> Result<u32, TestbedError> {
+            let out = ip(&["-n", ns, "-o", "link", "show", "dev", dev])?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            parse_mtu(&text).ok_or_else(|| TestbedError::Command {
+                command: format!("ip -n {ns} -o link show dev {dev}"),
+                stderr: format!("no `mtu N` in its output: {}", text.trim()),
+            })
+        };
+        Ok((
+            of(&self.stack_ns(), &self.stack_if())?,
+            of(&self.peer_ns(), &self.peer_if())?,
+        ))
     }
 
     /// Remove testbed `name` if it exists (after a crash, `testbed down`).
@@ -319,6 +401,13 @@ pub fn parse_xdp_prog_id(ip_link_output: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The MTU in `ip link show` output (`... mtu N ...`), if any.
+pub fn parse_mtu(ip_link_output: &str) -> Option<u32> {
+    let mut words = ip_link_output.split_whitespace();
+    words.find(|w| *w == "mtu")?;
+    words.next()?.parse().ok()
+}
+
 /// `ip netns exec NS program`.
 pub fn netns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new("ip");
@@ -374,5 +463,23 @@ mod tests {
         assert_eq!(parse_xdp_prog_id(drv), Some(110));
         let none = "2: xs0s@if2: <BROADCAST> mtu 1500 qdisc noqueue\n    link/ether ae:29";
         assert_eq!(parse_xdp_prog_id(none), None);
+        assert_eq!(parse_mtu(drv), Some(1500));
+        assert_eq!(
+            parse_mtu("2: xj0s@if2: <UP> mtu 9000 xdp qdisc"),
+            Some(9000)
+        );
+        assert_eq!(parse_mtu("2: xs0s@if2: <UP> qdisc noqueue"), None);
+    }
+
+    #[test]
+    fn mtus_are_checked_before_anything_is_built() {
+        for mtu in [0, MIN_MTU - 1, MAX_MTU + 1] {
+            assert!(matches!(
+                Testbed::create_with("xs-mtu", 1, Options { mtu }),
+                Err(TestbedError::BadMtu(m)) if m == mtu
+            ));
+        }
+        assert!(!Testbed::exists("xs-mtu"), "nothing was built");
+        assert_eq!(Options::default().mtu, 1500);
     }
 }

@@ -32,8 +32,27 @@ use refs::{CEILING, EthtoolWindow, TESTPMD_5TSWAP, TESTPMD_RXONLY};
 const PORT: u16 = 9000;
 /// Source ports the generator cycles through.
 const FLOWS: u32 = 16;
+/// The smallest payload `xdpstack-gen` sends: a 60-byte frame.
+const MIN_PAYLOAD: u64 = 18;
 /// Ethernet + IPv4 + UDP headers in front of the payload.
 const HEADERS: u64 = 14 + 20 + 8;
+
+/// The largest payload `xdpstack-gen` sends (`xdpstack_bench::trafficgen::MAX_PAYLOAD`,
+/// a 1500-byte IPv4 packet): larger payloads are the jumbo case.
+const GEN_MAX_PAYLOAD: u64 = 1472;
+/// The jumbo case's veth MTU, on both ends.
+const JUMBO_MTU: u32 = 9000;
+/// The jumbo case's payload: the largest IPv4 UDP payload at [`JUMBO_MTU`].
+const JUMBO_PAYLOAD: u64 = JUMBO_MTU as u64 - 28;
+/// The receivers of the jumbo case: xdpstack through AF_XDP multi-buffer,
+/// with and without its capture, against the kernel socket.
+const JUMBO_RECEIVERS: [&str; 3] = ["kernel-udp", "xdpstack-sink", "xdpstack-sink+pcap"];
+
+/// Whether `payload` is the jumbo case: too large for `xdpstack-gen` and for a
+/// 1500-byte MTU, so sent by `xdpstack-kernel-tx` on a testbed at [`JUMBO_MTU`].
+fn is_jumbo(payload: u64) -> bool {
+    payload > GEN_MAX_PAYLOAD
+}
 
 /// The receivers, in the order they run and are reported: the references first,
 /// so that a machine that cannot run one says so before the long part.
@@ -83,6 +102,11 @@ fn is_echo(receiver: &str) -> bool {
 struct Run {
     receiver: String,
     payload: u64,
+    /// The veth MTU of both ends.
+    mtu: u32,
+    /// What sent the frames: `xdpstack-gen` (XDP live frames), or for the
+    /// jumbo case `xdpstack-kernel-tx` (kernel UDP sockets, sendmmsg).
+    sender: &'static str,
     /// Frames the generator offered (program runs).
     offered: u64,
     /// Offered frames the peer veth could not hand over because the receiving
@@ -306,6 +330,7 @@ pub(crate) fn json_line(text: &str) -> Result<Value> {
 struct Bins {
     xdpstack: PathBuf,
     gen_: PathBuf,
+    kernel_tx: PathBuf,
     kernel_rx: PathBuf,
     xdp_drop: PathBuf,
     socket_echo: PathBuf,
@@ -420,7 +445,13 @@ fn delta(before: &Value, after: &Value, dir: &str, name: &str) -> u64 {
 }
 
 /// Start `receiver` on the stack side of `bed`, ready to receive.
-fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Result<Receiver> {
+fn start_receiver(
+    bins: &Bins,
+    receiver: &str,
+    bed: &Testbed,
+    pcap: &Path,
+    payload: u64,
+) -> Result<Receiver> {
     let ns_s = bed.stack_ns();
     let on_cpu0 = |program: &Path| {
         let mut c = Command::new("ip");
@@ -457,6 +488,11 @@ fn start_receiver(bins: &Bins, receiver: &str, bed: &Testbed, pcap: &Path) -> Re
         }
         let mut cmd = on_cpu0(&bins.kernel_rx);
         cmd.args(["--bind", &format!("198.18.0.1:{PORT}")]);
+        if payload > 2048 {
+            // Room for the whole datagram: the copy out of the kernel is part
+            // of what a socket costs.
+            cmd.args(["--buffer", &payload.to_string()]);
+        }
         if receiver == KERNEL_ECHO {
             cmd.arg("--echo");
         }
@@ -721,7 +757,13 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
     if Testbed::exists(name) {
         Testbed::remove(name)?;
     }
-    let bed = Testbed::create(name, 1)?;
+    let jumbo = is_jumbo(payload);
+    let mtu = if jumbo {
+        JUMBO_MTU
+    } else {
+        xdpstack_testbed::DEFAULT_MTU
+    };
+    let bed = Testbed::create_with(name, 1, xdpstack_testbed::Options { mtu })?;
     let (ns_s, ns_p) = (bed.stack_ns(), bed.peer_ns());
     let (if_s, if_p) = (bed.stack_if(), bed.peer_if());
     // The receive path's kernel half runs in these threads: their CPU time is
@@ -735,29 +777,57 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
     let napi_cpu = || napi.iter().map(|p| cpu_of(p)).sum::<f64>();
     let pcap = dir.join(format!("{receiver}-{payload}.pcap"));
     let _ = std::fs::remove_file(&pcap);
-    let rx = start_receiver(bins, receiver, &bed, &pcap)?;
+    let rx = start_receiver(bins, receiver, &bed, &pcap, payload)?;
     std::thread::sleep(Duration::from_millis(300));
 
     let cpu_before = rx.cpu_s() + napi_cpu();
     let before = snapshot(&bed)?;
-    let gen_out = Command::new("ip")
-        .args(["netns", "exec", &ns_p])
-        .arg(&bins.gen_)
-        .args(["-i", &if_p, "--dst-mac", &mac_of(&ns_s, &if_s)?])
-        .args([
+    let sender = if jumbo {
+        "xdpstack-kernel-tx"
+    } else {
+        "xdpstack-gen"
+    };
+    let mut gen_cmd = Command::new("ip");
+    gen_cmd.args(["netns", "exec", &ns_p]);
+    if jumbo {
+        // The stack's MAC as a permanent neighbour: no ARP exchange (which
+        // the receivers would count as frames passed to the kernel) and no
+        // datagrams queued or dropped while it resolves.
+        let status = Command::new("ip")
+            .args(["-n", &ns_p, "neigh", "replace", "198.18.0.1", "lladdr"])
+            .arg(mac_of(&ns_s, &if_s)?)
+            .args(["dev", &if_p, "nud", "permanent"])
+            .status()
+            .context("ip neigh replace")?;
+        if !status.success() {
+            bail!("ip neigh replace 198.18.0.1 in {ns_p} failed");
+        }
+        gen_cmd.arg(&bins.kernel_tx).args([
             "--dst",
             &format!("198.18.0.1:{PORT}"),
             "--src",
             "198.18.0.2",
-        ])
+        ]);
+    } else {
+        gen_cmd
+            .arg(&bins.gen_)
+            .args(["-i", &if_p, "--dst-mac", &mac_of(&ns_s, &if_s)?])
+            .args([
+                "--dst",
+                &format!("198.18.0.1:{PORT}"),
+                "--src",
+                "198.18.0.2",
+            ]);
+    }
+    let gen_out = gen_cmd
         .args(["--payload", &payload.to_string()])
         .args(["--flows", &FLOWS.to_string()])
         .args(["--duration", &seconds.to_string(), "--cpu", "1", "--json"])
         .output()
-        .context("running xdpstack-gen")?;
+        .with_context(|| format!("running {sender}"))?;
     if !gen_out.status.success() {
         bail!(
-            "xdpstack-gen failed: {}",
+            "{sender} failed: {}",
             String::from_utf8_lossy(&gen_out.stderr).trim()
         );
     }
@@ -800,11 +870,20 @@ fn measure(bins: &Bins, receiver: &str, payload: u64, seconds: f64, dir: &Path) 
     let gen_seconds = generator["seconds"].as_f64().unwrap_or(seconds).max(1e-9);
     let lost: u64 = o.drops.values().sum();
     let frame = payload + HEADERS;
+    // xdpstack-gen counts the frames the peer veth refused for a full ring
+    // itself; behind a kernel socket the veth counts them (`tx_dropped`).
+    let veth_ring_full = if jumbo {
+        delta(&before.peer, &after.peer, "tx", "dropped")
+    } else {
+        generator["dropped"].as_u64().unwrap_or(0)
+    };
     Ok(Run {
         receiver: receiver.to_string(),
         payload,
+        mtu,
+        sender,
         offered: generator["runs"].as_u64().unwrap_or(0),
-        veth_ring_full: generator["dropped"].as_u64().unwrap_or(0),
+        veth_ring_full,
         sent,
         delivered: o.delivered,
         captured: o.captured,
@@ -866,22 +945,51 @@ pub fn bench(xdpstack: &Path, quick: bool, only: &[String], sizes: &[u64]) -> Re
     let bins = Bins {
         xdpstack: xdpstack.to_path_buf(),
         gen_: bin_dir.join("xdpstack-gen"),
+        kernel_tx: bin_dir.join("xdpstack-kernel-tx"),
         kernel_rx: bin_dir.join("xdpstack-kernel-rx"),
         xdp_drop: bin_dir.join("xdpstack-xdp-drop"),
         socket_echo: bin_dir.join("xdpstack-socket-echo"),
     };
     let (payloads, seconds): (&[u64], f64) = if quick {
-        (&[18], 1.0)
+        (&[18, JUMBO_PAYLOAD], 1.0)
     } else {
-        (&[18, 512, 1472], 5.0)
+        (&[18, 512, 1472, JUMBO_PAYLOAD], 5.0)
     };
     let payloads: Vec<u64> = if sizes.is_empty() {
         payloads.to_vec()
     } else {
         sizes.to_vec()
     };
+    if let Some(p) = payloads
+        .iter()
+        .find(|&&p| !(MIN_PAYLOAD..=JUMBO_PAYLOAD).contains(&p))
+    {
+        bail!(
+            "payload {p}: the bench sends {MIN_PAYLOAD}..={GEN_MAX_PAYLOAD} bytes with \
+             xdpstack-gen, and up to {JUMBO_PAYLOAD} (MTU {JUMBO_MTU}) with xdpstack-kernel-tx"
+        );
+    }
     let mut runs = Vec::new();
     for &payload in &payloads {
+        let receivers: Vec<&str> = if is_jumbo(payload) {
+            let chosen: Vec<&str> = receivers
+                .iter()
+                .copied()
+                .filter(|r| JUMBO_RECEIVERS.contains(r))
+                .collect();
+            eprintln!(
+                "==> {payload}-byte payloads: the jumbo case (veth MTU {JUMBO_MTU}, AF_XDP \
+                 multi-buffer; sent by xdpstack-kernel-tx, kernel UDP sockets): {}",
+                if chosen.is_empty() {
+                    format!("none of the chosen receivers is one of {JUMBO_RECEIVERS:?}")
+                } else {
+                    chosen.join(", ")
+                }
+            );
+            chosen
+        } else {
+            receivers.clone()
+        };
         for &receiver in &receivers {
             eprintln!("==> {receiver}, {payload}-byte payloads, {seconds} s");
             let run = measure(&bins, receiver, payload, seconds, &dir)

@@ -51,13 +51,15 @@ enum Cmd {
     /// The benchmark suite: every receiver against the same generator on a veth
     /// testbed; writes target/bench/results.{json,md,svg}.
     Bench {
-        /// A short smoke run (18-byte payloads, 1 s per receiver).
+        /// A short smoke run (18-byte payloads and the jumbo case, 1 s per
+        /// receiver).
         #[arg(long)]
         quick: bool,
         /// Only these receivers (repeatable), e.g. for profiling one of them.
         #[arg(long = "receiver")]
         receivers: Vec<String>,
-        /// Only these payload sizes (repeatable).
+        /// Only these payload sizes (repeatable; above 1472 bytes: the jumbo
+        /// case, at MTU 9000, with its receivers only).
         #[arg(long = "payload")]
         payloads: Vec<u64>,
     },
@@ -108,6 +110,10 @@ enum TestbedCmd {
         /// RX/TX queues on each veth end.
         #[arg(long, default_value_t = 2)]
         queues: u32,
+        /// MTU of both veth ends (9000 for jumbo frames through AF_XDP
+        /// multi-buffer).
+        #[arg(long, default_value_t = xdpstack_testbed::DEFAULT_MTU)]
+        mtu: u32,
     },
     /// Remove testbed NAME (works after a crash too).
     Down {
@@ -357,15 +363,15 @@ fn run_hint(bed: &Testbed) -> String {
 fn testbed(action: TestbedCmd) -> Result<()> {
     require_root("a testbed")?;
     match action {
-        TestbedCmd::Up { name, queues } => {
+        TestbedCmd::Up { name, queues, mtu } => {
             if Testbed::exists(&name) {
                 bail!(
                     "testbed {name} exists already; `cargo xtask testbed down --name {name}` removes it"
                 );
             }
-            let bed = Testbed::create(&name, queues)?;
+            let bed = Testbed::create_with(&name, queues, xdpstack_testbed::Options { mtu })?;
             println!(
-                "testbed {name}: {} ({}, {}) in netns {} <-> {} ({}, {}) in netns {}, {queues} queue(s)",
+                "testbed {name}: {} ({}, {}) in netns {} <-> {} ({}, {}) in netns {}, {queues} queue(s), MTU {mtu}",
                 bed.stack_if(),
                 xdpstack_testbed::STACK_V4,
                 xdpstack_testbed::STACK_V6,
@@ -413,7 +419,7 @@ fn main() -> ExitCode {
         } => setup::setup().and_then(|()| {
             require_root("the benchmarks")?;
             step(
-                "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx, xdpstack-xdp-drop)",
+                "build the release binaries (xdpstack, xdpstack-gen, xdpstack-kernel-rx, xdpstack-kernel-tx, xdpstack-xdp-drop)",
                 &mut build_command(true),
             )?;
             bench::bench(&binary(true), quick, &receivers, &payloads)

@@ -32,6 +32,10 @@ struct Args {
     /// Datagrams per recvmmsg call.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
+    /// Bytes per datagram buffer: at least the largest payload sent (a
+    /// longer datagram is cut, and counted as `truncated`).
+    #[arg(long = "buffer", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    buffer: u32,
     /// Socket receive buffer in bytes (SO_RCVBUFFORCE).
     #[arg(long, default_value_t = 4 << 20)]
     rcvbuf: u32,
@@ -93,7 +97,7 @@ fn main() -> Result<()> {
     }
 
     let batch = args.batch as usize;
-    let mut bufs = vec![[0u8; 2048]; batch];
+    let mut bufs = vec![vec![0u8; args.buffer as usize]; batch];
     let mut iovecs: Vec<libc::iovec> = bufs
         .iter_mut()
         .map(|b| libc::iovec {
@@ -123,12 +127,13 @@ fn main() -> Result<()> {
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
-    let (mut datagrams, mut bytes, mut calls) = (0u64, 0u64, 0u64);
+    let (mut datagrams, mut bytes, mut calls, mut truncated) = (0u64, 0u64, 0u64, 0u64);
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         // SAFETY: `msgs` holds `batch` headers, each pointing at one iovec over a
-        // live 2048-byte buffer; the kernel writes at most that much per message.
+        // live `--buffer`-byte buffer; the kernel writes at most that much per
+        // message.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -154,6 +159,9 @@ fn main() -> Result<()> {
         for m in &msgs[..n as usize] {
             datagrams += 1;
             bytes += u64::from(m.msg_len);
+            if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                truncated += 1;
+            }
         }
         if args.echo {
             let n = n as usize;
@@ -189,6 +197,7 @@ fn main() -> Result<()> {
         "datagrams": datagrams,
         "payload_bytes": bytes,
         "recvmmsg_calls": calls,
+        "truncated": truncated,
         "echoed": echoed,
         "echo_failed": echo_failed,
         "seconds": seconds,

@@ -9,11 +9,14 @@
 
 use serde::Serialize;
 
+mod mtu;
+
 use super::max_mtu;
 use crate::sys::{
     ifinfo,
     netlink::{self, LinkInfo, xdp_act},
 };
+use mtu::{mtu_check, veth_mtu_finding};
 
 /// How a finding bears on running the stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -101,12 +104,15 @@ pub fn diagnose(iface: &str, planned: Planned) -> Result<Vec<Check>, NoInterface
     out.push(queues_check(iface));
     out.push(ntuple_check(iface));
     out.push(foreign_check(iface, link.as_ref()));
-    out.push(mtu_check(iface, planned));
+    out.push(mtu_check(iface, planned, &features));
     out.push(memlock_check(iface, planned));
     out.push(capabilities_check());
     out.push(busy_poll_check(iface, index));
     if let Some(c) = veth_checksum_check(iface, link.as_ref()) {
         out.push(c);
+    }
+    if let Some(peer) = link.as_ref().and_then(veth_peer_of) {
+        out.push(veth_mtu_finding(iface, ifinfo::mtu(iface).ok(), &peer));
     }
     Ok(out)
 }
@@ -289,40 +295,6 @@ fn foreign_check(iface: &str, link: Option<&LinkInfo>) -> Check {
     )
 }
 
-fn mtu_check(iface: &str, planned: Planned) -> Check {
-    let max = max_mtu(planned.frame_size);
-    match ifinfo::mtu(iface) {
-        Ok(mtu) if mtu <= max => check(
-            "mtu",
-            Verdict::Ok,
-            format!(
-                "MTU {mtu} fits {}-byte frames (at most {max})",
-                planned.frame_size
-            ),
-            None,
-        ),
-        Ok(mtu) => check(
-            "mtu",
-            Verdict::Fail,
-            format!(
-                "MTU {mtu} is too large for {}-byte frames (at most {max})",
-                planned.frame_size
-            ),
-            Some(if planned.frame_size < 4096 && mtu <= max_mtu(4096) {
-                format!("--frame-size 4096, or `ip link set dev {iface} mtu {max}`")
-            } else {
-                format!("`ip link set dev {iface} mtu {max}`")
-            }),
-        ),
-        Err(e) => check(
-            "mtu",
-            Verdict::Unknown,
-            format!("reading the MTU failed: {e}"),
-            None,
-        ),
-    }
-}
-
 /// The effective capability set of this process (`CapEff`).
 fn effective_caps() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -461,6 +433,8 @@ pub struct VethPeer {
     pub netns: Option<String>,
     /// The peer's TX checksum offload, when the peer is in this namespace.
     pub tx_checksum: Option<bool>,
+    /// The peer's MTU, when rtnetlink says it (in this namespace or another).
+    pub mtu: Option<u32>,
 }
 
 /// The peer of `iface` when `iface` is a veth; `None` otherwise.
@@ -478,6 +452,7 @@ fn veth_peer_of(link: &LinkInfo) -> Option<VethPeer> {
         (Some(i), None) => match ifinfo::if_name(i) {
             Some(name) => VethPeer {
                 tx_checksum: ifinfo::tx_checksum_offload(&name).ok(),
+                mtu: ifinfo::mtu(&name).ok(),
                 ifname: Some(name.clone()),
                 netns: None,
                 name,
@@ -489,12 +464,14 @@ fn veth_peer_of(link: &LinkInfo) -> Option<VethPeer> {
                 ifname: None,
                 netns: None,
                 tx_checksum: None,
+                mtu: None,
             },
         },
         (Some(i), Some(ns)) => {
-            let ifname = netlink::link_info_in(i, Some(ns))
-                .ok()
-                .map(|peer| peer.name)
+            let info = netlink::link_info_in(i, Some(ns)).ok();
+            let ifname = info
+                .as_ref()
+                .map(|peer| peer.name.clone())
                 .filter(|n| !n.is_empty());
             VethPeer {
                 name: match &ifname {
@@ -505,6 +482,7 @@ fn veth_peer_of(link: &LinkInfo) -> Option<VethPeer> {
                 ifname,
                 netns: netlink::netns_name(ns),
                 tx_checksum: None,
+                mtu: info.and_then(|peer| peer.mtu),
             }
         }
         (None, _) => VethPeer {
@@ -513,6 +491,7 @@ fn veth_peer_of(link: &LinkInfo) -> Option<VethPeer> {
             ifname: None,
             netns: None,
             tx_checksum: None,
+            mtu: None,
         },
     })
 }
@@ -688,7 +667,7 @@ mod tests {
         assert_eq!(
             get("mtu").verdict,
             Verdict::Fail,
-            "65536 > 2048-byte frames"
+            "65536 needs more 2048-byte frames than the kernel chains for a packet"
         );
         assert!(get("mtu").fix.is_some());
         assert!(checks.iter().all(|c| c.topic != "checksum"), "not a veth");

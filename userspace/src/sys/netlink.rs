@@ -18,6 +18,7 @@ const NLM_F_REQUEST: u16 = 1;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWLINK: u16 = 16;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
 const IFLA_LINK: u16 = 5;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
@@ -84,6 +85,9 @@ pub mod xdp_act {
 pub struct LinkInfo {
     /// Its name.
     pub name: String,
+    /// `IFLA_MTU`: its MTU (for a veth's peer in another namespace, where
+    /// `SIOCGIFMTU` cannot reach).
+    pub mtu: Option<u32>,
     /// `IFLA_INFO_KIND`: "veth", "bridge", ...; `None` for a physical NIC.
     pub kind: Option<String>,
     /// `IFLA_LINK`: for a veth, the peer's ifindex (in the peer's namespace).
@@ -251,6 +255,7 @@ pub fn link_info_in(ifindex: u32, netnsid: Option<i32>) -> io::Result<LinkInfo> 
     for (kind, value) in attrs(payload.get(16..).unwrap_or_default()) {
         match kind {
             IFLA_IFNAME => info.name = text_of(value),
+            IFLA_MTU => info.mtu = u32_of(value),
             IFLA_LINK => info.link = u32_of(value),
             IFLA_LINK_NETNSID => info.link_netnsid = u32_of(value).map(|v| v as i32),
             IFLA_LINKINFO => {

@@ -426,16 +426,31 @@ pub(super) fn write(
     )?;
     let md = format!(
         "# xdpstack benchmark\n\nKernel {}, {}; {} s per run; generator on CPU 1, receiver \
-         on CPU 0.\n\n{}\n## Against the references\n\n{}\n## The XDP program's cost per frame\n\n{}",
+         on CPU 0.{}\n\n{}\n## Against the references\n\n{}\n## The XDP program's cost per frame\n\n{}",
         kernel_release(),
         machine()["cpu"].as_str().unwrap_or(""),
         seconds,
+        jumbo_note(runs),
         table(runs, &ratios, skipped, true),
         targets_table(runs, skipped, payloads, true),
         costs_table(costs, true)
     );
     std::fs::write(dir.join("results.md"), md)?;
     plot(runs, payloads, &dir.join("results.svg"))
+}
+
+/// What the jumbo rows are, when there are any: another MTU and another sender.
+fn jumbo_note(runs: &[Run]) -> String {
+    let Some(j) = runs.iter().find(|r| r.sender != "xdpstack-gen") else {
+        return String::new();
+    };
+    format!(
+        " Rows at payloads above 1472 bytes are the jumbo case: veth MTU {} on both ends, \
+         AF_XDP multi-buffer, sent by {} (kernel UDP sockets with sendmmsg: xdpstack-gen's \
+         live frames cannot exceed a page); compare them with each other, and mind CPU s \
+         when the sender, not the receiver, sets the rate.",
+        j.mtu, j.sender
+    )
 }
 
 /// The XDP program's cost per frame in each capture configuration, and what a

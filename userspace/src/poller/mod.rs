@@ -7,7 +7,7 @@
 //! 1. frames whose last view was dropped come back from the return queue to the free
 //!    list, and free frames go to the fill ring, in one batch;
 //! 2. up to `budget` descriptors are taken from the RX ring, each becomes a
-//!    [`FrameView`](crate::frame::FrameView), and every consumer gets its own view of the frame;
+//!    [`FrameView`], and every consumer gets its own view of the frame;
 //! 3. inline consumers run right there (run-to-completion); threaded ones get the
 //!    view through a bounded queue: a full queue drops the view and counts it
 //!    ([`Overflow::Drop`]), or keeps it in a backlog that holds its frame out of the

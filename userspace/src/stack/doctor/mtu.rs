@@ -63,10 +63,14 @@ fn mtu_finding(iface: &str, mtu: u32, frame_size: u32, rx_sg: Option<bool>) -> C
         ""
     };
     if n > MAX_BUFFERS_PER_PACKET {
+        // The largest MTU whose packets fit the kernel's longest chain.
+        let most = (MAX_BUFFERS_PER_PACKET * frame_capacity(frame_size))
+            .saturating_sub(super::super::L2_OVERHEAD);
+        let lower = format!("`ip link set dev {iface} mtu {most}`");
         let fix = if frame_size < 4096 && frames_per_packet(mtu, 4096) <= MAX_BUFFERS_PER_PACKET {
-            format!("--frame-size 4096, or `ip link set dev {iface} mtu LOWER`")
+            format!("--frame-size 4096, or {lower}")
         } else {
-            format!("`ip link set dev {iface} mtu LOWER`")
+            lower
         };
         return check(
             "mtu",
@@ -244,7 +248,12 @@ mod tests {
         // More buffers than the kernel chains.
         let huge = mtu_finding("lo", 65_536, 2048, None);
         assert_eq!(huge.verdict, Verdict::Fail, "{huge:?}");
-        assert!(huge.fix.unwrap().starts_with("--frame-size 4096"));
+        let fix = huge.fix.unwrap();
+        assert!(fix.starts_with("--frame-size 4096"), "{fix}");
+        // 18 buffers of 1792 bytes, less Ethernet and two VLAN tags.
+        assert!(fix.contains("ip link set dev lo mtu 32234"), "{fix}");
+        assert_eq!(frames_per_packet(32_234, 2048), MAX_BUFFERS_PER_PACKET);
+        assert!(frames_per_packet(32_235, 2048) > MAX_BUFFERS_PER_PACKET);
         let most = mtu_finding("lo", 65_536, 4096, None);
         assert_eq!(
             most.verdict,
